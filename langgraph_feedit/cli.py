@@ -1,0 +1,184 @@
+"""The ``feedit`` command line. Thin: it builds a configuration and calls the graph."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from langgraph_feedit import __version__
+from langgraph_feedit.config import PRESETS, FeeditConfig
+from langgraph_feedit.errors import ConfigError, FeeditError, UserError
+
+__all__ = ["build_parser", "main"]
+
+_JUDGES = ("reward", "llm", "pairwise", "consensus")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedit",
+        description=(
+            "Draft, critique, edit and judge answers with OpenAI-compatible endpoints. "
+            "With no configuration every role uses the embedded endpoint "
+            "(SmolLM2-135M-Instruct on llama.cpp, offline)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"feedit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="answer one prompt",
+        description="Answer one prompt with the draft-critique-edit-judge graph.",
+        epilog=(
+            "examples:\n"
+            '  feedit run "Explain CRDTs in three sentences."\n'
+            '  feedit run --preset best-of-n --drafts 8 "Name a prime above 100."\n'
+            "  feedit run --base-url http://127.0.0.1:8000/v1 --model my-model "
+            '--critique-model my-critic "..."\n'
+            '  feedit run --set roles.judge.kind=reward --set depth.stop_score=0.9 "..."'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("prompt", help="the prompt; '-' reads it from standard input")
+    run.add_argument("--config", type=Path, help="a TOML or YAML configuration file")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="a strategy preset")
+    run.add_argument("--system", help="a system message before the prompt")
+    run.add_argument("--drafts", type=int, help="drafts to sample")
+    run.add_argument("--critiques", type=int, help="critiques per candidate")
+    run.add_argument("--edits", type=int, help="edits per critique")
+    run.add_argument("--rounds", type=int, help="critique-edit rounds (depth.max_rounds)")
+    run.add_argument("--beam", type=int, help="candidates carried into the next round")
+    run.add_argument("--stop-score", type=float, help="stop deepening at this judged score")
+    run.add_argument("--judge", choices=_JUDGES, help="judge kind")
+    run.add_argument("--deadline", type=float, help="seconds; then answer with the best so far")
+    run.add_argument("--token-budget", type=int, help="total tokens the run may spend")
+    run.add_argument("--base-url", help="endpoint for every role (roles.default.base_url)")
+    run.add_argument("--model", help="model for every role (roles.default.model)")
+    run.add_argument("--api-key-env", help="NAME of the variable holding the API key")
+    for role in ("draft", "critique", "edit", "judge"):
+        run.add_argument(f"--{role}-url", dest=f"{role}_url", help=f"endpoint of the {role} role")
+        run.add_argument(f"--{role}-model", dest=f"{role}_model", help=f"model of the {role} role")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting by dotted key, e.g. roles.draft.temperature=0.9 (repeatable)",
+    )
+    run.add_argument("--embedded-model", help="a GGUF file for the embedded endpoint")
+    run.add_argument("--trace", type=Path, help="write the run's trace (JSON) to this file")
+    run.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    run.add_argument("-v", "--verbose", action="store_true", help="progress on standard error")
+    return parser
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The explicit-argument layer of the configuration."""
+    out: dict[str, Any] = {}
+    pairs = [
+        ("width.drafts", args.drafts),
+        ("width.critiques", args.critiques),
+        ("width.edits", args.edits),
+        ("depth.max_rounds", args.rounds),
+        ("depth.beam", args.beam),
+        ("depth.stop_score", args.stop_score),
+        ("roles.judge.kind", args.judge),
+        ("budget.deadline_s", args.deadline),
+        ("budget.max_tokens", args.token_budget),
+        ("roles.default.base_url", args.base_url),
+        ("roles.default.model", args.model),
+        ("roles.default.api_key_env", args.api_key_env),
+        ("embedded_model", args.embedded_model),
+        ("preset", args.preset),
+    ]
+    for role in ("draft", "critique", "edit", "judge"):
+        pairs.append((f"roles.{role}.base_url", getattr(args, f"{role}_url")))
+        pairs.append((f"roles.{role}.model", getattr(args, f"{role}_model")))
+    for key, value in pairs:
+        if value is not None:
+            _set_path(out, key, value)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}", source="arguments")
+        _set_path(out, key.strip(), _parse_value(value))
+    return out
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from langgraph_feedit.graph import create_feedit_graph
+    from langgraph_feedit.state import Trace
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise UserError("the prompt is empty")
+    config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+    graph = create_feedit_graph(config).compile()
+    messages: list[Any] = []
+    if args.system:
+        messages.append(("system", args.system))
+    messages.append(("user", prompt))
+    out: dict[str, Any] | None = None
+    async for mode, chunk in graph.astream(
+        {"messages": messages}, stream_mode=["custom", "values"], subgraphs=False
+    ):
+        if mode == "custom" and args.verbose and isinstance(chunk, dict) and "feedit" in chunk:
+            print(json.dumps(chunk["feedit"]), file=sys.stderr, flush=True)
+        elif mode == "values":
+            out = cast(dict[str, Any], chunk)
+    assert out is not None and "trace" in out
+    trace = Trace.model_validate(out["trace"])
+    if args.trace:
+        args.trace.write_text(trace.model_dump_json(indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(trace.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        print(trace.answer)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for the caller's mistakes)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args))
+    except UserError as exc:
+        print(f"feedit: error: {exc}", file=sys.stderr)
+        return 2
+    except FeeditError as exc:
+        print(f"feedit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

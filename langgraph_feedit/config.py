@@ -1,0 +1,398 @@
+"""Configuration: roles, width, depth and budgets as pydantic models.
+
+Every model call belongs to a role (``draft``, ``critique``, ``edit``, ``judge``, and
+``evaluator`` for Arena-Hard judging). Each role names an endpoint and its sampling settings;
+``roles.default`` holds settings shared by every role, so one table can point all roles at one
+server. A role without a ``base_url`` uses the embedded default endpoint.
+
+Precedence, lowest first: the defaults below < a TOML/YAML file < ``FEEDIT_*`` environment
+variables < explicit arguments < per-run configuration. Every layer is validated with
+``extra="forbid"``, so an unknown or mistyped key is an error naming the key and where it came
+from.
+
+Example:
+    ```python
+    from langgraph_feedit import FeeditConfig
+
+    config = FeeditConfig.load(
+        "feedit.toml",
+        overrides={"width": {"drafts": 8}, "roles": {"draft": {"temperature": 0.9}}},
+    )
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from langgraph_feedit.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "PRESETS",
+    "BudgetConfig",
+    "DepthConfig",
+    "FeeditConfig",
+    "JudgeKind",
+    "PresetName",
+    "RoleConfig",
+    "RoleName",
+    "RolesConfig",
+    "WidthConfig",
+    "deep_merge",
+    "resolve_config",
+]
+
+ENV_PREFIX = "FEEDIT_"
+"""Environment variables ``FEEDIT_<SECTION>__<KEY>`` override file values, e.g.
+``FEEDIT_WIDTH__DRAFTS=8`` or ``FEEDIT_ROLES__DRAFT__BASE_URL=http://127.0.0.1:8000/v1``."""
+
+RoleName = Literal["draft", "critique", "edit", "judge", "evaluator"]
+ROLE_NAMES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge", "evaluator")
+JudgeKind = Literal["reward", "llm", "pairwise", "consensus"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class RoleConfig(_Strict):
+    """One role's endpoint, sampling settings and limits. Unset fields inherit from
+    ``roles.default``, then from the built-in defaults."""
+
+    base_url: str | None = None
+    """OpenAI-compatible base URL (``http://host:port/v1``). ``None`` uses the embedded endpoint."""
+    model: str | None = None
+    """Model name sent to the endpoint. ``None`` asks the endpoint (its first listed model)."""
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the API key. Keys never live in files."""
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    """Sampling seed forwarded to the endpoint (when it supports one)."""
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] | None = None
+    """Extra request fields for server-specific options (e.g. vLLM's ``top_k``)."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """Calls in flight to this endpoint at once, shared by every run in the process."""
+    timeout: float | None = Field(default=None, gt=0.0)
+    """Seconds one HTTP request may take before it is cancelled and retried."""
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    """Retries after the first attempt, on retryable failures only."""
+    backoff: float | None = Field(default=None, ge=0.0, le=60.0)
+    """First retry's backoff in seconds; it doubles each retry (with jitter, capped at 30 s).
+    A server's ``Retry-After`` takes precedence."""
+    template: str | None = None
+    """Prompt template set: ``generic``, ``nemotron``, or a path to a TOML file of templates."""
+    kind: JudgeKind | None = None
+    """Judge kind (``judge`` role only): ``reward`` endpoint, ``llm`` rating, ``pairwise``
+    knockout, or ``consensus`` (no model)."""
+    use_n: bool | None = None
+    """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
+    are handled by falling back to parallel single calls."""
+
+    @model_validator(mode="after")
+    def _no_inline_keys(self) -> Self:
+        if self.api_key_env is not None and (
+            self.api_key_env.startswith("sk-") or not self.api_key_env.replace("_", "").isalnum()
+        ):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "not a key"
+            )
+        return self
+
+    def api_key(self, role: str = "role") -> str:
+        """The API key from ``api_key_env``; a placeholder when the endpoint needs none.
+
+        Raises:
+            ConfigError: the named variable is not set (the error names the variable only).
+        """
+        if self.api_key_env is None:
+            return "sk-no-key"
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"roles.{role}.api_key_env names the environment variable {self.api_key_env!r}, "
+                "which is not set",
+                key=f"roles.{role}.api_key_env",
+                source="environment",
+            )
+        return value
+
+
+_ROLE_DEFAULTS = RoleConfig(
+    temperature=0.7,
+    max_tokens=1024,
+    max_concurrency=16,
+    timeout=120.0,
+    max_retries=4,
+    backoff=0.5,
+    template="generic",
+    use_n=False,
+)
+_ROLE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "critique": {"temperature": 0.7},
+    "edit": {"temperature": 0.7},
+    "judge": {"temperature": 0.0, "max_tokens": 512, "kind": "llm"},
+    "evaluator": {"temperature": 0.0, "max_tokens": 4096},
+}
+
+
+class RolesConfig(_Strict):
+    """Per-role settings; ``default`` applies to every role unless the role overrides it."""
+
+    default: RoleConfig = Field(default_factory=RoleConfig)
+    draft: RoleConfig = Field(default_factory=RoleConfig)
+    critique: RoleConfig = Field(default_factory=RoleConfig)
+    edit: RoleConfig = Field(default_factory=RoleConfig)
+    judge: RoleConfig = Field(default_factory=RoleConfig)
+    evaluator: RoleConfig = Field(default_factory=RoleConfig)
+
+    def resolve(self, role: RoleName) -> RoleConfig:
+        """The role's effective settings: built-in < role built-in < ``default`` < the role."""
+        data = _ROLE_DEFAULTS.model_dump()
+        data.update(_ROLE_OVERRIDES.get(role, {}))
+        data.update(self.default.model_dump(exclude_unset=True))
+        data.update(getattr(self, role).model_dump(exclude_unset=True))
+        return RoleConfig.model_validate(data)
+
+
+class WidthConfig(_Strict):
+    """Branching width of the tree."""
+
+    drafts: int = Field(default=4, ge=1, le=256)
+    """Drafts sampled for the conversation."""
+    critiques: int = Field(default=1, ge=0, le=64)
+    """Critiques per candidate in each round (0 = best-of-n, no editing)."""
+    edits: int = Field(default=1, ge=1, le=64)
+    """Edits per critique."""
+
+
+class DepthConfig(_Strict):
+    """Critique-edit rounds."""
+
+    max_rounds: int = Field(default=1, ge=0, le=32)
+    """Critique-edit rounds; 1 is the paper's single pass, 0 judges the drafts only."""
+    stop_score: float | None = None
+    """Stop deepening once the best judged score reaches this."""
+    beam: int = Field(default=2, ge=1, le=64)
+    """Candidates carried into the next round."""
+    skip_perfect: bool = False
+    """Skip edits of candidates whose critique says the response is perfectly helpful."""
+
+
+class BudgetConfig(_Strict):
+    """Limits that end a run early with the best candidate so far."""
+
+    deadline_s: float | None = Field(default=None, gt=0.0)
+    """Wall-clock seconds for the whole run."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Total tokens (prompt + completion, all roles) the run may spend."""
+
+
+class FeeditConfig(_Strict):
+    """The whole configuration of a feedit run."""
+
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+    width: WidthConfig = Field(default_factory=WidthConfig)
+    depth: DepthConfig = Field(default_factory=DepthConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    preset: str | None = None
+    """Name of a preset (``single``, ``best-of-n``, ``feedback-edit``, ``self-refine``,
+    ``beam``) whose width and depth apply under the explicit values."""
+    embedded_model: str | None = None
+    """Path to a GGUF file for the embedded endpoint (default: SmolLM2-135M-Instruct)."""
+
+    def role(self, name: RoleName) -> RoleConfig:
+        """The effective settings of one role."""
+        return self.roles.resolve(name)
+
+    def merged(
+        self, overrides: Mapping[str, Any] | None, *, source: str = "arguments"
+    ) -> FeeditConfig:
+        """A copy with ``overrides`` (a nested mapping) laid over this configuration."""
+        if not overrides:
+            return self
+        return _validate(deep_merge(self.model_dump(exclude_unset=True), overrides), source)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> FeeditConfig:
+        """Build a configuration from defaults < ``path`` < environment < ``overrides``.
+
+        Args:
+            path: a ``.toml``, ``.yaml`` or ``.yml`` file, or ``None``.
+            env: environment to read ``FEEDIT_*`` variables from (default ``os.environ``).
+            overrides: explicit values, as a nested mapping.
+
+        Raises:
+            ConfigError: a file cannot be read or parsed, or a key is unknown or mistyped;
+                the message names the key and where it came from.
+        """
+        data: dict[str, Any] = {}
+        if path is not None:
+            file_data = read_config_file(path)
+            _validate(file_data, str(path))
+            data = deep_merge(data, file_data)
+        env_data = env_overrides(os.environ if env is None else env)
+        if env_data:
+            _validate(env_data, "environment")
+            data = deep_merge(data, env_data)
+        if overrides:
+            _validate(dict(overrides), "arguments")
+            data = deep_merge(data, overrides)
+        return _validate(data, "configuration")
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a TOML or YAML configuration file into a dict (not yet validated)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {p}: {exc}", source=str(p)) from exc
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            loaded = yaml.safe_load(text) or {}
+        else:
+            loaded = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the top level must be a table of sections", source=str(p))
+    return loaded
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Nested overrides from ``FEEDIT_SECTION__KEY=value`` variables.
+
+    Values stay strings; validation converts them (``"8"`` to 8, ``"true"`` to True). List
+    values (``stop``) are written as JSON.
+    """
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _env_value(value)
+    return out
+
+
+def _env_value(value: str) -> Any:
+    stripped = value.strip()
+    if stripped[:1] in ("[", "{"):
+        import json
+
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return value
+    if stripped.lower() in ("none", "null"):
+        return None
+    return value
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively lay ``over`` on ``base``: tables merge, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump(exclude_unset=True)
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(data: Mapping[str, Any], source: str) -> FeeditConfig:
+    try:
+        return FeeditConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source) from None
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    first_key: str | None = None
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        first_key = first_key or key
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}")
+        else:
+            # Never echo the value: a mistyped key could hold a secret.
+            lines.append(f"{key!r}: {err['msg']}")
+    where = "environment (FEEDIT_* variables)" if source == "environment" else source
+    return ConfigError(
+        f"invalid configuration in {where}: " + "; ".join(lines), key=first_key, source=source
+    )
+
+
+PresetName = Literal["single", "best-of-n", "feedback-edit", "self-refine", "beam"]
+PRESETS: dict[str, dict[str, Any]] = {
+    # One draft, nothing else: the baseline every other preset is compared with.
+    "single": {"width": {"drafts": 1, "critiques": 0}, "depth": {"max_rounds": 0}},
+    # n drafts, judged; no critique or edit.
+    "best-of-n": {"width": {"critiques": 0}, "depth": {"max_rounds": 0}},
+    # The paper: n drafts, m critiques each, k edits per critique, one round, judge all.
+    "feedback-edit": {"depth": {"max_rounds": 1}},
+    # One draft, critiqued and edited for r rounds, the best edit carried on each time.
+    "self-refine": {
+        "width": {"drafts": 1, "critiques": 1, "edits": 1},
+        "depth": {"max_rounds": 3, "beam": 1},
+    },
+    # Wide and deep: a beam search over edits.
+    "beam": {
+        "width": {"drafts": 4, "critiques": 2, "edits": 1},
+        "depth": {"max_rounds": 3, "beam": 2},
+    },
+}
+
+
+def resolve_config(
+    config: FeeditConfig,
+    *,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "run configuration",
+) -> FeeditConfig:
+    """Apply a preset under the explicit settings, then ``overrides`` over everything.
+
+    A preset fills width and depth values the configuration does not set explicitly, so
+    ``preset="self-refine"`` with ``depth.max_rounds = 5`` refines five times.
+
+    Raises:
+        ConfigError: an unknown preset, or overrides with unknown keys.
+    """
+    overrides = dict(overrides or {})
+    name = overrides.pop("preset", None) or preset or config.preset
+    data = config.model_dump(exclude_unset=True)
+    if name is not None:
+        if name not in PRESETS:
+            raise ConfigError(
+                f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}", key="preset"
+            )
+        data = deep_merge(PRESETS[name], data)
+        data["preset"] = name
+    if overrides:
+        _validate(overrides, source)
+        data = deep_merge(data, overrides)
+    return _validate(data, source)

@@ -1,0 +1,495 @@
+"""OpenAI-compatible endpoints: one client per endpoint, one retry policy, shared limits.
+
+This module knows the wire protocol and nothing about trees. An :class:`Endpoint` wraps one
+``openai.AsyncOpenAI`` client (the SDK's own retries turned off, so tenacity is the only retry
+policy) and a concurrency limiter that every run in the process shares. Calls:
+
+- :meth:`Endpoint.chat` samples ``n`` completions of a conversation. It asks for ``n > 1`` in one
+  request only where the role allows it, checks how many choices came back (llama.cpp answers
+  ``n=2`` with one choice and no error) and makes up the rest with parallel single calls.
+- :meth:`Endpoint.reward` scores a conversation with vLLM's pooling API (reward models).
+
+Failures become :class:`~langgraph_feedit.errors.EndpointError` naming the endpoint, the status
+and the body, never the key. Cancelling the calling task closes the HTTP request, so the server
+sees a disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import openai
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from langgraph_feedit.config import RoleConfig
+from langgraph_feedit.errors import EndpointError, EndpointTimeout
+
+__all__ = [
+    "ChatResult",
+    "Endpoint",
+    "Usage",
+    "aclose_endpoints",
+    "get_endpoint",
+    "is_retryable",
+]
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+_MAX_RETRY_AFTER = 60.0
+_BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one or more calls used, as the server reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens served from the server's prefix cache (0 where it reports none)."""
+    calls: int = 0
+    """HTTP requests that returned a result (retries of failed attempts are not counted)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.calls + other.calls,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "calls": self.calls,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Usage:
+        if not data:
+            return cls()
+        return cls(
+            int(data.get("prompt_tokens", 0)),
+            int(data.get("completion_tokens", 0)),
+            int(data.get("cached_tokens", 0)),
+            int(data.get("calls", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """Completions of one conversation and what they cost."""
+
+    texts: list[str]
+    usage: Usage
+    model: str
+    finish_reasons: list[str | None] = field(default_factory=list)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failure is transient: connection errors, timeouts, malformed replies,
+    408/409/429 and 5xx. A 400 (bad request) or 401/403/404 is never retried."""
+    if isinstance(exc, EndpointError):
+        return exc.retryable
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    return isinstance(
+        exc,
+        openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError,
+    )
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``)."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return min(float(headers["retry-after-ms"]) / 1000.0, _MAX_RETRY_AFTER)
+        if "retry-after" in headers:
+            return min(float(headers["retry-after"]), _MAX_RETRY_AFTER)
+    except ValueError:
+        return None  # an HTTP date; fall back to our own backoff
+    return None
+
+
+class _Limiter:
+    """A concurrency limit whose size can shrink when another role asks for less.
+
+    Waiters are served first come, first served (``asyncio.Condition`` wakes in FIFO order).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.peak = 0
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.active -= 1
+            self._cond.notify()
+
+
+class Endpoint:
+    """One OpenAI-compatible server: a shared client, a shared limit, one retry policy.
+
+    Get one with :func:`get_endpoint` so that every graph in the process (on the same event
+    loop) shares it, and with it the concurrency limit.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        max_concurrency: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.limiter = _Limiter(max_concurrency)
+        # The SDK's connection pool (1,000 connections) is far above any limiter setting, so
+        # the limiter alone decides how many requests are open.
+        self.client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout
+        )
+        self.n_supported: bool | None = None
+        """Whether the server honours ``n > 1``: unknown until tried."""
+        self._default_model: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.base_url!r}, limit={self.limiter.limit})"
+
+    def label(self, model: str | None) -> str:
+        return f"{self.base_url} (model {model})" if model else self.base_url
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def default_model(self) -> str:
+        """The first model the server lists; used when a role names none."""
+        if self._default_model is None:
+            page = await self._call(lambda: self.client.models.list(), model=None, role=None)
+            models = [m.id for m in page.data]
+            if not models:
+                raise EndpointError("the server lists no models", endpoint=self.base_url)
+            self._default_model = models[0]
+        return self._default_model
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        n: int = 1,
+        use_n: bool = False,
+        role: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> ChatResult:
+        """Sample ``n`` completions of ``messages``.
+
+        With ``use_n`` one request asks for ``n`` choices; missing choices (a server that
+        ignores ``n``) and servers that reject ``n > 1`` fall back to parallel single calls.
+        Single call ``i`` of a fallback uses ``seed + i`` so seeded samples still differ.
+
+        Raises:
+            EndpointError: the call failed after retries, or with a non-retryable error.
+        """
+        model = model or await self.default_model()
+        params: dict[str, Any] = {
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "stop": list(stop) if stop else None,
+        }
+        params = {k: v for k, v in params.items() if v is not None}
+        texts: list[str] = []
+        reasons: list[str | None] = []
+        usage = Usage()
+        if n > 1 and use_n and self.n_supported is not False:
+            try:
+                got, got_reasons, got_usage = await self._complete(
+                    messages, model, role, n=n, seed=seed, params=params, extra_body=extra_body
+                )
+            except EndpointError as exc:
+                if exc.status != 400 or "n" not in (exc.body or "").lower():
+                    raise
+                self.n_supported = False
+            else:
+                self.n_supported = len(got) >= n
+                texts, reasons, usage = got[:n], got_reasons[:n], got_usage
+        missing = n - len(texts)
+        if missing > 0:
+            start = len(texts)
+            results = await asyncio.gather(
+                *(
+                    self._complete(
+                        messages,
+                        model,
+                        role,
+                        n=1,
+                        seed=None if seed is None else seed + start + i,
+                        params=params,
+                        extra_body=extra_body,
+                    )
+                    for i in range(missing)
+                )
+            )
+            for got, got_reasons, got_usage in results:
+                texts.extend(got[:1])
+                reasons.extend(got_reasons[:1])
+                usage = usage + got_usage
+        return ChatResult(texts=texts, usage=usage, model=model, finish_reasons=reasons)
+
+    async def _complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        role: str | None,
+        *,
+        n: int,
+        seed: int | None,
+        params: Mapping[str, Any],
+        extra_body: Mapping[str, Any] | None,
+    ) -> tuple[list[str], list[str | None], Usage]:
+        kwargs: dict[str, Any] = dict(params)
+        if n > 1:
+            kwargs["n"] = n
+        if seed is not None:
+            kwargs["seed"] = seed
+        if extra_body:
+            kwargs["extra_body"] = dict(extra_body)
+        msgs = cast(Any, [dict(m) for m in messages])
+        response = await self._call(
+            lambda: self.client.chat.completions.create(model=model, messages=msgs, **kwargs),
+            model=model,
+            role=role,
+        )
+        if not getattr(response, "choices", None):
+            raise EndpointError(
+                "the reply has no choices", endpoint=self.label(model), role=role, status=200
+            )
+        choices = sorted(response.choices, key=lambda c: c.index)
+        texts = [c.message.content or "" for c in choices]
+        reasons: list[str | None] = [c.finish_reason for c in choices]
+        return texts, reasons, _usage_of(response.usage)
+
+    async def reward(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        role: str | None = "judge",
+    ) -> tuple[float, Usage]:
+        """Score a conversation whose last turn is the candidate, with vLLM's pooling API.
+
+        Sends ``POST /pooling`` (at the server root, beside ``/v1``) with ``{"model",
+        "messages"}``; the reward is the last element of ``data[0].data`` (a reward model
+        pools one value per sequence; a token-level output is read at its last position).
+        """
+        model = model or await self.default_model()
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        body = {"model": model, "messages": [dict(m) for m in messages]}
+
+        async def post() -> Any:
+            return await self.client.post(f"{root}/pooling", body=body, cast_to=cast(Any, object))
+
+        data = await self._call(post, model=model, role=role)
+        try:
+            value: Any = data["data"][0]["data"]
+            while isinstance(value, list):
+                value = value[-1]
+            score = float(value)
+            usage = Usage(
+                prompt_tokens=int((data.get("usage") or {}).get("prompt_tokens", 0)), calls=1
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise EndpointError(
+                f"unexpected pooling reply shape ({exc!r})",
+                endpoint=self.label(model),
+                role=role,
+                status=200,
+                body=json.dumps(data)[:500] if not isinstance(data, str) else data,
+            ) from None
+        return score, usage
+
+    # -- the one retry policy --------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = _retry_after(exc)
+        if asked is not None:
+            return asked + random.uniform(0, 0.1 * asked + 0.01)
+        exp = min(self.backoff * 2.0 ** (state.attempt_number - 1), _BACKOFF_MAX)
+        return exp + random.uniform(0, exp)
+
+    async def _call(self, make: Any, *, model: str | None, role: str | None) -> Any:
+        """Run one request under the limiter, retrying transient failures with tenacity."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    # The slot is held only while the request is open, not while backing off.
+                    async with self.limiter:
+                        return await make()
+        except asyncio.CancelledError:
+            raise
+        except openai.APITimeoutError as exc:
+            raise EndpointTimeout(
+                f"no reply within {self.timeout:g} s after {self.max_retries + 1} attempt(s)",
+                endpoint=self.label(model),
+                role=role,
+                retryable=True,
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise EndpointError(
+                _status_message(exc),
+                endpoint=self.label(model),
+                status=exc.status_code,
+                body=_body_text(exc),
+                role=role,
+                retryable=is_retryable(exc),
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise EndpointError(
+                f"connection failed: {exc.__cause__ or exc}",
+                endpoint=self.label(model),
+                role=role,
+                retryable=True,
+            ) from exc
+        except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
+            raise EndpointError(
+                f"malformed reply: {exc}",
+                endpoint=self.label(model),
+                role=role,
+                status=200,
+                retryable=True,
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _status_message(exc: openai.APIStatusError) -> str:
+    kind = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
+        exc.status_code, "request failed"
+    )
+    return kind
+
+
+def _body_text(exc: openai.APIStatusError) -> str | None:
+    try:
+        return exc.response.text
+    except Exception:  # the body was streamed or not read; fall back to the parsed one
+        return json.dumps(exc.body) if exc.body is not None else None
+
+
+def _usage_of(usage: Any) -> Usage:
+    if usage is None:
+        return Usage(calls=1)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached or 0),
+        calls=1,
+    )
+
+
+# -- the process-wide registry ---------------------------------------------------------------
+
+# asyncio primitives and httpx connection pools belong to one event loop, so endpoints are
+# shared per loop: every graph running on a loop shares one client and one limit per server.
+_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Endpoint]]
+_registry = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def get_endpoint(
+    config: RoleConfig, *, role: str = "role", base_url: str | None = None
+) -> Endpoint:
+    """The shared :class:`Endpoint` for a role's server on the running event loop.
+
+    ``base_url`` overrides the role's (used for the embedded endpoint). Roles that name the same
+    server and key variable share one client and one concurrency limit; where they ask for
+    different limits, the smallest applies.
+
+    Raises:
+        ConfigError: the role names an API key variable that is not set.
+    """
+    url = (base_url or config.base_url or "").rstrip("/")
+    if not url:
+        raise ValueError("get_endpoint needs a base URL (resolve the embedded endpoint first)")
+    loop = asyncio.get_running_loop()
+    key = (url, config.api_key_env or "")
+    limit = config.max_concurrency or 16
+    with _registry_lock:
+        endpoints = _registry.setdefault(loop, {})
+        endpoint = endpoints.get(key)
+        if endpoint is None:
+            endpoint = Endpoint(
+                url,
+                api_key=config.api_key(role),
+                max_concurrency=limit,
+                timeout=config.timeout or 120.0,
+                max_retries=config.max_retries if config.max_retries is not None else 4,
+                backoff=config.backoff if config.backoff is not None else 0.5,
+            )
+            endpoints[key] = endpoint
+        elif limit < endpoint.limiter.limit:
+            endpoint.limiter.limit = limit
+    return endpoint
+
+
+async def aclose_endpoints() -> None:
+    """Close every endpoint client of the running loop (optional: clients close at exit)."""
+    loop = asyncio.get_running_loop()
+    with _registry_lock:
+        endpoints = _registry.pop(loop, {})
+    for endpoint in endpoints.values():
+        await endpoint.aclose()
+
+
+def _now() -> float:
+    return time.time()

@@ -1,0 +1,570 @@
+"""The feedit graph: draft, critique, edit and judge nodes; width by ``Send``, depth by an edge.
+
+Shape (each box a subgraph sent once per branch, so a branch waits only for its own parent)::
+
+    START -> start -> draft_branch x drafts -----------------------------> select -> finish -> END
+                      [draft -> judge -> critique_branch x critiques]        |  ^
+                                         [critique -> edit_branch x edits]   |  |
+                                                      [edit -> judge]        v  |
+                                                     critique_branch x beam (next round)
+
+Round 1 runs inside each draft's branch, so the critique of draft 1 starts the moment draft 1
+ends, and its edits the moment that critique ends; a pointwise judge scores each candidate as
+soon as it exists. ``select`` is the only barrier: it ranks the round (comparing judges run
+here), then the depth edge stops (``stop_score`` reached, ``max_rounds`` done, deadline or token
+budget spent) or sends the best ``beam`` candidates of the round into another round.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, cast, get_type_hints
+
+from langchain_core.messages import AIMessage, convert_to_openai_messages
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, Send
+from typing_extensions import TypedDict
+
+from langgraph_feedit.calls import BudgetExhausted, RoleCaller, forget_budget, run_budget
+from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
+from langgraph_feedit.endpoints import Usage
+from langgraph_feedit.errors import (
+    ConfigError,
+    FeeditError,
+    InputError,
+    NoCandidateError,
+)
+from langgraph_feedit.judges import POINTWISE, rank_round, score_candidate, tree_order
+from langgraph_feedit.prompts import (
+    TemplateSet,
+    critique_messages,
+    edit_messages,
+    load_templates,
+    parse_verdict,
+)
+from langgraph_feedit.state import (
+    FeeditInput,
+    FeeditOutput,
+    FeeditState,
+    Trace,
+    TraceNode,
+    add_usage,
+    empty_usage,
+    merge_nodes,
+)
+
+__all__ = ["FeeditContext", "create_feedit_graph"]
+
+
+class FeeditContext(TypedDict, total=False):
+    """Per-run settings, passed as ``context=`` (or LangGraph Server's run context). Each key
+    is laid over the graph's configuration for this run only."""
+
+    preset: str
+    width: dict[str, Any]
+    depth: dict[str, Any]
+    budget: dict[str, Any]
+    roles: dict[str, Any]
+
+
+class _BranchOutput(TypedDict):
+    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
+
+
+class _Branch(TypedDict, total=False):
+    """A branch's private state: what it was sent, and what it has made so far."""
+
+    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
+    feedit_run: dict[str, Any]
+    index: int
+    round: int
+    parent: dict[str, Any] | None
+    critique: dict[str, Any] | None
+    candidate: dict[str, Any] | None
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _emit(runtime: Runtime[Any], event: str, node: Mapping[str, Any], **extra: Any) -> None:
+    """A progress event on ``stream_mode="custom"`` (a no-op when nobody listens)."""
+    payload = {
+        "event": event,
+        "id": node.get("id"),
+        "kind": node.get("kind"),
+        "round": node.get("round"),
+        **extra,
+    }
+    runtime.stream_writer({"feedit": payload})
+
+
+def _templates(run: Mapping[str, Any], role: str) -> TemplateSet:
+    return load_templates(run["roles"][role].get("template"))
+
+
+def _rounds_enabled(run: Mapping[str, Any]) -> bool:
+    return bool(run["depth"]["max_rounds"] >= 1 and run["width"]["critiques"] >= 1)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, BudgetExhausted):
+        return f"stopped: {exc.reason} reached"
+    return str(exc)
+
+
+async def _call_node(
+    runtime: Runtime[Any],
+    node: dict[str, Any],
+    caller: RoleCaller,
+    messages: Sequence[Mapping[str, Any]],
+    index: int,
+) -> dict[str, Any]:
+    """Make one node's call and fill in its text, model, usage, timings or error."""
+    node["started"] = time.time()
+    _emit(runtime, "started", node)
+    try:
+        result = await caller.complete(node["role"], messages, index=index)
+    except (FeeditError, BudgetExhausted) as exc:
+        node.update(error=_failure(exc), ended=time.time())
+        _emit(runtime, "failed", node, error=node["error"])
+        return node
+    node.update(
+        text=result.texts[0],
+        model=result.model,
+        usage=_usage_dict(result.usage),
+        ended=time.time(),
+    )
+    _emit(runtime, "done", node, tokens=result.usage.total_tokens)
+    return node
+
+
+def _usage_dict(usage: Usage) -> dict[str, int]:
+    return usage.as_dict()
+
+
+# -- branch nodes -------------------------------------------------------------------------------
+
+
+async def draft(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Sample one draft of the conversation."""
+    run = state["feedit_run"]
+    i = state["index"]
+    node: dict[str, Any] = {"id": f"d{i}", "kind": "draft", "parent": None, "round": 0}
+    node["role"] = "draft"
+    node = await _call_node(runtime, node, RoleCaller(run), run["conversation"], i)
+    candidate = None if node.get("error") else {"id": node["id"], "text": node["text"]}
+    return {"feedit_nodes": [node], "candidate": candidate}
+
+
+async def critique(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Critique one candidate: what is wrong, missing or could be better."""
+    run = state["feedit_run"]
+    parent = cast(dict[str, Any], state["parent"])
+    j = state["index"]
+    node: dict[str, Any] = {
+        "id": f"{parent['id']}.c{j}",
+        "kind": "critique",
+        "parent": parent["id"],
+        "round": state["round"],
+        "role": "critique",
+    }
+    messages = critique_messages(run["conversation"], parent["text"], _templates(run, "critique"))
+    node = await _call_node(runtime, node, RoleCaller(run), messages, j)
+    if not node.get("error"):
+        node["verdict"] = parse_verdict(node["text"])
+        if run["depth"].get("skip_perfect") and node["verdict"] == "perfectly":
+            node["skipped"] = "perfect"
+    ok = not node.get("error") and not node.get("skipped")
+    return {"feedit_nodes": [node], "critique": node if ok else None}
+
+
+async def edit(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Revise a candidate according to one critique."""
+    run = state["feedit_run"]
+    parent = cast(dict[str, Any], state["parent"])
+    crit = cast(dict[str, Any], state["critique"])
+    k = state["index"]
+    node: dict[str, Any] = {
+        "id": f"{crit['id']}.e{k}",
+        "kind": "edit",
+        "parent": crit["id"],
+        "round": state["round"],
+        "role": "edit",
+    }
+    messages = edit_messages(
+        run["conversation"], parent["text"], crit["text"], _templates(run, "edit")
+    )
+    node = await _call_node(runtime, node, RoleCaller(run), messages, k)
+    candidate = None if node.get("error") else {"id": node["id"], "text": node["text"]}
+    return {"feedit_nodes": [node], "candidate": candidate}
+
+
+async def judge(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Score the branch's candidate the moment it exists (pointwise judges only)."""
+    run = state["feedit_run"]
+    cand = state.get("candidate")
+    if not cand or run["judge"] not in POINTWISE or run["trivial"]:
+        return {}
+    caller = RoleCaller(run)
+    update: dict[str, Any] = {"id": cand["id"]}
+    try:
+        result = await score_candidate(
+            run["judge"],
+            caller,
+            run["conversation"],
+            cand["text"],
+            _templates(run, "judge"),
+            index=state.get("index", 0),
+        )
+    except (FeeditError, BudgetExhausted) as exc:
+        update["judge_note"] = f"not scored: {_failure(exc)}"
+    else:
+        update.update(score=result.score, judge_usage=_usage_dict(result.usage))
+        if result.note:
+            update["judge_note"] = result.note
+    _emit(runtime, "scored", {"id": cand["id"]}, score=update.get("score"))
+    return {"feedit_nodes": [update]}
+
+
+def _fan_critiques(state: _Branch) -> list[Send] | str:
+    run = state["feedit_run"]
+    cand = state.get("candidate")
+    if not cand or not _rounds_enabled(run) or run_budget(run).exhausted:
+        return END
+    return [
+        Send(
+            "critique_branch",
+            {"feedit_run": run, "parent": cand, "round": state.get("round", 0) + 1, "index": j},
+        )
+        for j in range(run["width"]["critiques"])
+    ]
+
+
+def _fan_edits(state: _Branch) -> list[Send] | str:
+    run = state["feedit_run"]
+    crit = state.get("critique")
+    if not crit or run_budget(run).exhausted:
+        return END
+    return [
+        Send(
+            "edit_branch",
+            {
+                "feedit_run": run,
+                "parent": state["parent"],
+                "critique": {"id": crit["id"], "text": crit["text"]},
+                "round": state["round"],
+                "index": k,
+            },
+        )
+        for k in range(run["width"]["edits"])
+    ]
+
+
+def _branch_graphs() -> tuple[Any, Any]:
+    """The per-critique and per-draft subgraphs (compiled; each runs at its own pace)."""
+    leaf = StateGraph(_Branch, output_schema=_BranchOutput)
+    leaf.add_node("edit", edit)
+    leaf.add_node("judge", judge)
+    leaf.add_edge(START, "edit")
+    leaf.add_edge("edit", "judge")
+    leaf.add_edge("judge", END)
+
+    crit = StateGraph(_Branch, output_schema=_BranchOutput)
+    crit.add_node("critique", critique)
+    crit.add_node("edit_branch", leaf.compile(name="edit_branch"))
+    crit.add_edge(START, "critique")
+    crit.add_conditional_edges("critique", _fan_edits, ["edit_branch", END])
+    critique_branch = crit.compile(name="critique_branch")
+
+    drafts = StateGraph(_Branch, output_schema=_BranchOutput)
+    drafts.add_node("draft", draft)
+    drafts.add_node("judge", judge)
+    drafts.add_node("critique_branch", critique_branch)
+    drafts.add_edge(START, "draft")
+    drafts.add_edge("draft", "judge")
+    drafts.add_conditional_edges("judge", _fan_critiques, ["critique_branch", END])
+    return drafts.compile(name="draft_branch"), critique_branch
+
+
+# -- top-level nodes ----------------------------------------------------------------------------
+
+
+def _is_candidate(node: Mapping[str, Any]) -> bool:
+    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
+
+
+def _best(candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Highest score first; unscored last; ties to the earliest in tree order."""
+    if not candidates:
+        return None
+    ranked = sorted(
+        candidates,
+        key=lambda n: (
+            n.get("score") is None,
+            -(n.get("score") or 0.0),
+            tree_order(n["id"]),
+        ),
+    )
+    return ranked[0]
+
+
+def _make_start(config: FeeditConfig, preset: str | None) -> Any:
+    async def start(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
+        """Resolve this run's settings and conversation; reset the tree of an earlier turn."""
+        context = runtime.context
+        overrides: Mapping[str, Any] | None = None
+        if context is not None:
+            overrides = context if isinstance(context, Mapping) else dict(vars(context))
+        cfg = resolve_config(config, preset=preset, overrides=overrides)
+        conversation: list[dict[str, Any]] = convert_to_openai_messages(state["messages"])
+        if not conversation:
+            raise InputError("the conversation is empty: give at least one user message")
+        roles = {r: cfg.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES}
+        for r in ("critique", "edit", "judge"):
+            load_templates(roles[r].get("template"))  # fail now, not mid-run
+        now = time.time()
+        run = {
+            "key": uuid.uuid4().hex,
+            "started": now,
+            "deadline_at": None if cfg.budget.deadline_s is None else now + cfg.budget.deadline_s,
+            "max_tokens": cfg.budget.max_tokens,
+            "conversation": conversation,
+            "roles": roles,
+            "width": cfg.width.model_dump(),
+            "depth": cfg.depth.model_dump(),
+            "judge": roles["judge"].get("kind", "llm"),
+            "trivial": cfg.width.drafts == 1
+            and not _rounds_enabled(
+                {"width": cfg.width.model_dump(), "depth": cfg.depth.model_dump()}
+            ),
+            "embedded_model": cfg.embedded_model,
+            "preset": cfg.preset,
+        }
+        return {
+            "feedit_run": run,
+            "feedit_nodes": Overwrite([]),
+            "feedit_judge_usage": Overwrite([]),
+            "feedit_round": 1 if _rounds_enabled(run) else 0,
+            "feedit_stopped": None,
+            "feedit_next": [],
+        }
+
+    return start
+
+
+def _fan_drafts(state: FeeditState) -> list[Send]:
+    run = state["feedit_run"]
+    return [
+        Send("draft_branch", {"feedit_run": run, "index": i, "round": 0})
+        for i in range(run["width"]["drafts"])
+    ]
+
+
+async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Rank the round, then decide: stop, or carry the best ``beam`` into another round."""
+    run = state["feedit_run"]
+    rnd = state.get("feedit_round", 0)
+    nodes = list(state.get("feedit_nodes", []))
+    update: dict[str, Any] = {}
+    candidates = [n for n in nodes if _is_candidate(n)]
+    budget = run_budget(run)
+    if run["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
+        try:
+            ranked = await rank_round(
+                run["judge"],
+                RoleCaller(run),
+                run["conversation"],
+                [(n["id"], n["text"]) for n in candidates],
+                _templates(run, "judge"),
+            )
+        except (FeeditError, BudgetExhausted) as exc:
+            _emit(runtime, "judge_failed", {"id": None}, error=_failure(exc))
+        else:
+            scored = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
+            nodes = merge_nodes(nodes, scored)
+            candidates = [n for n in nodes if _is_candidate(n)]
+            update["feedit_nodes"] = scored
+            update["feedit_judge_usage"] = [ranked.usage.as_dict()]
+    best = _best(candidates)
+    depth = run["depth"]
+    stopped: str | None = None
+    next_round: list[dict[str, Any]] = []
+    if best is None:
+        stopped = "no_candidates"
+    elif budget.exhausted:
+        stopped = budget.reason
+    elif depth.get("stop_score") is not None and (best.get("score") or float("-inf")) >= float(
+        depth["stop_score"]
+    ):
+        stopped = "stop_score"
+    elif rnd >= depth["max_rounds"] or not _rounds_enabled(run):
+        stopped = "max_rounds"
+    else:
+        latest = [n for n in candidates if n.get("round", 0) == rnd]
+        ranked_latest = sorted(
+            latest,
+            key=lambda n: (n.get("score") is None, -(n.get("score") or 0.0), tree_order(n["id"])),
+        )
+        next_round = [{"id": n["id"], "text": n["text"]} for n in ranked_latest[: depth["beam"]]]
+        if not next_round:
+            stopped = "no_candidates"
+    _emit(
+        runtime,
+        "round",
+        {"id": best["id"] if best else None, "round": rnd},
+        best_score=best.get("score") if best else None,
+        stopped=stopped,
+    )
+    update.update(
+        feedit_stopped=stopped,
+        feedit_next=next_round,
+        feedit_round=rnd + 1 if next_round else rnd,
+    )
+    return update
+
+
+def _deepen(state: FeeditState) -> list[Send] | str:
+    if state.get("feedit_stopped") or not state.get("feedit_next"):
+        return "finish"
+    run = state["feedit_run"]
+    rnd = state["feedit_round"]
+    return [
+        Send(
+            "critique_branch",
+            {"feedit_run": run, "parent": parent, "round": rnd, "index": j},
+        )
+        for parent in state["feedit_next"]
+        for j in range(run["width"]["critiques"])
+    ]
+
+
+async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
+    """Pick the best candidate, append it to the conversation and write the trace."""
+    run = state["feedit_run"]
+    nodes = [TraceNode.model_validate(n) for n in state.get("feedit_nodes", [])]
+    nodes.sort(key=lambda n: tree_order(n.id))
+    candidates = [n.model_dump() for n in nodes if n.is_candidate]
+    best = _best(candidates)
+    forget_budget(run)
+    usage: dict[str, Any] = {r: empty_usage() for r in ("draft", "critique", "edit", "judge")}
+    for n in nodes:
+        usage[n.role] = add_usage(usage.setdefault(n.role, empty_usage()), n.usage)
+        usage["judge"] = add_usage(usage["judge"], n.judge_usage)
+    for u in state.get("feedit_judge_usage", []):
+        usage["judge"] = add_usage(usage["judge"], u)
+    total = empty_usage()
+    for u in usage.values():
+        total = add_usage(total, u)
+    usage["total"] = total
+    trace = Trace(
+        nodes=nodes,
+        selected=best["id"] if best else None,
+        answer=best["text"] if best else None,
+        usage=usage,
+        wall_s=round(time.time() - run["started"], 6),
+        stopped=state.get("feedit_stopped"),
+        judge=run["judge"],
+        rounds=max((n.round for n in nodes), default=0),
+    )
+    _emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
+    if best is None:
+        errors = [f"{n.id}: {n.error}" for n in nodes if n.error]
+        raise NoCandidateError(
+            f"no candidate answer: all {len(nodes)} branch(es) failed", errors=errors
+        )
+    message = AIMessage(
+        content=trace.answer or "",
+        name="feedit",
+        response_metadata={
+            "feedit": {"selected": trace.selected, "score": best.get("score")},
+            "model_name": best.get("model"),
+        },
+        usage_metadata={
+            "input_tokens": total["prompt_tokens"],
+            "output_tokens": total["completion_tokens"],
+            "total_tokens": total["prompt_tokens"] + total["completion_tokens"],
+            "input_token_details": {"cache_read": total["cached_tokens"]},
+        },
+    )
+    return {"messages": [message], "trace": trace.model_dump(mode="json")}
+
+
+# -- the factory --------------------------------------------------------------------------------
+
+_REQUIRED_KEYS = tuple(get_type_hints(FeeditState, include_extras=True))
+
+
+def create_feedit_graph(
+    config: FeeditConfig | str | Path | None = None,
+    *,
+    preset: str | None = None,
+    state_schema: type[Any] | None = None,
+    context_schema: type[Any] | None = None,
+    name: str = "feedit",
+) -> StateGraph[Any, Any, Any, Any]:
+    """Build the draft-critique-edit-judge graph (uncompiled).
+
+    Args:
+        config: a :class:`FeeditConfig`, the path of a TOML/YAML file, or ``None`` for the
+            defaults (every role on the embedded endpoint; ``FEEDIT_*`` variables apply).
+        preset: ``single``, ``best-of-n``, ``feedback-edit``, ``self-refine`` or ``beam``;
+            its width and depth apply where the configuration sets none.
+        state_schema: a state that extends :class:`~langgraph_feedit.state.FeeditState`.
+        context_schema: a per-run context type (default :class:`FeeditContext`).
+        name: the graph's name.
+
+    Returns:
+        A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
+
+    Raises:
+        ConfigError: a bad configuration, preset or template, found now rather than mid-run.
+        ValueError: ``state_schema`` lacks keys the graph needs.
+
+    Example:
+        ```python
+        from langgraph_feedit import create_feedit_graph
+
+        graph = create_feedit_graph(preset="feedback-edit").compile()
+        out = await graph.ainvoke({"messages": [("user", "Explain CRDTs briefly.")]})
+        print(out["messages"][-1].content)
+        ```
+    """
+    if config is None or isinstance(config, str | Path):
+        config = FeeditConfig.load(config)
+    elif not isinstance(config, FeeditConfig):
+        raise ConfigError(f"config must be a FeeditConfig or a file path, not {type(config)}")
+    resolved = resolve_config(config, preset=preset)
+    for role in ("critique", "edit", "judge"):
+        load_templates(resolved.role(role).template)
+    if state_schema is not None:
+        hints = get_type_hints(state_schema, include_extras=True)
+        missing = [k for k in _REQUIRED_KEYS if k not in hints]
+        if missing:
+            raise ValueError(
+                f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
+                "extend langgraph_feedit.FeeditState"
+            )
+    draft_branch, critique_branch = _branch_graphs()
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        state_schema or FeeditState,
+        context_schema=context_schema or FeeditContext,
+        input_schema=FeeditInput,
+        output_schema=FeeditOutput,
+    )
+    builder.add_node("start", _make_start(config, preset))
+    builder.add_node("draft_branch", draft_branch)
+    builder.add_node("critique_branch", critique_branch)
+    builder.add_node("select", select)
+    builder.add_node("finish", finish)
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges("start", _fan_drafts, ["draft_branch"])
+    builder.add_edge("draft_branch", "select")
+    builder.add_edge("critique_branch", "select")
+    builder.add_conditional_edges("select", _deepen, ["critique_branch", "finish"])
+    builder.add_edge("finish", END)
+    builder.name = name  # type: ignore[attr-defined]
+    return builder

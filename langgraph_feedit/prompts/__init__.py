@@ -1,0 +1,227 @@
+"""Prompt templates per role, as named and versioned sets, and the parsers of their replies.
+
+A template set is a TOML file with ``name``, ``version`` and one template per role call:
+``critique``, ``edit`` (with ``{feedback}``), ``judge_rating`` and ``judge_pairwise`` (with
+``{question}``, ``{response_a}``, ``{response_b}``). Built in: ``generic`` (any instruct model)
+and ``nemotron`` (NVIDIA's dedicated feedback and edit models). A role's ``template`` setting
+names a set or a path to a TOML file of one's own; a file may set only some templates and
+inherit the rest from ``base`` (default ``generic``).
+
+Every builder keeps the conversation whole (system and earlier turns) and appends turns after
+it: the candidate enters as the assistant turn.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from langgraph_feedit.errors import ConfigError
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "Message",
+    "TemplateSet",
+    "critique_messages",
+    "edit_messages",
+    "load_templates",
+    "parse_pairwise",
+    "parse_score",
+    "parse_verdict",
+    "rating_messages",
+    "render_conversation",
+]
+
+Message = dict[str, Any]
+BUILTIN_TEMPLATES = ("generic", "nemotron")
+
+
+class TemplateSet(BaseModel):
+    """One named, versioned set of prompt templates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    critique: str
+    edit: str
+    judge_rating: str
+    judge_pairwise: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@functools.cache
+def _builtin(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_templates(spec: str | None) -> TemplateSet:
+    """The template set a role names: ``generic``, ``nemotron`` or a TOML file's path.
+
+    Raises:
+        ConfigError: an unknown name, an unreadable file, or an unknown or missing template.
+    """
+    spec = spec or "generic"
+    if spec in BUILTIN_TEMPLATES:
+        return TemplateSet.model_validate(_builtin(spec))
+    path = Path(spec)
+    if not path.suffix:
+        raise ConfigError(
+            f"unknown template set {spec!r}: use one of {', '.join(BUILTIN_TEMPLATES)} "
+            "or the path of a .toml file",
+            key="template",
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read template file {path}: {exc}", source=str(path)) from exc
+    base = str(data.pop("base", "generic"))
+    if base not in BUILTIN_TEMPLATES:
+        raise ConfigError(f"{path}: base must be one of {BUILTIN_TEMPLATES}", key="base")
+    merged = {**_builtin(base), "name": path.stem, "version": "custom", **data}
+    try:
+        return TemplateSet.model_validate(merged)
+    except ValidationError as exc:
+        keys = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        raise ConfigError(f"{path}: invalid template keys: {keys}", source=str(path)) from None
+
+
+def critique_messages(
+    conversation: Sequence[Mapping[str, Any]], response: str, templates: TemplateSet
+) -> list[Message]:
+    """[conversation..., assistant: response, user: critique instruction]."""
+    return [
+        *(dict(m) for m in conversation),
+        {"role": "assistant", "content": response},
+        {"role": "user", "content": templates.critique},
+    ]
+
+
+def edit_messages(
+    conversation: Sequence[Mapping[str, Any]], response: str, feedback: str, templates: TemplateSet
+) -> list[Message]:
+    """[conversation..., assistant: response, user: edit instruction with the feedback]."""
+    return [
+        *(dict(m) for m in conversation),
+        {"role": "assistant", "content": response},
+        {"role": "user", "content": templates.edit.replace("{feedback}", feedback.strip())},
+    ]
+
+
+def rating_messages(
+    conversation: Sequence[Mapping[str, Any]], response: str, templates: TemplateSet
+) -> list[Message]:
+    """[conversation..., assistant: response, user: rating rubric]."""
+    return [
+        *(dict(m) for m in conversation),
+        {"role": "assistant", "content": response},
+        {"role": "user", "content": templates.judge_rating},
+    ]
+
+
+def pairwise_messages(
+    conversation: Sequence[Mapping[str, Any]],
+    response_a: str,
+    response_b: str,
+    templates: TemplateSet,
+) -> list[Message]:
+    """One user turn comparing two responses to the conversation."""
+    text = (
+        templates.judge_pairwise.replace("{question}", render_conversation(conversation))
+        .replace("{response_a}", response_a)
+        .replace("{response_b}", response_b)
+    )
+    return [{"role": "user", "content": text}]
+
+
+def render_conversation(conversation: Sequence[Mapping[str, Any]]) -> str:
+    """The conversation as text, one labelled block per turn (a lone user turn stays bare)."""
+    if len(conversation) == 1 and conversation[0].get("role") == "user":
+        return _content_text(conversation[0].get("content"))
+    return "\n\n".join(
+        f"[{m.get('role', 'user')}]\n{_content_text(m.get('content'))}" for m in conversation
+    )
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content
+        )
+    return "" if content is None else str(content)
+
+
+# -- parsers -----------------------------------------------------------------------------------
+
+_VERDICT = re.compile(
+    r"\bthe\s+response\s+is\s+\**\s*(not|slightly|partially|mostly|perfectly)\s*\**\s+helpful",
+    re.IGNORECASE,
+)
+
+
+def parse_verdict(text: str) -> str | None:
+    """The helpfulness verdict of a critique ("The response is mostly helpful" -> ``mostly``),
+    or ``None`` when it states none."""
+    m = _VERDICT.search(text or "")
+    return m.group(1).lower() if m else None
+
+
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_SCORE_PATTERNS = (
+    # "Score: 7", "**Score:** 7/10", "Final score - 8", "Rating: 6.5"
+    re.compile(
+        rf"(?:score|rating|grade)\s*\**\s*(?:[:=\-]|is)\s*\**\s*\[*{_NUM}\]*"
+        rf"(?:\s*(?:/|out\s+of)\s*{_NUM})?",
+        re.IGNORECASE,
+    ),
+    re.compile(rf"\[\[\s*{_NUM}\s*\]\]"),  # "[[7]]"
+    re.compile(rf"\b{_NUM}\s*(?:/|out\s+of)\s*{_NUM}\b", re.IGNORECASE),  # "7/10"
+)
+
+
+def parse_score(text: str, *, low: float = 1.0, high: float = 10.0) -> float | None:
+    """A rating in ``[low, high]`` from messy judge output, scaled to ``[0, 1]``.
+
+    The last match of the most specific pattern wins (judges often restate the scale first);
+    a score given out of another scale (``4/5``) is rescaled; ``None`` when no number in range
+    is found.
+    """
+    for pattern in _SCORE_PATTERNS:
+        matches = list(pattern.finditer(text or ""))
+        for m in reversed(matches):
+            value = float(m.group(1))
+            scale = m.group(2) if m.lastindex and m.lastindex >= 2 else None
+            if scale is not None:
+                denom = float(scale)
+                if denom <= 0:
+                    continue
+                value = low + (high - low) * value / denom if denom != high else value
+            if math.isfinite(value) and low <= value <= high:
+                return (value - low) / (high - low)
+    return None
+
+
+_PAIR = (re.compile(r"\[\[\s*([ABC])\s*\]\]"), re.compile(r"\[\s*([ABC])\s*\]"))
+
+
+def parse_pairwise(text: str) -> str | None:
+    """``A``, ``B`` or ``C`` (tie) from a pairwise verdict; the last one given wins."""
+    for pattern in _PAIR:
+        found = pattern.findall(text or "")
+        if found:
+            return str(found[-1])
+    return None

@@ -1,0 +1,176 @@
+"""Graph state, reducers and the trace: the whole tree of one run as a stable JSON schema.
+
+The trace (``trace`` key of the output, or :meth:`Trace.model_dump_json`) has these keys:
+
+- ``nodes``: every draft, critique and edit, in tree order (see :class:`TraceNode`);
+- ``selected``: the id of the chosen candidate (``null`` when every branch failed);
+- ``answer``: its text;
+- ``usage``: tokens per role and in total, each ``{prompt_tokens, completion_tokens,
+  cached_tokens, calls}``;
+- ``wall_s``: seconds from the start of the run to its end;
+- ``stopped``: why the run stopped deepening (``max_rounds``, ``stop_score``, ``deadline``,
+  ``budget`` or ``no_candidates``); ``judge``: the judge kind; ``version``: the schema version.
+
+Node ids encode the tree: ``d0`` is draft 0, ``d0.c1`` its critique 1, ``d0.c1.e0`` that
+critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, and so on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+__all__ = [
+    "TRACE_VERSION",
+    "FeeditInput",
+    "FeeditOutput",
+    "FeeditState",
+    "NodeKind",
+    "Trace",
+    "TraceNode",
+    "UsageDict",
+    "merge_nodes",
+]
+
+TRACE_VERSION = 1
+NodeKind = Literal["draft", "critique", "edit"]
+
+
+class UsageDict(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    calls: int
+
+
+def empty_usage() -> UsageDict:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "calls": 0}
+
+
+def add_usage(a: UsageDict, b: UsageDict | dict[str, int]) -> UsageDict:
+    return {
+        "prompt_tokens": a["prompt_tokens"] + int(b.get("prompt_tokens", 0)),
+        "completion_tokens": a["completion_tokens"] + int(b.get("completion_tokens", 0)),
+        "cached_tokens": a["cached_tokens"] + int(b.get("cached_tokens", 0)),
+        "calls": a["calls"] + int(b.get("calls", 0)),
+    }
+
+
+class TraceNode(BaseModel):
+    """One draft, critique or edit in the tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: NodeKind
+    parent: str | None = None
+    """The node this one answers: ``null`` for drafts, the candidate for a critique, the
+    critique for an edit."""
+    round: int = 0
+    """0 for drafts, r for the critiques and edits of round r."""
+    role: str
+    model: str | None = None
+    text: str | None = None
+    score: float | None = None
+    """The judge's score (candidates only: drafts and edits)."""
+    verdict: str | None = None
+    """A critique's helpfulness verdict (``not`` .. ``perfectly``), when it states one."""
+    usage: UsageDict = Field(default_factory=empty_usage)
+    judge_usage: UsageDict = Field(default_factory=empty_usage)
+    """Tokens the judge spent scoring this candidate (pointwise judges)."""
+    judge_note: str | None = None
+    """What the judge said or why it gave no score."""
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+    skipped: str | None = None
+    """Why no call was made (``perfect``: the critique found nothing to change)."""
+
+    @property
+    def is_candidate(self) -> bool:
+        return self.kind != "critique" and self.error is None and self.text is not None
+
+
+class Trace(BaseModel):
+    """The whole tree of one run; serialises to JSON and back losslessly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = TRACE_VERSION
+    nodes: list[TraceNode] = Field(default_factory=list)
+    selected: str | None = None
+    answer: str | None = None
+    usage: dict[str, UsageDict] = Field(default_factory=dict)
+    """Per role (``draft``, ``critique``, ``edit``, ``judge``) and ``total``."""
+    wall_s: float = 0.0
+    stopped: str | None = None
+    judge: str | None = None
+    rounds: int = 0
+
+    def node(self, node_id: str) -> TraceNode:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def candidates(self) -> list[TraceNode]:
+        return [n for n in self.nodes if n.is_candidate]
+
+
+def merge_nodes(
+    left: Sequence[dict[str, Any]] | None, right: Sequence[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Reducer for trace nodes: append new ids, update known ones field by field.
+
+    Merging by id (not appending blindly) keeps the tree whole when a resumed run writes a
+    node again, and lets the judge add a score to a node written by an earlier task.
+    """
+    out = [dict(n) for n in (left or [])]
+    index = {n["id"]: i for i, n in enumerate(out)}
+    for node in right or []:
+        i = index.get(node["id"])
+        if i is None:
+            index[node["id"]] = len(out)
+            out.append(dict(node))
+        else:
+            out[i] = {**out[i], **node}
+    return out
+
+
+def _concat(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    return [*(left or []), *(right or [])]
+
+
+class FeeditInput(TypedDict):
+    """Input: a conversation, as LangChain messages or OpenAI-style dicts."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class FeeditOutput(TypedDict):
+    """Output: the conversation with the selected answer appended, and the trace."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    trace: dict[str, Any]
+
+
+class FeeditState(TypedDict, total=False):
+    """The graph's whole state. Keys starting with ``feedit_`` are internal."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    trace: dict[str, Any]
+    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
+    """Trace nodes as plain dicts, merged by id."""
+    feedit_run: dict[str, Any]
+    """The run's resolved settings, conversation, key and clock (set once, at the start)."""
+    feedit_round: int
+    feedit_stopped: str | None
+    feedit_judge_usage: Annotated[list[dict[str, int]], _concat]
+    feedit_next: list[dict[str, Any]]
+    """Candidates the next round critiques (set by ``select``)."""
+    """Usage of whole-round judging (pairwise, consensus)."""
