@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from langgraph_feedit.errors import ConfigError
 
 __all__ = [
+    "CONFIG_ENV",
     "ENV_PREFIX",
     "PRESETS",
     "BudgetConfig",
@@ -53,6 +54,9 @@ __all__ = [
 ENV_PREFIX = "FEEDIT_"
 """Environment variables ``FEEDIT_<SECTION>__<KEY>`` override file values, e.g.
 ``FEEDIT_WIDTH__DRAFTS=8`` or ``FEEDIT_ROLES__DRAFT__BASE_URL=http://127.0.0.1:8000/v1``."""
+
+CONFIG_ENV = "FEEDIT_CONFIG"
+"""Names a configuration file to load when none is given explicitly."""
 
 RoleName = Literal["draft", "critique", "edit", "judge", "evaluator"]
 ROLE_NAMES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge", "evaluator")
@@ -235,7 +239,8 @@ class FeeditConfig(_Strict):
         """Build a configuration from defaults < ``path`` < environment < ``overrides``.
 
         Args:
-            path: a ``.toml``, ``.yaml`` or ``.yml`` file, or ``None``.
+            path: a ``.toml``, ``.yaml`` or ``.yml`` file, or ``None`` (then the file named
+                by ``FEEDIT_CONFIG``, if set).
             env: environment to read ``FEEDIT_*`` variables from (default ``os.environ``).
             overrides: explicit values, as a nested mapping.
 
@@ -243,12 +248,15 @@ class FeeditConfig(_Strict):
             ConfigError: a file cannot be read or parsed, or a key is unknown or mistyped;
                 the message names the key and where it came from.
         """
+        env = os.environ if env is None else env
+        if path is None and env.get(CONFIG_ENV):
+            path = env[CONFIG_ENV]
         data: dict[str, Any] = {}
         if path is not None:
             file_data = read_config_file(path)
             _validate(file_data, str(path))
             data = deep_merge(data, file_data)
-        env_data = env_overrides(os.environ if env is None else env)
+        env_data = env_overrides(env)
         if env_data:
             _validate(env_data, "environment")
             data = deep_merge(data, env_data)

