@@ -91,7 +91,7 @@ def test_out_of_bounds_value(tmp_path: Path) -> None:
 
 def test_unparseable_file(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.toml", "[width\ndrafts = 3\n")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         FeeditConfig.load(path, env={})
 
 

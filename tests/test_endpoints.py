@@ -164,7 +164,9 @@ async def test_bad_request_is_not_retried() -> None:
     with SimServer(seed=14, reject_n=True) as server:
         ep = endpoint(server)
         with pytest.raises(EndpointError) as info:
-            await ep._complete(CONVERSATION, "m", "draft", n=2, seed=None, params={}, extra_body=None)
+            await ep._complete(
+                CONVERSATION, "m", "draft", n=2, seed=None, params={}, extra_body=None
+            )
         assert info.value.status == 400 and not info.value.retryable
         assert server.call_count == 1
 

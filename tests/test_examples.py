@@ -1,0 +1,69 @@
+"""Every example runs: against the simulated server, and the quick start on the embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langgraph_feedit.testing import SimServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=31) as server:
+        yield server
+
+
+def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def sim_env(sim: SimServer) -> dict[str, str]:
+    return {
+        "FEEDIT_ROLES__DEFAULT__BASE_URL": sim.base_url,
+        "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
+    }
+
+
+def test_agent_example(sim: SimServer) -> None:
+    before = sim.call_count
+    out = run_example("agent.py", "Plan a trip.", env=sim_env(sim))
+    assert out.strip()
+    assert sim.call_count - before == 4 * 5  # feedback-edit: 4 drafts x (draft, judge, c, e, judge)
+
+
+def test_lcel_chain_example(sim: SimServer) -> None:
+    out = run_example("lcel_chain.py", "CRDTs", "Raft", env=sim_env(sim))
+    assert "## CRDTs" in out and "## Raft" in out
+
+
+def test_stream_progress_example(sim: SimServer) -> None:
+    lines = run_example("stream_progress.py", "q", env=sim_env(sim)).splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert {e["event"] for e in events} >= {"started", "done", "scored", "round", "finished"}
+    assert lines[-1].startswith("ANSWER:")
+
+
+@pytest.mark.embedded
+def test_quickstart_on_the_embedded_model() -> None:
+    pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")
+    out = run_example("quickstart.py", "Name a primary colour.")
+    assert out.strip()
