@@ -401,3 +401,43 @@ async def test_per_run_context_overrides_width(sim: SimServer) -> None:
     assert len(tree(out).nodes) == 2
     out = await graph.ainvoke({"messages": [("user", "q")]}, context={"preset": "single"})
     assert len(tree(out).nodes) == 1
+
+
+async def test_nemotron_verdicts_recorded_and_perfect_drafts_not_edited(
+    fresh_sim: SimServer,
+) -> None:
+    config = sim_config(
+        fresh_sim.base_url,
+        roles={"critique": {"template": "nemotron"}, "draft": {"seed": 0}},
+        width={"drafts": 8, "critiques": 1, "edits": 1},
+        depth={"skip_perfect": True},
+    )
+    trace = tree(await run_graph(config))
+    critiques = [n for n in trace.nodes if n.kind == "critique"]
+    assert all(
+        n.verdict in {"not", "slightly", "partially", "mostly", "perfectly"} for n in critiques
+    )
+    edited = {n.parent for n in trace.nodes if n.kind == "edit"}
+    for n in critiques:
+        if n.verdict == "perfectly":
+            assert n.skipped == "perfect" and n.id not in edited
+        else:
+            assert n.id in edited
+    assert any(n.verdict == "perfectly" for n in critiques), "seeded: some draft is perfect"
+
+
+def test_server_graphs_build_for_every_preset() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "graphs" / "presets.py"
+    spec = importlib.util.spec_from_file_location("feedit_server_graphs", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifest = json.loads((path.parent / "langgraph.json").read_text())
+    for name, target in manifest["graphs"].items():
+        attr = target.split(":")[1]
+        builder = getattr(module, attr)
+        compiled = builder.compile()
+        assert {"start", "draft_branch", "select", "finish"} <= set(compiled.nodes), name
