@@ -215,6 +215,9 @@ class FeeditConfig(_Strict):
     ``beam``) whose width and depth apply under the explicit values."""
     embedded_model: str | None = None
     """Path to a GGUF file for the embedded endpoint (default: SmolLM2-135M-Instruct)."""
+    cache_key: str = ""
+    """Mixed into every call's cache key: change it to draw new samples instead of reusing
+    cached ones (only matters when a call cache is in use)."""
 
     def role(self, name: RoleName) -> RoleConfig:
         """The effective settings of one role."""

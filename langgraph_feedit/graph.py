@@ -21,30 +21,27 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, cast, get_type_hints
+from typing import Any, get_type_hints
 
 from langchain_core.messages import AIMessage, convert_to_openai_messages
+from langgraph.cache.base import BaseCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 from typing_extensions import TypedDict
 
+from langgraph_feedit.branches import branch_graphs, emit, failure_text, rounds_enabled
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, forget_budget, run_budget
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
-from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, rank_round, score_candidate, tree_order
+from langgraph_feedit.judges import POINTWISE, rank_round, tree_order
 from langgraph_feedit.prompts import (
-    TemplateSet,
-    critique_messages,
-    edit_messages,
     load_templates,
-    parse_verdict,
 )
 from langgraph_feedit.state import (
     FeeditInput,
@@ -69,225 +66,6 @@ class FeeditContext(TypedDict, total=False):
     depth: dict[str, Any]
     budget: dict[str, Any]
     roles: dict[str, Any]
-
-
-class _BranchOutput(TypedDict):
-    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
-
-
-class _Branch(TypedDict, total=False):
-    """A branch's private state: what it was sent, and what it has made so far."""
-
-    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
-    feedit_run: dict[str, Any]
-    index: int
-    round: int
-    parent: dict[str, Any] | None
-    critique: dict[str, Any] | None
-    candidate: dict[str, Any] | None
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _emit(runtime: Runtime[Any], event: str, node: Mapping[str, Any], **extra: Any) -> None:
-    """A progress event on ``stream_mode="custom"`` (a no-op when nobody listens)."""
-    payload = {
-        "event": event,
-        "id": node.get("id"),
-        "kind": node.get("kind"),
-        "round": node.get("round"),
-        **extra,
-    }
-    runtime.stream_writer({"feedit": payload})
-
-
-def _templates(run: Mapping[str, Any], role: str) -> TemplateSet:
-    return load_templates(run["roles"][role].get("template"))
-
-
-def _rounds_enabled(run: Mapping[str, Any]) -> bool:
-    return bool(run["depth"]["max_rounds"] >= 1 and run["width"]["critiques"] >= 1)
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, BudgetExhausted):
-        return f"stopped: {exc.reason} reached"
-    return str(exc)
-
-
-async def _call_node(
-    runtime: Runtime[Any],
-    node: dict[str, Any],
-    caller: RoleCaller,
-    messages: Sequence[Mapping[str, Any]],
-    index: int,
-) -> dict[str, Any]:
-    """Make one node's call and fill in its text, model, usage, timings or error."""
-    node["started"] = time.time()
-    _emit(runtime, "started", node)
-    try:
-        result = await caller.complete(node["role"], messages, index=index)
-    except (FeeditError, BudgetExhausted) as exc:
-        node.update(error=_failure(exc), ended=time.time())
-        _emit(runtime, "failed", node, error=node["error"])
-        return node
-    node.update(
-        text=result.texts[0],
-        model=result.model,
-        usage=_usage_dict(result.usage),
-        ended=time.time(),
-    )
-    _emit(runtime, "done", node, tokens=result.usage.total_tokens)
-    return node
-
-
-def _usage_dict(usage: Usage) -> dict[str, int]:
-    return usage.as_dict()
-
-
-# -- branch nodes -------------------------------------------------------------------------------
-
-
-async def draft(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Sample one draft of the conversation."""
-    run = state["feedit_run"]
-    i = state["index"]
-    node: dict[str, Any] = {"id": f"d{i}", "kind": "draft", "parent": None, "round": 0}
-    node["role"] = "draft"
-    node = await _call_node(runtime, node, RoleCaller(run), run["conversation"], i)
-    candidate = None if node.get("error") else {"id": node["id"], "text": node["text"]}
-    return {"feedit_nodes": [node], "candidate": candidate}
-
-
-async def critique(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Critique one candidate: what is wrong, missing or could be better."""
-    run = state["feedit_run"]
-    parent = cast(dict[str, Any], state["parent"])
-    j = state["index"]
-    node: dict[str, Any] = {
-        "id": f"{parent['id']}.c{j}",
-        "kind": "critique",
-        "parent": parent["id"],
-        "round": state["round"],
-        "role": "critique",
-    }
-    messages = critique_messages(run["conversation"], parent["text"], _templates(run, "critique"))
-    node = await _call_node(runtime, node, RoleCaller(run), messages, j)
-    if not node.get("error"):
-        node["verdict"] = parse_verdict(node["text"])
-        if run["depth"].get("skip_perfect") and node["verdict"] == "perfectly":
-            node["skipped"] = "perfect"
-    ok = not node.get("error") and not node.get("skipped")
-    return {"feedit_nodes": [node], "critique": node if ok else None}
-
-
-async def edit(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Revise a candidate according to one critique."""
-    run = state["feedit_run"]
-    parent = cast(dict[str, Any], state["parent"])
-    crit = cast(dict[str, Any], state["critique"])
-    k = state["index"]
-    node: dict[str, Any] = {
-        "id": f"{crit['id']}.e{k}",
-        "kind": "edit",
-        "parent": crit["id"],
-        "round": state["round"],
-        "role": "edit",
-    }
-    messages = edit_messages(
-        run["conversation"], parent["text"], crit["text"], _templates(run, "edit")
-    )
-    node = await _call_node(runtime, node, RoleCaller(run), messages, k)
-    candidate = None if node.get("error") else {"id": node["id"], "text": node["text"]}
-    return {"feedit_nodes": [node], "candidate": candidate}
-
-
-async def judge(state: _Branch, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Score the branch's candidate the moment it exists (pointwise judges only)."""
-    run = state["feedit_run"]
-    cand = state.get("candidate")
-    if not cand or run["judge"] not in POINTWISE or run["trivial"]:
-        return {}
-    caller = RoleCaller(run)
-    update: dict[str, Any] = {"id": cand["id"]}
-    try:
-        result = await score_candidate(
-            run["judge"],
-            caller,
-            run["conversation"],
-            cand["text"],
-            _templates(run, "judge"),
-            index=state.get("index", 0),
-        )
-    except (FeeditError, BudgetExhausted) as exc:
-        update["judge_note"] = f"not scored: {_failure(exc)}"
-    else:
-        update.update(score=result.score, judge_usage=_usage_dict(result.usage))
-        if result.note:
-            update["judge_note"] = result.note
-    _emit(runtime, "scored", {"id": cand["id"]}, score=update.get("score"))
-    return {"feedit_nodes": [update]}
-
-
-def _fan_critiques(state: _Branch) -> list[Send] | str:
-    run = state["feedit_run"]
-    cand = state.get("candidate")
-    if not cand or not _rounds_enabled(run) or run_budget(run).exhausted:
-        return END
-    return [
-        Send(
-            "critique_branch",
-            {"feedit_run": run, "parent": cand, "round": state.get("round", 0) + 1, "index": j},
-        )
-        for j in range(run["width"]["critiques"])
-    ]
-
-
-def _fan_edits(state: _Branch) -> list[Send] | str:
-    run = state["feedit_run"]
-    crit = state.get("critique")
-    if not crit or run_budget(run).exhausted:
-        return END
-    return [
-        Send(
-            "edit_branch",
-            {
-                "feedit_run": run,
-                "parent": state["parent"],
-                "critique": {"id": crit["id"], "text": crit["text"]},
-                "round": state["round"],
-                "index": k,
-            },
-        )
-        for k in range(run["width"]["edits"])
-    ]
-
-
-def _branch_graphs() -> tuple[Any, Any]:
-    """The per-critique and per-draft subgraphs (compiled; each runs at its own pace)."""
-    leaf = StateGraph(_Branch, output_schema=_BranchOutput)
-    leaf.add_node("edit", edit)
-    leaf.add_node("judge", judge)
-    leaf.add_edge(START, "edit")
-    leaf.add_edge("edit", "judge")
-    leaf.add_edge("judge", END)
-
-    crit = StateGraph(_Branch, output_schema=_BranchOutput)
-    crit.add_node("critique", critique)
-    crit.add_node("edit_branch", leaf.compile(name="edit_branch"))
-    crit.add_edge(START, "critique")
-    crit.add_conditional_edges("critique", _fan_edits, ["edit_branch", END])
-    critique_branch = crit.compile(name="critique_branch")
-
-    drafts = StateGraph(_Branch, output_schema=_BranchOutput)
-    drafts.add_node("draft", draft)
-    drafts.add_node("judge", judge)
-    drafts.add_node("critique_branch", critique_branch)
-    drafts.add_edge(START, "draft")
-    drafts.add_edge("draft", "judge")
-    drafts.add_conditional_edges("judge", _fan_critiques, ["critique_branch", END])
-    return drafts.compile(name="draft_branch"), critique_branch
 
 
 # -- top-level nodes ----------------------------------------------------------------------------
@@ -338,17 +116,18 @@ def _make_start(config: FeeditConfig, preset: str | None) -> Any:
             "depth": cfg.depth.model_dump(),
             "judge": roles["judge"].get("kind", "llm"),
             "trivial": cfg.width.drafts == 1
-            and not _rounds_enabled(
+            and not rounds_enabled(
                 {"width": cfg.width.model_dump(), "depth": cfg.depth.model_dump()}
             ),
             "embedded_model": cfg.embedded_model,
+            "cache_key": cfg.cache_key,
             "preset": cfg.preset,
         }
         return {
             "feedit_run": run,
             "feedit_nodes": Overwrite([]),
             "feedit_judge_usage": Overwrite([]),
-            "feedit_round": 1 if _rounds_enabled(run) else 0,
+            "feedit_round": 1 if rounds_enabled(run) else 0,
             "feedit_stopped": None,
             "feedit_next": [],
         }
@@ -379,10 +158,10 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
                 RoleCaller(run),
                 run["conversation"],
                 [(n["id"], n["text"]) for n in candidates],
-                _templates(run, "judge"),
+                load_templates(run["roles"]["judge"].get("template")),
             )
         except (FeeditError, BudgetExhausted) as exc:
-            _emit(runtime, "judge_failed", {"id": None}, error=_failure(exc))
+            emit(runtime, "judge_failed", {"id": None}, error=failure_text(exc))
         else:
             scored = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
             nodes = merge_nodes(nodes, scored)
@@ -401,7 +180,7 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
         depth["stop_score"]
     ):
         stopped = "stop_score"
-    elif rnd >= depth["max_rounds"] or not _rounds_enabled(run):
+    elif rnd >= depth["max_rounds"] or not rounds_enabled(run):
         stopped = "max_rounds"
     else:
         latest = [n for n in candidates if n.get("round", 0) == rnd]
@@ -412,7 +191,7 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
         next_round = [{"id": n["id"], "text": n["text"]} for n in ranked_latest[: depth["beam"]]]
         if not next_round:
             stopped = "no_candidates"
-    _emit(
+    emit(
         runtime,
         "round",
         {"id": best["id"] if best else None, "round": rnd},
@@ -445,7 +224,19 @@ def _deepen(state: FeeditState) -> list[Send] | str:
 async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
     """Pick the best candidate, append it to the conversation and write the trace."""
     run = state["feedit_run"]
-    nodes = [TraceNode.model_validate(n) for n in state.get("feedit_nodes", [])]
+    reused = empty_usage()
+    nodes = []
+    for raw in state.get("feedit_nodes", []):
+        data = dict(raw)
+        # A node whose call was made by another run came from the call cache.
+        origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)
+        node = TraceNode.model_validate(data)
+        if origin is not None and origin != run["key"]:
+            node.reused = True
+            reused = add_usage(reused, node.usage)
+        if judge_origin is not None and judge_origin != run["key"]:
+            reused = add_usage(reused, node.judge_usage)
+        nodes.append(node)
     nodes.sort(key=lambda n: tree_order(n.id))
     candidates = [n.model_dump() for n in nodes if n.is_candidate]
     best = _best(candidates)
@@ -465,12 +256,13 @@ async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
         selected=best["id"] if best else None,
         answer=best["text"] if best else None,
         usage=usage,
+        reused=reused,
         wall_s=round(time.time() - run["started"], 6),
         stopped=state.get("feedit_stopped"),
         judge=run["judge"],
         rounds=max((n.round for n in nodes), default=0),
     )
-    _emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
+    emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None:
         errors = [f"{n.id}: {n.error}" for n in nodes if n.error]
         raise NoCandidateError(
@@ -505,6 +297,7 @@ def create_feedit_graph(
     state_schema: type[Any] | None = None,
     context_schema: type[Any] | None = None,
     name: str = "feedit",
+    cache: BaseCache[Any] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the draft-critique-edit-judge graph (uncompiled).
 
@@ -516,6 +309,9 @@ def create_feedit_graph(
         state_schema: a state that extends :class:`~langgraph_feedit.state.FeeditState`.
         context_schema: a per-run context type (default :class:`FeeditContext`).
         name: the graph's name.
+        cache: a LangGraph cache (``SqliteCache``, ``InMemoryCache``, a Redis cache) for call
+            reuse. It must be given here, not only to ``compile``: the calls live in the
+            branch subgraphs, and LangGraph does not hand a parent's cache down to them.
 
     Returns:
         A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
@@ -548,7 +344,7 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    draft_branch, critique_branch = _branch_graphs()
+    draft_branch, critique_branch = branch_graphs(cache)
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         state_schema or FeeditState,
         context_schema=context_schema or FeeditContext,

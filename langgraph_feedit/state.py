@@ -7,6 +7,7 @@ The trace (``trace`` key of the output, or :meth:`Trace.model_dump_json`) has th
 - ``answer``: its text;
 - ``usage``: tokens per role and in total, each ``{prompt_tokens, completion_tokens,
   cached_tokens, calls}``;
+- ``reused``: the part of ``usage`` served from the call cache rather than bought by this run;
 - ``wall_s``: seconds from the start of the run to its end;
 - ``stopped``: why the run stopped deepening (``max_rounds``, ``stop_score``, ``deadline``,
   ``budget`` or ``no_candidates``); ``judge``: the judge kind; ``version``: the schema version.
@@ -89,7 +90,9 @@ class TraceNode(BaseModel):
     ended: float | None = None
     error: str | None = None
     skipped: str | None = None
-    """Why no call was made (``perfect``: the critique found nothing to change)."""
+    """Why no edit follows this critique (``perfect``: it found nothing to change)."""
+    reused: bool = False
+    """The call was not made by this run: its result came from the call cache."""
 
     @property
     def is_candidate(self) -> bool:
@@ -106,7 +109,10 @@ class Trace(BaseModel):
     selected: str | None = None
     answer: str | None = None
     usage: dict[str, UsageDict] = Field(default_factory=dict)
-    """Per role (``draft``, ``critique``, ``edit``, ``judge``) and ``total``."""
+    """What the tree cost, per role (``draft``, ``critique``, ``edit``, ``judge``) and ``total``,
+    whether its calls were made by this run or reused from the call cache."""
+    reused: UsageDict = Field(default_factory=empty_usage)
+    """The part of ``usage["total"]`` served from the call cache instead of bought by this run."""
     wall_s: float = 0.0
     stopped: str | None = None
     judge: str | None = None

@@ -1,0 +1,92 @@
+"""Call reuse through LangGraph's node cache on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.cache.sqlite import SqliteCache
+
+from langgraph_feedit import Trace, create_feedit_graph
+from langgraph_feedit.testing import Fault, SimServer
+
+from .helpers import sim_config
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=51) as server:
+        yield server
+
+
+async def run(sim: SimServer, cache: SqliteCache, **overrides: Any) -> Trace:
+    overrides.setdefault("roles", {}).setdefault("draft", {"seed": 7})
+    config = sim_config(sim.base_url, **overrides)
+    graph = create_feedit_graph(config, cache=cache).compile(cache=cache)
+    out = await graph.ainvoke({"messages": [("user", "Explain CRDTs.")]})
+    return Trace.model_validate(out["trace"])
+
+
+def width(drafts: int) -> dict[str, Any]:
+    return {"drafts": drafts, "critiques": 1, "edits": 1}
+
+
+async def test_fewer_drafts_after_more_make_no_new_calls(sim: SimServer, tmp_path: Path) -> None:
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    big = await run(sim, cache, width=width(8))
+    assert sim.call_count == 8 * 5  # draft, judge, critique, edit, judge per draft
+    small = await run(sim, cache, width=width(4))
+    assert sim.call_count == 8 * 5
+    assert all(n.reused for n in small.nodes)
+    assert small.reused == small.usage["total"]
+    for n in small.nodes:
+        assert n.text == big.node(n.id).text and n.score == big.node(n.id).score
+
+
+async def test_more_drafts_after_fewer_make_only_the_new_calls(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    await run(sim, cache, width=width(4))
+    assert sim.call_count == 4 * 5
+    big = await run(sim, cache, width=width(8))
+    assert sim.call_count == 8 * 5
+    reused = {n.id for n in big.nodes if n.reused}
+    assert reused == {n.id for n in big.nodes if int(n.id.split(".")[0][1:]) < 4}
+    assert big.reused["calls"] == 4 * 5
+    assert big.usage["total"]["calls"] == 8 * 5
+
+
+async def test_a_new_cache_key_draws_new_samples(sim: SimServer, tmp_path: Path) -> None:
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    await run(sim, cache, width=width(2))
+    await run(sim, cache, width=width(2), cache_key="second draw")
+    assert sim.call_count == 2 * 2 * 5
+
+
+async def test_failures_are_not_cached_and_a_rerun_retries_only_them(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    sim.set_faults([Fault("500", rate=1.0, match='"seed":8')])  # draft d1 fails
+    first = await run(sim, cache, width=width(3), roles={"default": {"max_retries": 0}})
+    assert first.node("d1").error
+    before = sim.call_count
+    sim.set_faults([])
+    second = await run(sim, cache, width=width(3), roles={"default": {"max_retries": 0}})
+    assert not any(n.error for n in second.nodes)
+    assert sim.call_count - before == 5  # only d1's branch was made again
+    assert {n.id for n in second.nodes if not n.reused} == {"d1", "d1.c0", "d1.c0.e0"}
+
+
+async def test_a_failed_judge_leaves_the_branch_going_unscored(sim: SimServer) -> None:
+    sim.set_faults([Fault("500", rate=1.0, match="Rate the response")])
+    config = sim_config(sim.base_url, width=width(2), roles={"default": {"max_retries": 0}})
+    out = await create_feedit_graph(config).compile().ainvoke({"messages": [("user", "q")]})
+    trace = Trace.model_validate(out["trace"])
+    assert len(trace.nodes) == 6
+    draft = trace.node("d0")
+    assert draft.score is None and draft.judge_note and "not scored" in draft.judge_note
+    assert trace.selected == "d0"
