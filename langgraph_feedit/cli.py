@@ -46,36 +46,85 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("prompt", help="the prompt; '-' reads it from standard input")
-    run.add_argument("--config", type=Path, help="a TOML or YAML configuration file")
-    run.add_argument("--preset", choices=sorted(PRESETS), help="a strategy preset")
     run.add_argument("--system", help="a system message before the prompt")
-    run.add_argument("--drafts", type=int, help="drafts to sample")
-    run.add_argument("--critiques", type=int, help="critiques per candidate")
-    run.add_argument("--edits", type=int, help="edits per critique")
-    run.add_argument("--rounds", type=int, help="critique-edit rounds (depth.max_rounds)")
-    run.add_argument("--beam", type=int, help="candidates carried into the next round")
-    run.add_argument("--stop-score", type=float, help="stop deepening at this judged score")
-    run.add_argument("--judge", choices=_JUDGES, help="judge kind")
-    run.add_argument("--deadline", type=float, help="seconds; then answer with the best so far")
-    run.add_argument("--token-budget", type=int, help="total tokens the run may spend")
-    run.add_argument("--base-url", help="endpoint for every role (roles.default.base_url)")
-    run.add_argument("--model", help="model for every role (roles.default.model)")
-    run.add_argument("--api-key-env", help="NAME of the variable holding the API key")
+    _config_options(run)
+    run.add_argument("--trace", type=Path, help="write the run's trace (JSON) to this file")
+    run.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    run.add_argument("-v", "--verbose", action="store_true", help="progress on standard error")
+
+    batch = sub.add_parser(
+        "batch",
+        help="answer every prompt of a file, resumably",
+        description=(
+            "Answer every prompt of a file. Checkpoints and a call cache live in the store "
+            "folder, so running the same command again resumes where it stopped and never "
+            "pays twice for a call."
+        ),
+        epilog=(
+            'input lines: Arena-Hard questions ({"uid", "prompt"}), '
+            '{"id", "messages": [...]}, or plain text, one prompt a line.\n'
+            "examples:\n"
+            "  feedit batch --input question.jsonl --output answers.jsonl --drafts 4\n"
+            "  feedit batch --input q.jsonl --output part0.jsonl --shard 0/4 "
+            "--store /shared/feedit"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch.add_argument("--input", type=Path, required=True, help="the prompts file")
+    batch.add_argument("--output", type=Path, required=True, help="answers, one JSON line each")
+    batch.add_argument(
+        "--format", choices=("auto", "jsonl", "text"), default="auto", help="input format"
+    )
+    batch.add_argument(
+        "--store", type=Path, default=Path(".feedit"), help="checkpoint and cache folder"
+    )
+    batch.add_argument("--shard", help="i/N: run a deterministic slice (0 <= i < N)")
+    batch.add_argument("--limit", type=int, help="only the first N prompts")
+    batch.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="bad input lines: stop before running (default), or skip and list them",
+    )
+    batch.add_argument("--traces", type=Path, help="write traces to DIR/<id>.json")
+    batch.add_argument("--concurrency", type=int, help="prompts in flight at once")
+    batch.add_argument(
+        "--fresh", action="store_true", help="draw new samples; reuse no cached call"
+    )
+    batch.add_argument(
+        "--no-progress", action="store_true", help="no progress display on standard error"
+    )
+    _config_options(batch)
+    return parser
+
+
+def _config_options(cmd: argparse.ArgumentParser) -> None:
+    """The configuration flags shared by commands that run the graph."""
+    cmd.add_argument("--config", type=Path, help="a TOML or YAML configuration file")
+    cmd.add_argument("--preset", choices=sorted(PRESETS), help="a strategy preset")
+    cmd.add_argument("--drafts", type=int, help="drafts to sample")
+    cmd.add_argument("--critiques", type=int, help="critiques per candidate")
+    cmd.add_argument("--edits", type=int, help="edits per critique")
+    cmd.add_argument("--rounds", type=int, help="critique-edit rounds (depth.max_rounds)")
+    cmd.add_argument("--beam", type=int, help="candidates carried into the next round")
+    cmd.add_argument("--stop-score", type=float, help="stop deepening at this judged score")
+    cmd.add_argument("--judge", choices=_JUDGES, help="judge kind")
+    cmd.add_argument("--deadline", type=float, help="seconds per prompt")
+    cmd.add_argument("--token-budget", type=int, help="total tokens one prompt may spend")
+    cmd.add_argument("--base-url", help="endpoint for every role (roles.default.base_url)")
+    cmd.add_argument("--model", help="model for every role (roles.default.model)")
+    cmd.add_argument("--api-key-env", help="NAME of the variable holding the API key")
     for role in ("draft", "critique", "edit", "judge"):
-        run.add_argument(f"--{role}-url", dest=f"{role}_url", help=f"endpoint of the {role} role")
-        run.add_argument(f"--{role}-model", dest=f"{role}_model", help=f"model of the {role} role")
-    run.add_argument(
+        cmd.add_argument(f"--{role}-url", dest=f"{role}_url", help=f"endpoint of the {role} role")
+        cmd.add_argument(f"--{role}-model", dest=f"{role}_model", help=f"model of the {role} role")
+    cmd.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="any setting by dotted key, e.g. roles.draft.temperature=0.9 (repeatable)",
     )
-    run.add_argument("--embedded-model", help="a GGUF file for the embedded endpoint")
-    run.add_argument("--trace", type=Path, help="write the run's trace (JSON) to this file")
-    run.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
-    run.add_argument("-v", "--verbose", action="store_true", help="progress on standard error")
-    return parser
+    cmd.add_argument("--embedded-model", help="a GGUF file for the embedded endpoint")
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -158,6 +207,29 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _batch(args: argparse.Namespace) -> int:
+    from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch
+
+    config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+    options = BatchOptions(
+        input=args.input,
+        output=args.output,
+        store=args.store,
+        input_format=args.format,
+        shard=parse_shard(args.shard) if args.shard else None,
+        limit=args.limit,
+        on_error=args.on_error,
+        traces=args.traces,
+        concurrency=args.concurrency,
+        fresh=args.fresh,
+        progress=False if args.no_progress else None,
+    )
+    summary = await run_batch(config, options)
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for the caller's mistakes)."""
     parser = build_parser()
@@ -168,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "batch":
+            return asyncio.run(_batch(args))
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ __all__ = [
     "Endpoint",
     "Usage",
     "aclose_endpoints",
+    "calls_in_flight",
     "get_endpoint",
     "is_retryable",
 ]
@@ -493,3 +494,11 @@ async def aclose_endpoints() -> None:
 
 def _now() -> float:
     return time.time()
+
+
+def calls_in_flight() -> int:
+    """Requests open right now on every endpoint of the running loop (for progress displays)."""
+    loop = asyncio.get_running_loop()
+    with _registry_lock:
+        endpoints = list(_registry.get(loop, {}).values())
+    return sum(e.limiter.active for e in endpoints)

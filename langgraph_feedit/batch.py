@@ -1,0 +1,334 @@
+"""Batch runs that never lose work: one checkpointed thread per prompt, and a call cache.
+
+A batch runs many prompts concurrently (bounded: enough to keep every endpoint's limit busy,
+not a flood) through one compiled graph whose checkpointer and call cache live on SQLite files
+in the store folder (``.feedit/`` by default). Running the same command again resumes:
+
+- a prompt whose thread finished is read back from its checkpoint, with no call;
+- a prompt whose run was cut off (a crash, a kill) resumes from its last checkpoint, and every
+  call that had finished, even inside a superstep that did not complete, is a cache hit;
+- a prompt whose every branch failed is run again on a new thread, where the calls that had
+  succeeded are cache hits and only the failed ones are made again.
+
+Output lines are written in input order as prompts finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import aiosqlite
+from langgraph.cache.sqlite import SqliteCache
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from langgraph_feedit.config import FeeditConfig, resolve_config
+from langgraph_feedit.endpoints import calls_in_flight
+from langgraph_feedit.errors import FeeditError, InputError, UserError
+from langgraph_feedit.graph import create_feedit_graph
+from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
+
+__all__ = ["BatchOptions", "BatchSummary", "parse_shard", "run_batch"]
+
+OnError = Literal["stop", "skip"]
+
+
+@dataclass(slots=True)
+class BatchOptions:
+    """What to run and where to keep it."""
+
+    input: Path
+    output: Path
+    store: Path = Path(".feedit")
+    """Folder of the checkpoint and cache files (``checkpoints.sqlite``, ``cache.sqlite``)."""
+    input_format: InputFormat = "auto"
+    shard: tuple[int, int] | None = None
+    """``(i, n)``: run only prompts whose position modulo ``n`` is ``i``."""
+    limit: int | None = None
+    on_error: OnError = "stop"
+    traces: Path | None = None
+    """Write each trace to ``DIR/<id>.json`` instead of into the output line."""
+    concurrency: int | None = None
+    """Prompts in flight at once (default: enough to fill the endpoints' limits)."""
+    fresh: bool = False
+    """Draw new samples instead of reusing cached calls and finished threads."""
+    progress: bool | None = None
+    """A progress bar on a terminal, lines otherwise; ``False`` for none."""
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """How a batch went."""
+
+    total: int = 0
+    answered: int = 0
+    resumed_done: int = 0
+    """Prompts already finished by an earlier run (read back, no call)."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[InputError] = field(default_factory=list)
+    calls: int = 0
+    """Calls made by this run (not read back from checkpoints or the call cache)."""
+    reused_calls: int = 0
+    """Calls served from the call cache."""
+    tokens: int = 0
+    """Tokens of the calls made by this run."""
+    wall_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.total} prompt(s): {self.answered} answered"
+            f" ({self.resumed_done} already done), {len(self.failed)} failed,"
+            f" {len(self.skipped)} input line(s) skipped; {self.calls} calls made"
+            f" ({self.reused_calls} reused from the cache), {self.tokens} tokens spent,"
+            f" {self.wall_s:.1f} s"
+        ]
+        out += [f"  failed {pid}: {err.splitlines()[0]}" for pid, err in self.failed]
+        out += [f"  skipped {err}" for err in self.skipped]
+        return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` with ``0 <= i < N``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise UserError(f"--shard expects i/N with 0 <= i < N, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_prompts(
+    prompts: list[Prompt], *, shard: tuple[int, int] | None, limit: int | None
+) -> list[Prompt]:
+    """``--limit`` first (the first K prompts of the file), then the shard's slice."""
+    chosen = prompts[:limit] if limit is not None else prompts
+    if shard is not None:
+        i, n = shard
+        chosen = [p for k, p in enumerate(chosen) if k % n == i]
+    return chosen
+
+
+def _digest(config: FeeditConfig, prompt: Prompt) -> str:
+    payload = json.dumps(
+        {"config": config.model_dump(mode="json"), "messages": prompt.messages},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _safe_name(pid: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", pid)[:80]
+    if name != pid:
+        name += "-" + hashlib.sha256(pid.encode()).hexdigest()[:8]
+    return name
+
+
+def default_concurrency(config: FeeditConfig) -> int:
+    """Enough prompts in flight to keep the draft endpoint's limit busy twice over."""
+    limit = config.role("draft").max_concurrency or 16
+    return max(2, -(-2 * limit // max(1, config.width.drafts)))
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None, stream: TextIO) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.tokens = 0
+        self.started = time.monotonic()
+        self.stream = stream
+        self.tty = stream.isatty() if enabled is None else bool(enabled and stream.isatty())
+        self.enabled = enabled is not False
+        self._bar: Any = None
+        self._last = 0.0
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, file=stream, unit="prompt", dynamic_ncols=True)
+
+    def update(self, *, failed: bool, tokens: int) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        self.tokens += tokens
+        if self._bar is not None:
+            self._bar.set_postfix(
+                inflight=calls_in_flight(), tokens=self.tokens, failed=self.failed, refresh=False
+            )
+            self._bar.update(1)
+        else:
+            self.tick(force=self.done == self.total)
+
+    def tick(self, *, force: bool = False) -> None:
+        if not self.enabled or self._bar is not None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 2.0:
+            return
+        self._last = now
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        print(
+            f"batch: {self.done}/{self.total} done, {self.failed} failed,"
+            f" {calls_in_flight()} calls in flight, {self.tokens} tokens,"
+            f" {elapsed:.0f} s elapsed, ETA {eta:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+async def _answer(graph: Any, prompt: Prompt, thread: str) -> tuple[dict[str, Any], bool]:
+    """The final state of the prompt's run, and whether it was already done before."""
+    attempt = 1
+    while True:
+        tid = thread if attempt == 1 else f"{thread}#{attempt}"
+        cfg = {"configurable": {"thread_id": tid}}
+        snapshot = await graph.aget_state(cfg)
+        if not snapshot.values:
+            return await graph.ainvoke({"messages": prompt.messages}, cfg), False
+        if "trace" in snapshot.values and not snapshot.next:
+            return dict(snapshot.values), True
+        if any(task.error for task in snapshot.tasks):
+            # It failed before: go again on a new thread. The calls that succeeded are
+            # cache hits; only the failed ones are made again.
+            attempt += 1
+            continue
+        return await graph.ainvoke(None, cfg), False  # cut off mid-run: resume
+
+
+def _record(prompt: Prompt, values: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
+    if values is None:
+        return {"id": prompt.id, "status": "failed", "error": error}
+    trace = values["trace"]
+    return {
+        "id": prompt.id,
+        "status": "ok",
+        "answer": trace["answer"],
+        "selected": trace["selected"],
+        "usage": trace["usage"]["total"],
+        "reused": trace.get("reused"),
+        "wall_s": trace["wall_s"],
+        "messages": prompt.messages,
+        **({"extra": prompt.extra} if prompt.extra else {}),
+        "trace": trace,
+    }
+
+
+async def run_batch(
+    config: FeeditConfig,
+    options: BatchOptions,
+    *,
+    stream: TextIO | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> BatchSummary:
+    """Answer every prompt of ``options.input`` into ``options.output``.
+
+    Raises:
+        InputError: bad input lines with ``on_error="stop"`` (nothing is run), or an
+            unreadable input file.
+    """
+    stream = stream or sys.stderr
+    started = time.monotonic()
+    prompts, errors = read_prompts(options.input, fmt=options.input_format)
+    sidecar = options.output.with_name(options.output.name + ".skipped.jsonl")
+    if errors:
+        if options.on_error == "stop":
+            shown = "\n".join(f"  {e}" for e in errors[:20])
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            raise InputError(
+                f"{len(errors)} bad input line(s); fix them or pass --on-error skip:\n{shown}{more}"
+            )
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        with sidecar.open("w", encoding="utf-8") as f:
+            for e in errors:
+                f.write(json.dumps({"path": e.path, "line": e.line, "error": str(e)}) + "\n")
+    elif sidecar.exists():
+        sidecar.unlink()
+    chosen = select_prompts(prompts, shard=options.shard, limit=options.limit)
+    if options.fresh:
+        config = config.merged({"cache_key": uuid.uuid4().hex})
+    run_config = resolve_config(config)
+    summary = BatchSummary(total=len(chosen), skipped=list(errors))
+    options.store.mkdir(parents=True, exist_ok=True)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    if options.traces is not None:
+        options.traces.mkdir(parents=True, exist_ok=True)
+    cache: SqliteCache[Any] = SqliteCache(path=str(options.store / "cache.sqlite"))
+    async with aiosqlite.connect(options.store / "checkpoints.sqlite", timeout=60.0) as conn:
+        saver = AsyncSqliteSaver(conn)
+        graph = create_feedit_graph(config, cache=cache).compile(checkpointer=saver, cache=cache)
+        limit = asyncio.Semaphore(options.concurrency or default_concurrency(run_config))
+        progress = _Progress(len(chosen), options.progress, stream)
+        results: dict[int, dict[str, Any]] = {}
+        next_out = 0
+        with options.output.open("w", encoding="utf-8") as out:
+
+            def flush() -> None:
+                nonlocal next_out
+                while next_out in results:
+                    record = results.pop(next_out)
+                    if options.traces is not None and "trace" in record:
+                        path = options.traces / f"{_safe_name(record['id'])}.json"
+                        path.write_text(json.dumps(record.pop("trace")), encoding="utf-8")
+                        record["trace_file"] = str(path)
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    next_out += 1
+                out.flush()
+
+            async def one(k: int, prompt: Prompt) -> None:
+                thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
+                async with limit:
+                    try:
+                        values, was_done = await _answer(graph, prompt, thread)
+                        record = _record(prompt, values, None)
+                    except FeeditError as exc:
+                        record, was_done = _record(prompt, None, str(exc)), False
+                if record["status"] == "ok":
+                    summary.answered += 1
+                    summary.resumed_done += int(was_done)
+                    if not was_done:
+                        usage, reused = record["usage"], record.get("reused") or {}
+                        summary.calls += usage["calls"] - reused.get("calls", 0)
+                        summary.reused_calls += reused.get("calls", 0)
+                        summary.tokens += (
+                            usage["prompt_tokens"]
+                            + usage["completion_tokens"]
+                            - reused.get("prompt_tokens", 0)
+                            - reused.get("completion_tokens", 0)
+                        )
+                else:
+                    summary.failed.append((prompt.id, record["error"]))
+                if on_record is not None:
+                    on_record(record)
+                tokens = record["usage"]["completion_tokens"] if "usage" in record else 0
+                progress.update(failed=record["status"] != "ok", tokens=tokens)
+                results[k] = record
+                flush()
+
+            async def ticker() -> None:
+                while True:
+                    await asyncio.sleep(2.0)
+                    progress.tick()
+
+            tick = asyncio.create_task(ticker())
+            try:
+                await asyncio.gather(*(one(k, p) for k, p in enumerate(chosen)))
+            finally:
+                tick.cancel()
+                progress.close()
+    summary.wall_s = time.monotonic() - started
+    return summary

@@ -1,0 +1,371 @@
+"""Batch runs: resume after kill -9, faults at scale, reuse, bad input, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from langgraph_feedit import InputError
+from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch, select_prompts
+from langgraph_feedit.inputs import read_prompts
+from langgraph_feedit.testing import Fault, SimServer
+
+from .helpers import sim_config
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ROOT.parent / "shared" / "data" / "arena-hard-v0.1" / "question.jsonl"
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(
+                json.dumps({"uid": f"q{i:03d}", "category": "test", "prompt": f"Question {i}?"})
+            )
+            f.write("\n")
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "langgraph_feedit.cli", "batch", "--no-progress", *args]
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=61) as server:
+        yield server
+
+
+async def batch(
+    sim: SimServer, tmp_path: Path, inp: Path, out: str = "out.jsonl", **kw: Any
+) -> tuple[Any, Path]:
+    overrides = kw.pop("overrides", {})
+    overrides.setdefault("width", {"drafts": 2, "critiques": 1, "edits": 1})
+    options = BatchOptions(
+        input=inp, output=tmp_path / out, store=tmp_path / "store", progress=False, **kw
+    )
+    summary = await run_batch(sim_config(sim.base_url, **overrides), options)
+    return summary, options.output
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 30)
+    args = [
+        "--input",
+        str(inp),
+        "--drafts",
+        "2",
+        "--critiques",
+        "1",
+        "--model",
+        "m",
+        "--concurrency",
+        "4",
+    ]
+    with SimServer(seed=62, ttft=0.05, rate=400) as server:
+        base = ["--base-url", server.base_url]
+        # the uninterrupted reference run, in its own store
+        ref = subprocess.run(
+            cli(
+                *args,
+                *base,
+                "--output",
+                str(tmp_path / "ref.jsonl"),
+                "--store",
+                str(tmp_path / "ref-store"),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ref.returncode == 0, ref.stderr
+        reference_calls = server.call_count
+        server.reset_stats()
+
+        out = tmp_path / "out.jsonl"
+        store = tmp_path / "store"
+        proc = subprocess.Popen(
+            cli(*args, *base, "--output", str(out), "--store", str(store)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while server.call_count < reference_calls // 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(0.3)  # let the server see the dropped connections
+        cut_off = sum(1 for r in server.requests if r.disconnected)
+        first_calls = server.call_count
+        assert 0 < first_calls < reference_calls
+
+        rerun = subprocess.run(
+            cli(*args, *base, "--output", str(out), "--store", str(store)),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        total_calls = server.call_count
+    records = lines(out)
+    assert [r["id"] for r in records] == [f"q{i:03d}" for i in range(30)]
+    assert all(r["status"] == "ok" and r["answer"] for r in records)
+    assert total_calls <= reference_calls + cut_off, (total_calls, reference_calls, cut_off)
+    assert total_calls > first_calls  # the rerun did the rest
+
+
+async def test_rerun_of_a_finished_batch_makes_no_call(sim: SimServer, tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 5)
+    first, out = await batch(sim, tmp_path, inp)
+    calls = sim.call_count
+    second, _ = await batch(sim, tmp_path, inp)
+    assert sim.call_count == calls
+    assert second.resumed_done == 5 and second.calls == 0
+    assert first.calls == calls
+    assert len(lines(out)) == 5
+
+
+# -- faults at scale ------------------------------------------------------------------------
+
+
+async def test_two_hundred_prompts_with_faults(tmp_path: Path) -> None:
+    faults = [
+        Fault("500", rate=0.04),
+        Fault("429", rate=0.04, retry_after=0.01),
+        Fault("drop", rate=0.03),
+        Fault("malformed", rate=0.03),
+        Fault("slow", rate=0.02, slow_s=3.0),
+    ]
+    inp = write_prompts(tmp_path / "q.jsonl", 200)
+    with SimServer(seed=63, faults=faults) as server:
+        summary, out = await batch(
+            server,
+            tmp_path,
+            inp,
+            concurrency=32,
+            overrides={
+                "width": {"drafts": 2, "critiques": 1, "edits": 1},
+                "roles": {"default": {"max_retries": 1, "timeout": 0.5}},
+            },
+        )
+        assert server.in_flight == 0
+    records = lines(out)
+    ids = [r["id"] for r in records]
+    assert ids == [f"q{i:03d}" for i in range(200)]  # no duplicate, none missing, in order
+    for r in records:
+        assert r["status"] in ("ok", "failed")
+        if r["status"] == "failed":
+            assert r["error"]
+    assert summary.answered + len(summary.failed) == 200
+    # with one retry most transient faults are absorbed; some branches fail and are recorded
+    failed_nodes = [
+        n for r in records if r["status"] == "ok" for n in r["trace"]["nodes"] if n["error"]
+    ]
+    assert failed_nodes, "some branch failures are recorded in the traces"
+
+
+async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 4)
+    sim.set_faults([Fault("500", rate=1.0, match="Question 2?")])
+    overrides = {"roles": {"default": {"max_retries": 0}}}
+    summary, out = await batch(sim, tmp_path, inp, overrides=overrides)
+    records = lines(out)
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "ok"]
+    assert "status 500" in records[2]["error"]
+    assert [pid for pid, _ in summary.failed] == ["q002"]
+    calls = sim.call_count
+    sim.set_faults([])
+    summary, out = await batch(sim, tmp_path, inp, overrides=overrides)
+    assert [r["status"] for r in lines(out)] == ["ok"] * 4
+    assert summary.resumed_done == 3
+    assert sim.call_count - calls == 2 * 5  # only the failed prompt's calls
+
+
+# -- reuse ----------------------------------------------------------------------------------
+
+
+async def test_sweep_reuse_across_batches(sim: SimServer, tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 3)
+    seeded = {"draft": {"seed": 3}}
+
+    async def run(drafts: int) -> Any:
+        overrides = {"width": {"drafts": drafts, "critiques": 1, "edits": 1}, "roles": seeded}
+        return (await batch(sim, tmp_path, inp, out=f"d{drafts}.jsonl", overrides=overrides))[0]
+
+    await run(4)
+    assert sim.call_count == 3 * 4 * 5
+    more = await run(8)
+    assert sim.call_count == 3 * 8 * 5  # only the new drafts' branches
+    assert more.reused_calls == 3 * 4 * 5
+    fewer = await run(2)
+    assert sim.call_count == 3 * 8 * 5  # nothing new at all
+    assert fewer.calls == 0
+
+
+async def test_fresh_draws_new_samples(sim: SimServer, tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 2)
+    await batch(sim, tmp_path, inp)
+    calls = sim.call_count
+    await batch(sim, tmp_path, inp, fresh=True)
+    assert sim.call_count == 2 * calls
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+BAD_LINES = [
+    (b'{"uid": "a", "prompt": "fine"}', None),
+    (b'{"uid": "b", "prompt": ', "not valid JSON"),
+    (b'{"uid": "c"}', "missing field"),
+    (b'{"prompt": "no id"}', "missing field 'uid'"),
+    (b'{"uid": "d", "prompt": "   "}', "empty prompt"),
+    (b'{"uid": "e", "prompt": "caf\xe9"}', "not UTF-8: byte 0xe9"),
+    (b'["a list"]', "must be a JSON object"),
+    (b'{"id": "f", "messages": []}', "non-empty list"),
+    (b'{"id": "g", "messages": [{"role": "wizard", "content": "x"}]}', "unknown role"),
+    (b'{"uid": "a", "prompt": "again"}', "duplicate id 'a' (first on line 1)"),
+]
+
+
+def test_each_bad_input_kind_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(line for line, _ in BAD_LINES) + b"\n")
+    prompts, errors = read_prompts(path)
+    assert [p.id for p in prompts] == ["a"]
+    expected = [(n, msg) for n, (_, msg) in enumerate(BAD_LINES, start=1) if msg]
+    assert len(errors) == len(expected)
+    for err, (line, msg) in zip(errors, expected, strict=True):
+        assert err.line == line and err.path == str(path)
+        assert str(err).startswith(f"{path}:{line}: ")
+        assert msg in str(err), (line, str(err))
+
+
+async def test_on_error_stop_runs_nothing(sim: SimServer, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"uid": "a", "prompt": "fine"}\n{"uid": "b", "prompt": \n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: not valid JSON"):
+        await batch(sim, tmp_path, path)
+    assert sim.call_count == 0
+
+
+async def test_on_error_skip_goes_on_and_lists_the_lines(sim: SimServer, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(
+        b'{"uid": "a", "prompt": "fine"}\n{"uid": "b"}\n{"uid": "c", "prompt": "ok"}\n'
+    )
+    summary, out = await batch(sim, tmp_path, path, on_error="skip")
+    assert [r["id"] for r in lines(out)] == ["a", "c"]
+    assert [e.line for e in summary.skipped] == [2]
+    sidecar = lines(out.with_name(out.name + ".skipped.jsonl"))
+    assert sidecar[0]["line"] == 2 and "missing field" in sidecar[0]["error"]
+    assert any("skipped" in line for line in summary.lines())
+
+
+def test_text_and_messages_inputs(tmp_path: Path) -> None:
+    text = tmp_path / "prompts.txt"
+    text.write_text("What is 2+2?\n\nName a colour.\n", encoding="utf-8")
+    prompts, errors = read_prompts(text)
+    assert not errors and [p.id for p in prompts] == ["1", "3"]
+    assert prompts[1].messages == [{"role": "user", "content": "Name a colour."}]
+    conv = tmp_path / "conv.jsonl"
+    conv.write_text(
+        json.dumps(
+            {
+                "id": "x",
+                "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+            }
+        )
+        + "\n"
+    )
+    prompts, errors = read_prompts(conv)
+    assert not errors and prompts[0].messages[0] == {"role": "system", "content": "S"}
+
+
+def test_arena_hard_question_file_reads_as_is() -> None:
+    if not QUESTIONS.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    prompts, errors = read_prompts(QUESTIONS)
+    assert not errors and len(prompts) == 500
+    assert prompts[0].extra["category"] == "arena-hard-v0.1"
+
+
+def test_shard_and_limit_selection() -> None:
+    from langgraph_feedit.inputs import Prompt
+
+    prompts = [Prompt(id=str(i), messages=[], line=i) for i in range(10)]
+    assert [p.id for p in select_prompts(prompts, shard=(1, 3), limit=None)] == ["1", "4", "7"]
+    assert [p.id for p in select_prompts(prompts, shard=(0, 2), limit=5)] == ["0", "2", "4"]
+    union = sorted(
+        p.id for i in range(4) for p in select_prompts(prompts, shard=(i, 4), limit=None)
+    )
+    assert union == sorted(p.id for p in prompts)
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+# -- shards sharing one store ---------------------------------------------------------------
+
+
+def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 24)
+    store = tmp_path / "store"
+    with SimServer(seed=64, ttft=0.01) as server:
+        common = [
+            "--input",
+            str(inp),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "m",
+            "--drafts",
+            "2",
+            "--critiques",
+            "1",
+            "--store",
+            str(store),
+        ]
+        procs = [
+            subprocess.Popen(
+                cli(*common, "--shard", f"{i}/2", "--output", str(tmp_path / f"part{i}.jsonl")),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        calls = server.call_count
+        parts = [lines(tmp_path / f"part{i}.jsonl") for i in range(2)]
+        assert sorted(r["id"] for part in parts for r in part) == [f"q{i:03d}" for i in range(24)]
+        assert all(r["status"] == "ok" for part in parts for r in part)
+        # both shards' work is in the shared store: a whole run now makes no call
+        whole = subprocess.run(
+            cli(*common, "--output", str(tmp_path / "all.jsonl")),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert whole.returncode == 0, whole.stderr
+        assert server.call_count == calls
+    assert len(lines(tmp_path / "all.jsonl")) == 24
