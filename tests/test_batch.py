@@ -369,3 +369,63 @@ def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
         assert whole.returncode == 0, whole.stderr
         assert server.call_count == calls
     assert len(lines(tmp_path / "all.jsonl")) == 24
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    inp = write_prompts(tmp_path / "q.jsonl", 6)
+    with SimServer(seed=65) as server:
+        common = [
+            "--input",
+            str(inp),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "m",
+            "--drafts",
+            "1",
+            "--critiques",
+            "0",
+            "--store",
+            str(tmp_path / "s"),
+        ]
+        argv = [
+            a for a in cli(*common, "--output", str(tmp_path / "a.jsonl")) if a != "--no-progress"
+        ]
+        plain = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert plain.returncode == 0
+        assert "batch: 6/6 done, 0 failed" in plain.stderr
+        assert "6 prompt(s): 6 answered" in plain.stderr
+
+        leader, follower = pty.openpty()
+        # a real terminal has a size; a fresh pty reports 0 columns
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        argv = [
+            a
+            for a in cli(*common, "--output", str(tmp_path / "b.jsonl"), "--fresh")
+            if a != "--no-progress"
+        ]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=120)
+        os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "6/6" in screen and "prompt" in screen and "failed=0" in screen
+    assert "batch: " not in screen  # the bar, not the line-oriented form
