@@ -225,6 +225,7 @@ class SimServer:
         self._prefixes: set[int] = set()
         self._in_flight = self._in_service = 0
         self._peak_in_flight = self._peak_service = self._disconnects = 0
+        self._busy_s = 0.0
         self._created = int(time.time())
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -266,9 +267,15 @@ class SimServer:
         """Requests whose client hung up before the reply was complete."""
         return self._disconnects
 
-    def stats(self) -> dict[str, int]:
+    @property
+    def busy_s(self) -> float:
+        """Seconds of slot time used: the sum over requests of the time each held a slot."""
+        return self._busy_s
+
+    def stats(self) -> dict[str, float]:
         """The counters served at ``GET /_sim/stats``."""
         return {
+            "busy_s": round(self._busy_s, 6),
             "call_count": self.call_count,
             "in_flight": self.in_flight,
             "peak_concurrency": self.peak_concurrency,
@@ -290,6 +297,7 @@ class SimServer:
             self._fault_seen = [0] * len(self._faults)
             self._peak_in_flight, self._peak_service = self._in_flight, self._in_service
             self._disconnects = 0
+            self._busy_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -469,11 +477,13 @@ class SimServer:
         with self._lock:
             self._in_service += 1
             self._peak_service = max(self._peak_service, self._in_service)
+        held = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
                 self._in_service -= 1
+                self._busy_s += time.monotonic() - held
             self._slots.release()
 
     def _timing(self, body: dict[str, Any], tokens: int) -> tuple[float, float]:
