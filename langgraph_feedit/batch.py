@@ -16,6 +16,7 @@ Output lines are written in input order as prompts finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -63,6 +64,9 @@ class BatchOptions:
     """Draw new samples instead of reusing cached calls and finished threads."""
     progress: bool | None = None
     """A progress bar on a terminal, lines otherwise; ``False`` for none."""
+    durable: bool = True
+    """Keep checkpoints and the call cache in ``store``; ``False`` runs without them (no
+    resume, no reuse)."""
 
 
 @dataclass(slots=True)
@@ -191,8 +195,12 @@ class _Progress:
             self._bar.close()
 
 
-async def _answer(graph: Any, prompt: Prompt, thread: str) -> tuple[dict[str, Any], bool]:
+async def _answer(
+    graph: Any, prompt: Prompt, thread: str, durable: bool
+) -> tuple[dict[str, Any], bool]:
     """The final state of the prompt's run, and whether it was already done before."""
+    if not durable:
+        return await graph.ainvoke({"messages": prompt.messages}), False
     attempt = 1
     while True:
         tid = thread if attempt == 1 else f"{thread}#{attempt}"
@@ -263,13 +271,19 @@ async def run_batch(
         config = config.merged({"cache_key": uuid.uuid4().hex})
     run_config = resolve_config(config)
     summary = BatchSummary(total=len(chosen), skipped=list(errors))
-    options.store.mkdir(parents=True, exist_ok=True)
     options.output.parent.mkdir(parents=True, exist_ok=True)
     if options.traces is not None:
         options.traces.mkdir(parents=True, exist_ok=True)
-    cache: SqliteCache[Any] = SqliteCache(path=str(options.store / "cache.sqlite"))
-    async with aiosqlite.connect(options.store / "checkpoints.sqlite", timeout=60.0) as conn:
-        saver = AsyncSqliteSaver(conn)
+    async with contextlib.AsyncExitStack() as stack:
+        if options.durable:
+            options.store.mkdir(parents=True, exist_ok=True)
+            cache: SqliteCache[Any] | None = SqliteCache(path=str(options.store / "cache.sqlite"))
+            conn = await stack.enter_async_context(
+                aiosqlite.connect(options.store / "checkpoints.sqlite", timeout=60.0)
+            )
+            saver: AsyncSqliteSaver | None = AsyncSqliteSaver(conn)
+        else:
+            cache, saver = None, None
         graph = create_feedit_graph(config, cache=cache).compile(checkpointer=saver, cache=cache)
         limit = asyncio.Semaphore(options.concurrency or default_concurrency(run_config))
         progress = _Progress(len(chosen), options.progress, stream)
@@ -293,7 +307,7 @@ async def run_batch(
                 thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
                 async with limit:
                     try:
-                        values, was_done = await _answer(graph, prompt, thread)
+                        values, was_done = await _answer(graph, prompt, thread, options.durable)
                         record = _record(prompt, values, None)
                     except FeeditError as exc:
                         record, was_done = _record(prompt, None, str(exc)), False

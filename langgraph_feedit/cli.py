@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--no-progress", action="store_true", help="no progress display on standard error"
     )
+    batch.add_argument(
+        "--no-store",
+        action="store_true",
+        help="run without checkpoints or call cache (nothing to resume from, nothing reused)",
+    )
     _config_options(batch)
     return parser
 
@@ -223,6 +228,7 @@ async def _batch(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         fresh=args.fresh,
         progress=False if args.no_progress else None,
+        durable=not args.no_store,
     )
     summary = await run_batch(config, options)
     for line in summary.lines():
