@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import aiosqlite
-from langgraph.cache.sqlite import SqliteCache
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.cache.base import BaseCache
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.endpoints import calls_in_flight
 from langgraph_feedit.errors import FeeditError, InputError, UserError
 from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
+from langgraph_feedit.stores import open_stores
 
 __all__ = ["BatchOptions", "BatchSummary", "parse_shard", "run_batch"]
 
@@ -49,8 +49,9 @@ class BatchOptions:
 
     input: Path
     output: Path
-    store: Path = Path(".feedit")
-    """Folder of the checkpoint and cache files (``checkpoints.sqlite``, ``cache.sqlite``)."""
+    store: Path | None = None
+    """Folder of the SQLite checkpoint and cache files (default: the configuration's
+    ``store.path``, ``.feedit``); Postgres and Redis URLs in ``store`` take precedence."""
     input_format: InputFormat = "auto"
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only prompts whose position modulo ``n`` is ``i``."""
@@ -275,15 +276,12 @@ async def run_batch(
     if options.traces is not None:
         options.traces.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
+        cache: BaseCache[Any] | None = None
+        saver: BaseCheckpointSaver[Any] | None = None
         if options.durable:
-            options.store.mkdir(parents=True, exist_ok=True)
-            cache: SqliteCache[Any] | None = SqliteCache(path=str(options.store / "cache.sqlite"))
-            conn = await stack.enter_async_context(
-                aiosqlite.connect(options.store / "checkpoints.sqlite", timeout=60.0)
+            saver, cache = await stack.enter_async_context(
+                open_stores(run_config.store, path=options.store)
             )
-            saver: AsyncSqliteSaver | None = AsyncSqliteSaver(conn)
-        else:
-            cache, saver = None, None
         graph = create_feedit_graph(config, cache=cache).compile(checkpointer=saver, cache=cache)
         limit = asyncio.Semaphore(options.concurrency or default_concurrency(run_config))
         progress = _Progress(len(chosen), options.progress, stream)

@@ -75,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--format", choices=("auto", "jsonl", "text"), default="auto", help="input format"
     )
-    batch.add_argument(
-        "--store", type=Path, default=Path(".feedit"), help="checkpoint and cache folder"
-    )
+    batch.add_argument("--store", type=Path, help="checkpoint and cache folder (default .feedit)")
+    batch.add_argument("--checkpoint-url", help="postgresql://... checkpointer shared by machines")
+    batch.add_argument("--cache-url", help="redis://... call cache shared by machines")
     batch.add_argument("--shard", help="i/N: run a deterministic slice (0 <= i < N)")
     batch.add_argument("--limit", type=int, help="only the first N prompts")
     batch.add_argument(
@@ -172,6 +172,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in pairs:
         if value is not None:
             _set_path(out, key, value)
+    for key, attr in (("store.checkpoint_url", "checkpoint_url"), ("store.cache_url", "cache_url")):
+        if getattr(args, attr, None):
+            _set_path(out, key, getattr(args, attr))
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:

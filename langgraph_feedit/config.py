@@ -46,6 +46,7 @@ __all__ = [
     "RoleConfig",
     "RoleName",
     "RolesConfig",
+    "StoreConfig",
     "WidthConfig",
     "deep_merge",
     "resolve_config",
@@ -203,6 +204,17 @@ class BudgetConfig(_Strict):
     """Total tokens (prompt + completion, all roles) the run may spend."""
 
 
+class StoreConfig(_Strict):
+    """Where batch runs keep checkpoints and the call cache."""
+
+    path: str = ".feedit"
+    """Folder of the SQLite checkpoint and cache files (used unless a URL below is set)."""
+    checkpoint_url: str | None = None
+    """``postgresql://...``: LangGraph's Postgres checkpointer, shared by machines."""
+    cache_url: str | None = None
+    """``redis://...``: LangGraph's Redis call cache, shared by machines."""
+
+
 class FeeditConfig(_Strict):
     """The whole configuration of a feedit run."""
 
@@ -210,6 +222,7 @@ class FeeditConfig(_Strict):
     width: WidthConfig = Field(default_factory=WidthConfig)
     depth: DepthConfig = Field(default_factory=DepthConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     preset: str | None = None
     """Name of a preset (``single``, ``best-of-n``, ``feedback-edit``, ``self-refine``,
     ``beam``) whose width and depth apply under the explicit values."""

@@ -110,7 +110,10 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        time.sleep(0.3)  # let the server see the dropped connections
+        for _ in range(200):  # let the server see every dropped connection
+            if server.in_flight == 0:
+                break
+            time.sleep(0.05)
         cut_off = sum(1 for r in server.requests if r.disconnected)
         first_calls = server.call_count
         assert 0 < first_calls < reference_calls

@@ -1,0 +1,154 @@
+"""Evaluation against Arena-Hard-Auto: judge prompts and files, scores, sweep plots.
+
+``arena`` (prompts, verdict parsing, the JSONL formats) needs only the core install, so that
+judging works without the extras. Scoring and plotting need numpy, scipy and matplotlib, the
+``eval`` extra; their names are imported on first use, and a missing extra raises an
+ImportError that says how to install it.
+
+Example:
+    >>> from langgraph_feedit.evaluate import judge_messages, parse_verdict
+    >>> parse_verdict("My final verdict is tie: [[A=B]]")
+    'A=B'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from langgraph_feedit.evaluate.arena import (
+    ARENA_HARD_SYSTEM_PROMPT,
+    CREATIVE_WRITING_SYSTEM_PROMPT,
+    DEFAULT_BASELINES,
+    JUDGE_USER_TEMPLATE,
+    VERDICT_PATTERNS,
+    VERDICTS,
+    AnswerMetadata,
+    ArenaAnswer,
+    ArenaGame,
+    ArenaJudgment,
+    ArenaQuestion,
+    MarkdownCounts,
+    Verdict,
+    answer_record,
+    dump_record,
+    game_record,
+    judge_messages,
+    judge_system_prompt,
+    judgment_record,
+    markdown_counts,
+    metadata_from_answers,
+    normalize_verdict,
+    parse_verdict,
+    read_answer_dir,
+    read_answers,
+    read_judgments,
+    read_questions,
+    split_think,
+    strip_think,
+)
+
+if TYPE_CHECKING:
+    from langgraph_feedit.evaluate.plot import SweepPoint, plot_sweep
+    from langgraph_feedit.evaluate.scoring import (
+        STYLE_FEATURES,
+        Battle,
+        Battles,
+        ModelScore,
+        Score,
+        ScoreReport,
+        battles_from_judgments,
+        elo_to_win_rate,
+        fit_elo,
+        score_judgments,
+        style_features,
+    )
+
+__all__ = [
+    "ARENA_HARD_SYSTEM_PROMPT",
+    "CREATIVE_WRITING_SYSTEM_PROMPT",
+    "DEFAULT_BASELINES",
+    "EXTRA_HINT",
+    "JUDGE_USER_TEMPLATE",
+    "STYLE_FEATURES",
+    "VERDICTS",
+    "VERDICT_PATTERNS",
+    "AnswerMetadata",
+    "ArenaAnswer",
+    "ArenaGame",
+    "ArenaJudgment",
+    "ArenaQuestion",
+    "Battle",
+    "Battles",
+    "MarkdownCounts",
+    "ModelScore",
+    "Score",
+    "ScoreReport",
+    "SweepPoint",
+    "Verdict",
+    "answer_record",
+    "battles_from_judgments",
+    "dump_record",
+    "elo_to_win_rate",
+    "fit_elo",
+    "game_record",
+    "judge_messages",
+    "judge_system_prompt",
+    "judgment_record",
+    "markdown_counts",
+    "metadata_from_answers",
+    "normalize_verdict",
+    "parse_verdict",
+    "plot_sweep",
+    "read_answer_dir",
+    "read_answers",
+    "read_judgments",
+    "read_questions",
+    "require_extra",
+    "score_judgments",
+    "split_think",
+    "strip_think",
+    "style_features",
+]
+
+EXTRA_HINT = (
+    "scoring and plotting need numpy, scipy and matplotlib: pip install 'langgraph-feedit[eval]'"
+)
+
+_LAZY = {
+    "STYLE_FEATURES": "scoring",
+    "Battle": "scoring",
+    "Battles": "scoring",
+    "ModelScore": "scoring",
+    "Score": "scoring",
+    "ScoreReport": "scoring",
+    "battles_from_judgments": "scoring",
+    "elo_to_win_rate": "scoring",
+    "fit_elo": "scoring",
+    "score_judgments": "scoring",
+    "style_features": "scoring",
+    "SweepPoint": "plot",
+    "plot_sweep": "plot",
+}
+
+
+def require_extra() -> None:
+    """Raise an ImportError naming the ``eval`` extra unless numpy, scipy and matplotlib import.
+
+    For callers (the CLI) that want to fail before doing any work.
+    """
+    for name in ("numpy", "scipy.optimize", "matplotlib"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(f"{EXTRA_HINT} ({exc})") from exc
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    require_extra()
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

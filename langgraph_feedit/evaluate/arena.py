@@ -54,6 +54,7 @@ __all__ = [
     "judge_system_prompt",
     "judgment_record",
     "markdown_counts",
+    "metadata_from_answers",
     "normalize_verdict",
     "parse_verdict",
     "read_answer_dir",
@@ -485,6 +486,20 @@ def read_answer_dir(directory: str | Path) -> dict[str, dict[str, ArenaAnswer]]:
     for file in sorted(Path(directory).glob("*.jsonl")):
         out[file.stem] = {a.uid: a for a in read_answers(file)}
     return out
+
+
+def metadata_from_answers(
+    answers: Mapping[str, Mapping[str, ArenaAnswer]],
+) -> dict[str, dict[str, AnswerMetadata]]:
+    """model -> uid -> metadata of answers that have it (the input of style control).
+
+    Example:
+        >>> metadata = metadata_from_answers(read_answer_dir("model_answer"))  # doctest: +SKIP
+    """
+    return {
+        model: {uid: a.metadata for uid, a in by_uid.items() if a.metadata is not None}
+        for model, by_uid in answers.items()
+    }
 
 
 def read_judgments(path: str | Path) -> list[ArenaJudgment]:

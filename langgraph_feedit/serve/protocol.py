@@ -1,0 +1,571 @@
+"""The OpenAI chat-completions wire format of ``feedit serve``: requests in, replies out.
+
+Nothing here knows about HTTP frameworks: :func:`parse_chat_request` turns a request body into a
+:class:`ChatRequest` (or an :class:`APIError` naming the offending field), and the ``*_body``
+functions shape what goes back. Keeping the format apart from the server lets it be read (and
+checked) against OpenAI's reference in one place.
+
+Request fields, beyond ``model`` (a preset name) and ``messages``:
+
+- ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``stop``,
+  ``presence_penalty`` and ``frequency_penalty`` apply to the **draft** role only: they shape the
+  candidate answers, while critiques, edits and the judge keep the server's settings (a
+  temperature meant for answers would make a judge noisy).
+- ``stream`` and ``stream_options.include_usage`` as in OpenAI's API.
+- ``feedit`` (``extra_body={"feedit": {...}}`` in the official clients): per-request width, depth,
+  budget and role sampling, flat (``drafts``, ``critiques``, ``edits``, ``rounds``, ``beam``,
+  ``stop_score``, ``skip_perfect``, ``judge``, ``deadline``, ``token_budget``) or nested as in the
+  configuration file (``width``, ``depth``, ``budget``, ``roles``); plus ``trace`` (add the whole
+  tree as ``feedit_trace``) and ``progress`` (stream progress chunks; default true).
+- ``user``, ``metadata``, ``store`` and ``service_tier`` are accepted and have no effect; ``n``
+  must be 1; tools, logprobs and structured output are refused, since the answer is chosen among
+  free-text candidates. Any other field is refused with its name, as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from langgraph_feedit.config import FeeditConfig, RoleConfig, resolve_config
+from langgraph_feedit.errors import (
+    ConfigError,
+    EndpointTimeout,
+    FeeditError,
+    NoCandidateError,
+    UserError,
+)
+from langgraph_feedit.prompts import BUILTIN_TEMPLATES
+
+__all__ = [
+    "APIError",
+    "ChatRequest",
+    "chunk_body",
+    "completion_body",
+    "error_body",
+    "failure_error",
+    "parse_chat_request",
+    "sse",
+    "tree_calls",
+    "usage_body",
+]
+
+# Request fields that set the draft role's sampling, by the RoleConfig field each one sets.
+_SAMPLING = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "seed": "seed",
+    "stop": "stop",
+}
+_PENALTIES = ("presence_penalty", "frequency_penalty")
+# Accepted for compatibility; none changes the answer (``parallel_tool_calls`` means nothing
+# without tools, and some clients send it regardless).
+_NO_EFFECT = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
+_UNSUPPORTED = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "response_format",
+        "audio",
+        "modalities",
+        "prediction",
+        "web_search_options",
+    }
+)
+_KNOWN = frozenset(
+    {"model", "messages", "stream", "stream_options", "n", "feedit", *_SAMPLING, *_PENALTIES}
+)
+
+# Flat ``feedit`` keys and the configuration key each one sets.
+_FLAT: dict[str, tuple[str, ...]] = {
+    "drafts": ("width", "drafts"),
+    "critiques": ("width", "critiques"),
+    "edits": ("width", "edits"),
+    "rounds": ("depth", "max_rounds"),
+    "beam": ("depth", "beam"),
+    "stop_score": ("depth", "stop_score"),
+    "skip_perfect": ("depth", "skip_perfect"),
+    "judge": ("roles", "judge", "kind"),
+    "deadline": ("budget", "deadline_s"),
+    "token_budget": ("budget", "max_tokens"),
+}
+_SECTIONS = ("width", "depth", "budget", "roles")
+_OPTIONS = ("trace", "progress")
+# What a request may set on a role. Endpoints, key variables, limits, retries and template files
+# stay with the server's configuration: a client able to set ``base_url`` and ``api_key_env``
+# could have the server send any of its environment variables to a host of the client's choice.
+_ROLE_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "template", "kind"})
+_REQUEST_ROLES = ("default", "draft", "critique", "edit", "judge")
+_MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+    Messages name the offending field, never its value when it could be a secret.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(
+    message: str, *, type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One validated chat-completions request."""
+
+    preset: str
+    messages: list[dict[str, Any]]
+    context: dict[str, Any]
+    """The graph's per-run ``context``: ``width``, ``depth``, ``budget`` and ``roles`` overrides."""
+    stream: bool = False
+    include_usage: bool = False
+    trace: bool = False
+    progress: bool = True
+    deadline_s: float | None = None
+    """The run's resolved deadline, to tell a timed-out run from a failed one."""
+    calls: int = 0
+    """The most drafts, critiques and edits the tree can hold (see :func:`tree_calls`)."""
+
+
+def parse_chat_request(
+    raw: bytes, *, config: FeeditConfig, presets: Collection[str], max_fanout: int
+) -> ChatRequest:
+    """Validate a request body against the server's configuration.
+
+    Raises:
+        APIError: 400 for malformed JSON, a missing or bad field, an unknown or forbidden
+            ``feedit`` key, or a tree above ``max_fanout``; 404 for an unknown model (preset).
+    """
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    for key in body:
+        if key in _UNSUPPORTED and _present(body[key]):
+            raise APIError(
+                400,
+                f"{key!r} is not supported: feedit answers with one free-text answer chosen "
+                "among several candidates",
+                param=key,
+                code="unsupported_parameter",
+            )
+        if key not in _KNOWN and key not in _NO_EFFECT and key not in _UNSUPPORTED:
+            raise APIError(
+                400,
+                f"Unrecognized request argument supplied: {key}",
+                param=key,
+                code="unknown_parameter",
+            )
+    preset = _model(body, presets)
+    messages = _messages(body.get("messages"))
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise APIError(400, "'n' must be 1: feedit returns one selected answer", param="n")
+    stream = _flag(body, "stream", body.get("stream"))
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise APIError(400, "'stream_options' must be an object", param="stream_options")
+    include_usage = _flag(body, "stream_options.include_usage", (options or {}).get("include_usage"))
+    feedit = body.get("feedit")
+    if feedit is None:
+        feedit = {}
+    if not isinstance(feedit, dict):
+        raise APIError(400, "'feedit' must be an object", param="feedit")
+    context = _context(feedit)
+    for name in _SAMPLING:
+        if body.get(name) is not None:
+            _put(context, ("roles", "draft", _SAMPLING[name]), body[name], name)
+    penalties = {k: body[k] for k in _PENALTIES if body.get(k) is not None}
+    for name, value in penalties.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not -2 <= value <= 2:
+            raise APIError(400, f"{name!r} must be a number from -2 to 2", param=name)
+    if penalties:
+        _put(context, ("roles", "draft", "extra_body"), penalties, next(iter(penalties)))
+    _check_sampling(context)
+    try:
+        resolved = resolve_config(
+            config, preset=preset, overrides=context, source="the request's feedit settings"
+        )
+    except ConfigError as exc:
+        raise APIError(400, str(exc), param=f"feedit.{exc.key}" if exc.key else "feedit") from None
+    calls = tree_calls(resolved)
+    if calls > max_fanout:
+        w, d = resolved.width, resolved.depth
+        raise APIError(
+            400,
+            f"the requested tree holds up to {calls} drafts, critiques and edits (drafts "
+            f"{w.drafts}, critiques {w.critiques}, edits {w.edits}, rounds {d.max_rounds}, "
+            f"beam {d.beam}), above this server's max_fanout of {max_fanout}",
+            param="feedit",
+            code="fanout_too_large",
+        )
+    return ChatRequest(
+        preset=preset,
+        messages=messages,
+        context=context,
+        stream=stream,
+        include_usage=include_usage,
+        trace=_flag(body, "feedit.trace", feedit.get("trace")),
+        progress=_flag(body, "feedit.progress", feedit.get("progress"), default=True),
+        deadline_s=resolved.budget.deadline_s,
+        calls=calls,
+    )
+
+
+def tree_calls(config: FeeditConfig) -> int:
+    """The most drafts, critiques and edits one run can make (judge calls not counted).
+
+    Round 1 critiques every draft; each later round critiques only the ``beam`` best candidates
+    of the round before, so ``beam`` bounds the tree's growth with depth.
+    """
+    w, d = config.width, config.depth
+    rounds = d.max_rounds if w.critiques >= 1 else 0
+    per_candidate = w.critiques * (1 + w.edits)
+    calls = w.drafts
+    if rounds >= 1:
+        calls += w.drafts * per_candidate
+        calls += (rounds - 1) * d.beam * per_candidate
+    return calls
+
+
+# -- request parts ------------------------------------------------------------------------------
+
+
+def _present(value: Any) -> bool:
+    """Whether an unsupported field asks for something (``logprobs: false`` asks for nothing)."""
+    if value is None or value is False or value == [] or value == {}:
+        return False
+    return not (isinstance(value, dict) and value.get("type") == "text")
+
+
+def _flag(body: Mapping[str, Any], name: str, value: Any, *, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise APIError(400, f"{name!r} must be true or false", param=name)
+    return value
+
+
+def _model(body: Mapping[str, Any], presets: Collection[str]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise APIError(
+            400,
+            "Missing required parameter: 'model' (a preset: " + ", ".join(presets) + ")",
+            param="model",
+            code="missing_required_parameter",
+        )
+    if not isinstance(model, str) or model not in presets:
+        shown = model if isinstance(model, str) and len(model) <= 100 else "(not a preset name)"
+        raise APIError(
+            404,
+            f"The model {shown!r} does not exist: choose a preset ({', '.join(presets)})",
+            param="model",
+            code="model_not_found",
+        )
+    return model
+
+
+def _messages(raw: Any) -> list[dict[str, Any]]:
+    """The conversation as OpenAI-style dicts, whole: system, developer and earlier turns."""
+    if raw is None:
+        raise APIError(
+            400,
+            "Missing required parameter: 'messages'",
+            param="messages",
+            code="missing_required_parameter",
+        )
+    if not isinstance(raw, list) or not raw:
+        raise APIError(400, "'messages' must be a non-empty array", param="messages")
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise APIError(400, f"{where} must be an object", param=where)
+        role = message.get("role")
+        if role not in _MESSAGE_ROLES:
+            raise APIError(
+                400,
+                f"{where}.role must be one of system, developer, user or assistant "
+                "(tool messages are not supported)",
+                param=f"{where}.role",
+            )
+        extra = [k for k in message if k not in _MESSAGE_KEYS and message[k] is not None]
+        if extra:
+            raise APIError(
+                400, f"{where}.{extra[0]} is not supported", param=f"{where}.{extra[0]}"
+            )
+        content = message.get("content")
+        if not isinstance(content, str) and not (
+            isinstance(content, list) and all(isinstance(p, dict) for p in content)
+        ):
+            raise APIError(
+                400,
+                f"{where}.content must be a string or an array of content parts",
+                param=f"{where}.content",
+            )
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise APIError(400, f"{where}.name must be a string", param=f"{where}.name")
+        out.append({k: v for k, v in message.items() if v is not None})
+    return out
+
+
+def _context(feedit: Mapping[str, Any]) -> dict[str, Any]:
+    """The run context from the ``feedit`` object, flat keys and nested sections alike."""
+    context: dict[str, Any] = {}
+    for section in _SECTIONS:
+        value = feedit.get(section)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise APIError(400, f"'feedit.{section}' must be an object", param=f"feedit.{section}")
+        context[section] = copy.deepcopy(value)
+    for key, value in feedit.items():
+        if key in _SECTIONS or key in _OPTIONS:
+            continue
+        path = _FLAT.get(key)
+        if path is None:
+            choices = ", ".join([*_FLAT, *_SECTIONS, *_OPTIONS])
+            raise APIError(
+                400,
+                f"unknown key 'feedit.{key}': choose from {choices}",
+                param=f"feedit.{key}",
+                code="unknown_parameter",
+            )
+        if value is not None:
+            _put(context, path, value, f"feedit.{key}")
+    _check_roles(context.get("roles"))
+    return context
+
+
+def _check_roles(roles: Any) -> None:
+    if roles is None:
+        return
+    for role, settings in roles.items():
+        where = f"feedit.roles.{role}"
+        if role not in _REQUEST_ROLES:
+            raise APIError(
+                400,
+                f"unknown key {where!r}: roles are {', '.join(_REQUEST_ROLES)}",
+                param=where,
+                code="unknown_parameter",
+            )
+        if not isinstance(settings, dict):
+            raise APIError(400, f"{where!r} must be an object", param=where)
+        for key, value in settings.items():
+            if key not in RoleConfig.model_fields:
+                raise APIError(
+                    400, f"unknown key '{where}.{key}'", param=f"{where}.{key}", code="unknown_parameter"
+                )
+            if key not in _ROLE_FIELDS:
+                raise APIError(
+                    400,
+                    f"'{where}.{key}' cannot be set per request: endpoints, keys, limits and "
+                    "retries belong to the server's configuration",
+                    param=f"{where}.{key}",
+                )
+            if key == "template" and value not in BUILTIN_TEMPLATES:
+                raise APIError(
+                    400,
+                    f"'{where}.template' must name a built-in template set "
+                    f"({', '.join(BUILTIN_TEMPLATES)})",
+                    param=f"{where}.template",
+                )
+
+
+def _check_sampling(context: Mapping[str, Any]) -> None:
+    """Check the draft role's request-level sampling now, naming the field the client sent."""
+    draft = (context.get("roles") or {}).get("draft")
+    if not draft:
+        return
+    try:
+        RoleConfig.model_validate({k: v for k, v in draft.items() if k != "extra_body"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "roles.draft"
+        raise APIError(400, f"invalid {key!r}: {err['msg']}", param=key) from None
+
+
+def _put(context: dict[str, Any], path: tuple[str, ...], value: Any, name: str) -> None:
+    """Set ``path`` in ``context``, refusing a second value for a key the request already set."""
+    node = context
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise APIError(400, f"'feedit.{part}' must be an object", param=f"feedit.{part}")
+        node = child
+    if path[-1] in node and node[path[-1]] is not None:
+        dotted = ".".join(path)
+        raise APIError(
+            400, f"{name!r} and 'feedit.{dotted}' both set {dotted}: give one", param=name
+        )
+    node[path[-1]] = value
+
+
+# -- replies ------------------------------------------------------------------------------------
+
+
+def usage_body(total: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``usage`` from the trace's ``usage["total"]``: every call of the tree."""
+    prompt = int(total.get("prompt_tokens", 0))
+    completion = int(total.get("completion_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(total.get("cached_tokens", 0))},
+    }
+
+
+def completion_body(
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    answer: str,
+    usage: Mapping[str, Any],
+    trace: Mapping[str, Any] | None,
+    fingerprint: str,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": fingerprint,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage_body(usage),
+    }
+    if trace is not None:
+        body["feedit_trace"] = trace
+    return body
+
+
+def chunk_body(
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    delta: Mapping[str, Any] | None = None,
+    finish_reason: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ``chat.completion.chunk``; with no ``delta`` its ``choices`` list is empty (a progress or
+    usage chunk, which OpenAI's clients pass through without touching the answer)."""
+    choices: list[dict[str, Any]] = []
+    if delta is not None:
+        choices.append(
+            {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}
+        )
+    body: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": fingerprint,
+        "choices": choices,
+    }
+    body.update(extra)
+    return body
+
+
+def sse(data: Mapping[str, Any] | str) -> bytes:
+    """One Server-Sent Event (``data: ...`` and a blank line)."""
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), default=_json)
+    return f"data: {text}\n\n".encode()
+
+
+def _json(value: Any) -> Any:
+    return str(value)
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+# How the package words a call that ran out of time: the run's deadline (``failure_text`` of a
+# BudgetExhausted) and one request's timeout (EndpointTimeout).
+_TIMEOUT_MARKS = ("stopped: deadline reached", "no reply within")
+
+
+def failure_error(exc: BaseException, *, deadline_s: float | None, elapsed: float) -> APIError | None:
+    """The API error for a run that raised ``exc``; ``None`` for a bug (answered as a 500).
+
+    Every branch failing is the backends' fault (502, naming each failing role and endpoint), or a
+    timeout (504) when the run's deadline passed or every branch timed out.
+    """
+    if isinstance(exc, NoCandidateError):
+        timed_out = (deadline_s is not None and elapsed >= deadline_s) or (
+            bool(exc.errors) and all(any(m in e for m in _TIMEOUT_MARKS) for e in exc.errors)
+        )
+        if timed_out:
+            return APIError(504, _summary(exc), type="server_error", code="timeout")
+        return APIError(502, _summary(exc), type="server_error", code="backend_error")
+    if isinstance(exc, EndpointTimeout):
+        return APIError(504, str(exc), type="server_error", code="timeout")
+    if isinstance(exc, UserError):
+        return APIError(400, str(exc))
+    if isinstance(exc, FeeditError):
+        return APIError(502, str(exc), type="server_error", code="backend_error")
+    return None
+
+
+def _summary(exc: NoCandidateError) -> str:
+    """One line per distinct failure, with the nodes it hit: a wide tree against a dead endpoint
+    fails the same way in every branch, and the reader needs the reason once."""
+    nodes: dict[str, list[str]] = {}
+    for line in exc.errors:
+        node, _, reason = line.partition(": ")
+        nodes.setdefault(reason or line, []).append(node)
+    head = str(exc).splitlines()[0]
+    if not nodes:
+        return head
+    parts = []
+    for reason, ids in list(nodes.items())[:5]:
+        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+        parts.append(f"{reason} [{shown}]")
+    return f"{head}: " + "; ".join(parts)

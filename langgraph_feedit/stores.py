@@ -1,0 +1,109 @@
+"""Checkpointers and call caches for batch runs: SQLite files by default, or Postgres and
+Redis shared by many machines. All of them are LangGraph's own.
+
+A server that cannot be reached is an error naming it (with any password hidden) before a
+single prompt runs: Redis's cache would otherwise fail silently and quietly buy every call
+again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from langgraph.cache.base import BaseCache
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from langgraph_feedit.config import StoreConfig
+from langgraph_feedit.errors import ConfigError, FeeditError
+
+__all__ = ["StoreError", "open_stores", "redact_url"]
+
+
+class StoreError(FeeditError):
+    """A checkpoint or cache server could not be reached or set up."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+@contextlib.asynccontextmanager
+async def open_stores(
+    store: StoreConfig, *, path: Path | None = None
+) -> AsyncIterator[tuple[BaseCheckpointSaver[Any], BaseCache[Any]]]:
+    """The checkpointer and call cache a batch uses, open for the duration of the block."""
+    folder = Path(path or store.path)
+    async with contextlib.AsyncExitStack() as stack:
+        if store.checkpoint_url:
+            saver = await stack.enter_async_context(_postgres(store.checkpoint_url))
+        else:
+            import aiosqlite
+            from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+            _ensure(folder)
+            conn = await stack.enter_async_context(
+                aiosqlite.connect(folder / "checkpoints.sqlite", timeout=60.0)
+            )
+            saver = AsyncSqliteSaver(conn)
+        if store.cache_url:
+            cache: BaseCache[Any] = _redis(store.cache_url)
+        else:
+            from langgraph.cache.sqlite import SqliteCache
+
+            _ensure(folder)
+            cache = SqliteCache(path=str(folder / "cache.sqlite"))
+        yield saver, cache
+
+
+def _ensure(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "store.checkpoint_url must be a postgresql:// URL", key="store.checkpoint_url"
+        )
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import OperationalError
+    except ImportError:
+        raise ConfigError(
+            "store.checkpoint_url needs the Postgres extra: "
+            "pip install 'langgraph-feedit[postgres]'",
+            key="store.checkpoint_url",
+        ) from None
+    try:
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            await saver.setup()
+            yield saver
+    except OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise StoreError(
+            f"cannot reach the checkpoint database {redact_url(url)}: {reason}"
+        ) from None
+
+
+def _redis(url: str) -> BaseCache[Any]:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("store.cache_url must be a redis:// URL", key="store.cache_url")
+    try:
+        import redis
+        from langgraph.cache.redis import RedisCache
+    except ImportError:
+        raise ConfigError(
+            "store.cache_url needs the Redis extra: pip install 'langgraph-feedit[redis]'",
+            key="store.cache_url",
+        ) from None
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreError(f"cannot reach the cache server {redact_url(url)}: {exc}") from None
+    return RedisCache(client, prefix="feedit:cache:")

@@ -1,0 +1,182 @@
+"""Batch shards on several processes sharing one Postgres checkpointer and one Redis cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langgraph_feedit.config import StoreConfig
+from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.stores import StoreError, open_stores, redact_url
+from langgraph_feedit.testing import SimServer
+
+from . import services
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[str]:
+    with services.postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rd() -> Iterator[str]:
+    with services.redis() as url:
+        yield url
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "langgraph_feedit.cli", "batch", "--no-progress", *args]
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"uid": f"q{i:02d}", "prompt": f"Shared question {i}?"}) + "\n")
+    return path
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_shards_share_postgres_and_redis_and_survive_a_kill(
+    pg: str, rd: str, tmp_path: Path
+) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 16)
+    with SimServer(seed=71, ttft=0.1, rate=200) as server:
+        common = [
+            "--input",
+            str(inp),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "m",
+            "--drafts",
+            "2",
+            "--critiques",
+            "1",
+            "--concurrency",
+            "2",
+            "--checkpoint-url",
+            pg,
+            "--cache-url",
+            rd,
+        ]
+        # each shard keeps its own local folder: everything shared goes through the servers
+        shard0 = subprocess.Popen(
+            cli(
+                *common,
+                "--shard",
+                "0/2",
+                "--output",
+                str(tmp_path / "p0.jsonl"),
+                "--store",
+                str(tmp_path / "m0"),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        shard1 = subprocess.Popen(
+            cli(
+                *common,
+                "--shard",
+                "1/2",
+                "--output",
+                str(tmp_path / "p1.jsonl"),
+                "--store",
+                str(tmp_path / "m1"),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # kill shard 1 mid-run, while shard 0 goes on
+        deadline = time.monotonic() + 120
+        while server.call_count < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(shard1.pid, signal.SIGKILL)
+        shard1.wait(timeout=30)
+        _, err = shard0.communicate(timeout=300)
+        assert shard0.returncode == 0, err
+        for _ in range(200):
+            if server.in_flight == 0:
+                break
+            time.sleep(0.05)
+        cut_off = sum(1 for r in server.requests if r.disconnected)
+        before = server.call_count
+        assert before < 16 * 10
+
+        # a third process, on another machine's folder, finishes shard 1's prompts
+        third = subprocess.run(
+            cli(
+                *common,
+                "--shard",
+                "1/2",
+                "--output",
+                str(tmp_path / "p1.jsonl"),
+                "--store",
+                str(tmp_path / "m2"),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert third.returncode == 0, third.stderr
+        assert server.call_count <= 16 * 10 + cut_off
+        assert server.call_count > before
+
+        # the shared cache serves samples bought by the other shards: a run with a narrower
+        # width (new threads, same calls) on a fresh local folder makes no call
+        calls = server.call_count
+        whole = subprocess.run(
+            [
+                *cli(
+                    *common,
+                    "--output",
+                    str(tmp_path / "all.jsonl"),
+                    "--store",
+                    str(tmp_path / "m3"),
+                ),
+                "--drafts",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert whole.returncode == 0, whole.stderr
+        assert "0 already done" in whole.stderr and "16 answered" in whole.stderr
+        assert server.call_count == calls
+    ids = sorted(str(r["id"]) for part in ("p0", "p1") for r in lines(tmp_path / f"{part}.jsonl"))
+    assert ids == [f"q{i:02d}" for i in range(16)]
+    assert all(r["status"] == "ok" for r in lines(tmp_path / "all.jsonl"))
+
+
+async def test_unreachable_servers_are_named(tmp_path: Path) -> None:
+    port = services.free_port()
+    with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{port}"):
+        async with open_stores(StoreConfig(cache_url=f"redis://127.0.0.1:{port}/0"), path=tmp_path):
+            pass
+    url = f"postgresql://feedit:s3cret@127.0.0.1:{port}/x"
+    with pytest.raises(StoreError) as info:
+        async with open_stores(StoreConfig(checkpoint_url=url), path=tmp_path):
+            pass
+    assert f"127.0.0.1:{port}" in str(info.value) and "s3cret" not in str(info.value)
+    with pytest.raises(ConfigError, match="postgresql://"):
+        async with open_stores(StoreConfig(checkpoint_url="mysql://x"), path=tmp_path):
+            pass
+
+
+def test_redact_url() -> None:
+    assert redact_url("postgresql://u:pw@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
