@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="run without checkpoints or call cache (nothing to resume from, nothing reused)",
     )
     _config_options(batch)
+
+    export = sub.add_parser(
+        "export",
+        help="export a batch's answers: Arena-Hard answers, a node table, one trace",
+        description="Export from a `feedit batch` output file.",
+    )
+    export.add_argument("answers", type=Path, help="a `feedit batch` output file")
+    what = export.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--arena-hard",
+        type=Path,
+        metavar="FILE",
+        help="an Arena-Hard answer file; its stem is the model name (model_answer/NAME.jsonl)",
+    )
+    what.add_argument("--nodes", type=Path, metavar="FILE", help="every node, one JSON line each")
+    what.add_argument("--trace", metavar="ID", help="print one prompt's trace as JSON")
     return parser
 
 
@@ -239,6 +255,25 @@ async def _batch(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from langgraph_feedit import exports
+
+    if args.trace is not None:
+        print(json.dumps(exports.find_trace(args.answers, args.trace), ensure_ascii=False))
+    elif args.nodes is not None:
+        count = exports.export_nodes(args.answers, args.nodes)
+        print(f"{count} node(s) written to {args.nodes}", file=sys.stderr)
+    else:
+        written, missing = exports.export_arena_answers(args.answers, args.arena_hard)
+        print(f"{written} answer(s) written to {args.arena_hard}", file=sys.stderr)
+        if missing:
+            print(
+                f"left out {len(missing)} failed prompt(s): {', '.join(missing)}", file=sys.stderr
+            )
+            return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for the caller's mistakes)."""
     parser = build_parser()
@@ -251,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(args))
         if args.command == "batch":
             return asyncio.run(_batch(args))
+        if args.command == "export":
+            return _export(args)
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)
         return 2
