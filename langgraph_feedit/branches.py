@@ -29,7 +29,7 @@ from langgraph.types import CachePolicy, Command, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, run_budget
-from langgraph_feedit.errors import FeeditError
+from langgraph_feedit.errors import EmbeddedError, EndpointError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
@@ -133,7 +133,9 @@ async def _call(
     emit(runtime, "started", node)
     try:
         result = await RoleCaller(run).complete(node["role"], messages, index=index)
-    except (FeeditError, BudgetExhausted) as exc:
+    except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
+        # A backend failure ends this branch only; a user's mistake (a missing key
+        # variable, a bad template file) propagates and fails the run, saying so.
         node.update(error=failure_text(exc), ended=time.time())
         emit(runtime, "failed", node, error=node["error"])
         raise NodeFailed(node) from exc
@@ -197,7 +199,7 @@ async def judge(state: BranchState, runtime: Runtime[Any]) -> dict[str, Any]:
             _templates(run, "judge"),
             index=state.get("index", 0),
         )
-    except (FeeditError, BudgetExhausted) as exc:
+    except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         note = {"id": cand["id"], "judge_note": f"not scored: {failure_text(exc)}"}
         emit(runtime, "scored", note, score=None, error=note["judge_note"])
         raise NodeFailed(note) from exc

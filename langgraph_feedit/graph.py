@@ -160,8 +160,14 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
                 [(n["id"], n["text"]) for n in candidates],
                 load_templates(run["roles"]["judge"].get("template")),
             )
-        except (FeeditError, BudgetExhausted) as exc:
+        except BudgetExhausted as exc:
             emit(runtime, "judge_failed", {"id": None}, error=failure_text(exc))
+        except FeeditError as exc:
+            # Without the comparison there is no ground to choose on. Fail the run instead of
+            # picking blindly: the tree is in the checkpoint, so resuming the thread once the
+            # judge is back (``ainvoke(None, config)``) redoes only this comparison.
+            emit(runtime, "judge_failed", {"id": None}, error=failure_text(exc))
+            raise
         else:
             scored = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
             nodes = merge_nodes(nodes, scored)

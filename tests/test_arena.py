@@ -296,7 +296,7 @@ def test_writers_produce_arena_hards_judgment_lines() -> None:
     """Rebuilding each fixture row with the writers gives the same line."""
     lines = JUDGMENTS.read_text(encoding="utf-8").splitlines(keepends=True)
     for row, line in zip(read_judgments(JUDGMENTS), lines, strict=True):
-        games = []
+        games: list[dict[str, Any] | None] = []
         for game in row.games:
             if game is None:
                 games.append(None)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from langgraph_feedit import (
     ConfigError,
+    EndpointError,
     NoCandidateError,
     Trace,
     create_feedit_graph,
@@ -441,3 +442,38 @@ def test_server_graphs_build_for_every_preset() -> None:
         builder = getattr(module, attr)
         compiled = builder.compile()
         assert {"start", "draft_branch", "select", "finish"} <= set(compiled.nodes), name
+
+
+async def test_a_failed_comparison_fails_the_run_and_resuming_redoes_only_it(
+    fresh_sim: SimServer, tmp_path: Any
+) -> None:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    fresh_sim.set_faults([Fault("500", rate=1.0, match="[Response A]")])
+    config = sim_config(
+        fresh_sim.base_url,
+        roles={"judge": {"kind": "pairwise"}, "default": {"max_retries": 0}},
+        width={"drafts": 3, "critiques": 1, "edits": 1},
+    )
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.sqlite")) as saver:
+        graph = create_feedit_graph(config).compile(checkpointer=saver)
+        thread = {"configurable": {"thread_id": "t"}}
+        with pytest.raises(EndpointError, match="status 500"):
+            await graph.ainvoke({"messages": [("user", "q")]}, thread)
+        branch_calls = [r for r in fresh_sim.requests if "[Response A]" not in json.dumps(r.body)]
+        assert len(branch_calls) == 9
+        fresh_sim.set_faults([])
+        out = await graph.ainvoke(None, thread)
+    again = [r for r in fresh_sim.requests if "[Response A]" not in json.dumps(r.body)]
+    assert len(again) == 9  # no draft, critique or edit was made twice
+    assert tree(out).selected
+
+
+async def test_a_users_mistake_fails_the_run_naming_it(fresh_sim: SimServer) -> None:
+    config = sim_config(
+        fresh_sim.base_url,
+        roles={"critique": {"api_key_env": "FEEDIT_UNSET_TEST_KEY"}},
+        width={"drafts": 1, "critiques": 1},
+    )
+    with pytest.raises(ConfigError, match="FEEDIT_UNSET_TEST_KEY"):
+        await run_graph(config)

@@ -192,8 +192,9 @@ def test_several_models_and_categories() -> None:
 
 
 def test_one_baseline_at_a_time() -> None:
-    mixed = [row("1", "win", "win", baseline="b1", category="hard_prompt")] + [
-        row("2", "win", "win", baseline="b2", category="creative_writing")
+    mixed = [
+        row("1", "win", "win", baseline="b1", category="hard_prompt"),
+        row("2", "win", "win", baseline="b2", category="creative_writing"),
     ]
     with pytest.raises(InputError, match="several baselines"):
         score_judgments(mixed, rounds=2)
@@ -282,8 +283,9 @@ def test_the_fixture_with_style_control() -> None:
     metadata = metadata_from_answers(read_answer_dir(DATA / "model_answer"))
     report = score_judgments(read_judgments(JUDGMENTS), metadata=metadata, rounds=20)
     (model,) = report.models
-    assert model.overall.style_score is not None
-    assert 0.0 <= model.overall.style_lower <= model.overall.style_upper <= 100.0  # type: ignore[operator]
+    s = model.overall
+    assert s.style_score is not None and s.style_lower is not None and s.style_upper is not None
+    assert 0.0 <= s.style_lower <= s.style_upper <= 100.0
     tokens = [m.token_len for m in metadata["feedit-demo"].values()]
     assert model.mean_tokens == pytest.approx(np.mean(tokens))
 

@@ -25,6 +25,8 @@ __all__ = ["SweepPoint", "plot_sweep"]
 
 _SIZE_INCHES = (8.0, 5.0)
 _DPI = 120
+# A light backing keeps a point's label legible where it crosses another line.
+_LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
 
 
 class SweepPoint(TypedDict):
@@ -120,9 +122,10 @@ def plot_sweep(
                     label,
                     (x, y),
                     textcoords="offset points",
-                    xytext=(5, 5),
+                    xytext=(6, 6),
                     fontsize=8,
                     color=colour,
+                    bbox=_LABEL_BOX,
                 )
     axes.set_xscale("log")
     # Token counts read better as plain numbers than as powers of ten.
@@ -131,7 +134,8 @@ def plot_sweep(
     axes.set_xlabel("mean tokens per prompt (log scale)")
     axes.set_ylabel("win rate against the baseline (%)")
     axes.set_title(title)
-    axes.grid(True, which="both", alpha=0.3)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.grid(True, which="minor", axis="x", alpha=0.1)
     axes.legend(title="preset", loc="best", fontsize=9)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

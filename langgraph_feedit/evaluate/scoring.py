@@ -248,8 +248,8 @@ class _Design:
     x: FloatArray
     y: FloatArray
     inverse: npt.NDArray[np.intp]
-    model_rows: npt.NDArray[np.intp]
-    n_style: int
+    sides: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
+    """Each battle's two players (model, baseline) as indices into ``players``."""
 
 
 def _design(
@@ -263,16 +263,14 @@ def _design(
     x = np.zeros((n, len(players)))
     rows = np.arange(n)
     model_idx = np.array([index[b.model] for b in battles], dtype=np.intp)
+    baseline_idx = np.array([index[b.baseline] for b in battles], dtype=np.intp)
     x[rows, model_idx] = _LOG_BASE
-    x[rows, [index[b.baseline] for b in battles]] = -_LOG_BASE
-    n_style = 0
+    x[rows, baseline_idx] = -_LOG_BASE
     if style is not None:
         std = style.std(axis=0)
         keep = std > 0
         scaled = style[:, keep] - (style[:, keep].mean(axis=0) if center else 0.0)
-        scaled = scaled / std[keep]
-        x = np.hstack([x, scaled])
-        n_style = int(keep.sum())
+        x = np.hstack([x, scaled / std[keep]])
     y = np.array([b.outcome for b in battles])
     unique, inverse = np.unique(np.column_stack([x, y]), axis=0, return_inverse=True)
     return _Design(
@@ -280,8 +278,7 @@ def _design(
         x=unique[:, :-1],
         y=unique[:, -1],
         inverse=inverse.reshape(-1),
-        model_rows=model_idx,
-        n_style=n_style,
+        sides=(model_idx, baseline_idx),
     )
 
 
@@ -298,8 +295,9 @@ def _elo(
     p = len(design.players)
     elo = SCALE * beta[:p] + INIT_RATING
     elo += INIT_RATING - elo[design.players.index(anchor)]
-    present = np.bincount(design.model_rows, weights=counts, minlength=p) > 0
-    present[design.players.index(anchor)] = True
+    present = np.zeros(p, dtype=bool)
+    for side in design.sides:
+        present |= np.bincount(side, weights=counts, minlength=p) > 0
     elo[~present] = np.nan
     return elo, beta[p:]
 
