@@ -67,8 +67,12 @@ def _builtin(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+@functools.lru_cache(maxsize=64)
 def load_templates(spec: str | None) -> TemplateSet:
     """The template set a role names: ``generic``, ``nemotron`` or a TOML file's path.
+
+    Each set is read once per process (graph nodes must not block their event loop on
+    file reads; the graph loads every role's set when it is built).
 
     Raises:
         ConfigError: an unknown name, an unreadable file, or an unknown or missing template.

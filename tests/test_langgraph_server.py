@@ -1,0 +1,150 @@
+"""graphs/ through a real `langgraph dev` server on 127.0.0.1, driven with the SDK client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from langgraph_feedit.testing import Fault, SimServer
+
+from .services import free_port
+
+pytest.importorskip("langgraph_sdk", reason="needs langgraph-sdk (the 'test' extra)")
+from langgraph_sdk import get_client
+
+GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=91, ttft=0.01) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
+    if cli is None:
+        pytest.skip("needs langgraph-cli[inmem] (the 'test' extra)")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("langgraph-dev") / "dev.log").open("w")
+    env = {
+        **os.environ,
+        "FEEDIT_ROLES__DEFAULT__BASE_URL": sim.base_url,
+        "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
+        "FEEDIT_ROLES__DEFAULT__MAX_RETRIES": "0",
+        "LANGSMITH_TRACING": "false",
+    }
+    proc = subprocess.Popen(
+        [cli, "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"],
+        cwd=GRAPHS,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"langgraph dev exited: {Path(log.name).read_text()[-3000:]}")
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("langgraph dev did not answer /ok in 90 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(GRAPHS / ".langgraph_api", ignore_errors=True)
+    assert proc.poll() is not None
+
+
+QUESTION = {"messages": [{"role": "user", "content": "Explain CRDTs."}]}
+
+
+async def test_plain_run_with_run_time_settings(server: str, sim: SimServer) -> None:
+    client = get_client(url=server)
+    assistants = await client.assistants.search()
+    assert {a["graph_id"] for a in assistants} >= {
+        "feedback-edit",
+        "best-of-n",
+        "self-refine",
+        "beam",
+        "single",
+    }
+    before = sim.call_count
+    out: Any = await client.runs.wait(
+        None, "feedback-edit", input=QUESTION, context={"width": {"drafts": 2}}
+    )
+    trace = out["trace"]
+    assert [n["kind"] for n in trace["nodes"]].count("draft") == 2
+    assert out["messages"][-1]["type"] == "ai"
+    assert out["messages"][-1]["content"] == trace["answer"]
+    assert sim.call_count - before == 2 * 5
+
+
+async def test_streamed_run_with_progress_from_inside_the_branches(server: str) -> None:
+    client = get_client(url=server)
+    events: list[tuple[str, Any]] = []
+    # a question of its own: calls served from the call cache run no node, so emit no progress
+    async for part in client.runs.stream(
+        None,
+        "feedback-edit",
+        input={"messages": [{"role": "user", "content": "Explain vector clocks."}]},
+        context={"width": {"drafts": 2, "critiques": 1, "edits": 1}},
+        stream_mode=["custom", "updates"],
+        stream_subgraphs=True,
+    ):
+        events.append((part.event, part.data))
+    custom = [data["feedit"] for event, data in events if event.startswith("custom")]
+    namespaces = {event for event, _ in events if event.startswith("custom|")}
+    assert {e["event"] for e in custom} >= {"started", "done", "scored", "round", "finished"}
+    assert any(e.get("kind") == "edit" and e["event"] == "done" for e in custom)
+    assert any("edit_branch" in ns for ns in namespaces), namespaces  # nested subgraph events
+    assert any(event.startswith("updates") for event, _ in events)
+
+
+async def test_thread_resumes_after_a_failure(server: str, sim: SimServer) -> None:
+    client = get_client(url=server)
+    thread = await client.threads.create()
+    context = {
+        "width": {"drafts": 3, "critiques": 1, "edits": 1},
+        "roles": {"judge": {"kind": "pairwise"}},
+    }
+    sim.set_faults([Fault("500", rate=1.0, match="[Response A]")])  # the judge is down
+    try:
+        run = await client.runs.create(
+            thread["thread_id"], "feedback-edit", input=QUESTION, context=context
+        )
+        await client.runs.join(thread["thread_id"], run["run_id"])
+        status = (await client.runs.get(thread["thread_id"], run["run_id"]))["status"]
+        assert status == "error"
+    finally:
+        sim.set_faults([])
+    branch_calls = [r for r in sim.requests if "[Response A]" not in json.dumps(r.body)]
+    out: Any = await client.runs.wait(thread["thread_id"], "feedback-edit", input=None)
+    assert out["trace"]["selected"]
+    again = [r for r in sim.requests if "[Response A]" not in json.dumps(r.body)]
+    assert len(again) == len(branch_calls)  # the tree was not bought twice
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["values"]["trace"]["judge"] == "pairwise"
