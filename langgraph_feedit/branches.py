@@ -2,8 +2,8 @@
 
 Each branch is a subgraph sent with ``Send``, so it waits only for its own parent::
 
-    draft_branch:    draft -> judge -> critique_branch x critiques
-    critique_branch: critique -> edit_branch x edits
+    draft_branch:    draft -> route -> judge, and critique_branch x critiques (together)
+    critique_branch: critique -> route -> edit_branch x edits
     edit_branch:     edit -> judge
 
 Every call node has a LangGraph ``CachePolicy`` keyed by what determines the call: the role's
@@ -11,7 +11,7 @@ endpoint identity (base URL and model, never the key) and sampling settings, the
 content (conversation, parent, critique, template), the node's position in the tree (which
 carries its sample index) and the run's cache key. A failed call raises, so LangGraph does not
 cache it; the node's error handler records the failure in the tree and the branch ends there
-(a failed judge still lets its branch go on, unscored).
+(a failed judge leaves its candidate unscored; its critiques were already under way).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from langgraph.cache.base import BaseCache
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import CachePolicy, Command, Send
+from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, run_budget
@@ -222,25 +222,33 @@ def _recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
     return {"feedit_nodes": [error.error.node], "candidate": None, "critique": None}
 
 
-def _judge_failed_in_draft(state: BranchState, error: NodeError) -> Command[Any]:
-    """A draft whose judge failed is still critiqued: the branch goes on unscored."""
-    update = _recorded(state, error)
-    update.pop("candidate")
-    return Command(update=update, goto=_fan_critiques(state))
+def route(state: BranchState) -> dict[str, Any]:
+    """Where a branch goes next is decided here, in a node that is never cached.
+
+    LangGraph caches a node's writes, and a conditional edge's ``Send`` packets are among
+    them: routing straight from a cached call node would replay the fan-out of the run that
+    filled the cache (its width, its budget) instead of deciding for this run.
+    """
+    return {}
 
 
-def _fan_critiques(state: BranchState) -> list[Send] | str:
+def _after_draft(state: BranchState) -> list[Send | str] | str:
+    """The draft's judge and its critiques start together: a critique never waits for a
+    score it does not need."""
     run = state["feedit_run"]
     cand = state.get("candidate")
-    if not cand or not rounds_enabled(run) or run_budget(run).exhausted:
+    if not cand:
         return END
-    return [
-        Send(
-            "critique_branch",
-            {"feedit_run": run, "parent": cand, "round": state.get("round", 0) + 1, "index": j},
-        )
-        for j in range(run["width"]["critiques"])
-    ]
+    nxt: list[Send | str] = ["judge"]
+    if rounds_enabled(run) and not run_budget(run).exhausted:
+        nxt += [
+            Send(
+                "critique_branch",
+                {"feedit_run": run, "parent": cand, "round": 1, "index": j},
+            )
+            for j in range(run["width"]["critiques"])
+        ]
+    return nxt
 
 
 def _fan_edits(state: BranchState) -> list[Send] | str:
@@ -336,22 +344,20 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any]:
 
     crit = StateGraph(BranchState, output_schema=BranchOutput)
     crit.add_node("critique", critique, cache_policy=policy("critique"), error_handler=_recorded)
+    crit.add_node("route", route)
     crit.add_node("edit_branch", leaf.compile(name="edit_branch", cache=cache))
     crit.add_edge(START, "critique")
-    crit.add_conditional_edges("critique", _fan_edits, ["edit_branch", END])
+    crit.add_edge("critique", "route")
+    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", END])
     critique_branch = crit.compile(name="critique_branch", cache=cache)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
     drafts.add_node("draft", draft, cache_policy=policy("draft"), error_handler=_recorded)
-    drafts.add_node(
-        "judge",
-        judge,
-        cache_policy=policy("judge"),
-        error_handler=_judge_failed_in_draft,
-        destinations=("critique_branch",),
-    )
+    drafts.add_node("judge", judge, cache_policy=policy("judge"), error_handler=_recorded)
+    drafts.add_node("route", route)
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
-    drafts.add_edge("draft", "judge")
-    drafts.add_conditional_edges("judge", _fan_critiques, ["critique_branch", END])
+    drafts.add_edge("draft", "route")
+    drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
+    drafts.add_edge("judge", END)
     return drafts.compile(name="draft_branch", cache=cache), critique_branch

@@ -116,6 +116,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--nodes", type=Path, metavar="FILE", help="every node, one JSON line each")
     what.add_argument("--trace", metavar="ID", help="print one prompt's trace as JSON")
+
+    judge = sub.add_parser(
+        "judge",
+        help="Arena-Hard judging of an answer file against a baseline",
+        description=(
+            "Judge answers against a baseline the way arena-hard-auto does (two games per "
+            "question, positions swapped) with the evaluator role. Resumable: a rerun judges "
+            "only what is missing."
+        ),
+    )
+    judge.add_argument("--questions", type=Path, required=True, help="question.jsonl")
+    judge.add_argument("--answers", type=Path, required=True, help="model_answer/MODEL.jsonl")
+    judge.add_argument("--baseline", type=Path, required=True, help="the baseline's answers")
+    judge.add_argument("--output", type=Path, required=True, help="model_judgment folder")
+    judge.add_argument("--judge-name", help="the judge's name in the files (default: its model)")
+    judge.add_argument("--concurrency", type=int, help="questions judged at once")
+    _config_options(judge)
+
+    score = sub.add_parser(
+        "score",
+        help="Arena-Hard scores with bootstrap intervals from judgment files",
+        description="Bradley-Terry win rates against the baseline, as arena-hard-auto computes.",
+    )
+    score.add_argument("judgments", type=Path, help="a judgment file or a folder of them")
+    score.add_argument("--baseline", help="the baseline model (default: the one in the files)")
+    score.add_argument("--answers-dir", type=Path, help="model_answer folder, for style control")
+    score.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
+    score.add_argument("--seed", type=int, default=42, help="bootstrap seed")
+    score.add_argument("--json", type=Path, dest="json_out", help="write the scores as JSON")
+    score.add_argument("--csv", type=Path, help="write the scores as CSV")
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="answer, judge and score a grid of settings; a table and a plot",
+        description=(
+            "Run every point of a grid through one call cache (the curve costs what its "
+            "largest point costs), judge each against the baseline, score, and write "
+            "sweep.csv, sweep.png and report.md."
+        ),
+        epilog=(
+            "example:\n  feedit sweep --questions q.jsonl --baseline gpt-4-0314.jsonl "
+            '--grid "preset=feedback-edit; drafts=1,2,4,8; critiques=1,2; edits=1" '
+            "--output sweep/"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("--questions", type=Path, required=True, help="question.jsonl")
+    sweep.add_argument("--baseline", type=Path, required=True, help="the baseline's answers")
+    sweep.add_argument("--grid", required=True, help='e.g. "preset=best-of-n; drafts=1,2,4"')
+    sweep.add_argument("--output", type=Path, required=True, help="the sweep's folder")
+    sweep.add_argument("--limit", type=int, help="only the first N questions")
+    sweep.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
+    _config_options(sweep)
     return parser
 
 
@@ -274,6 +327,76 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _judge(args: argparse.Namespace) -> int:
+    from langgraph_feedit.evaluate.judge import judge_answers
+
+    config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+    summary = await judge_answers(
+        config,
+        questions=args.questions,
+        answers=args.answers,
+        baseline=args.baseline,
+        output=args.output,
+        judge_name=args.judge_name,
+        concurrency=args.concurrency,
+    )
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from langgraph_feedit.evaluate import require_extra
+
+    require_extra()
+    from langgraph_feedit.evaluate.arena import (
+        metadata_from_answers,
+        read_answer_dir,
+        read_judgments,
+    )
+    from langgraph_feedit.evaluate.scoring import score_judgments
+
+    files = sorted(args.judgments.rglob("*.jsonl")) if args.judgments.is_dir() else [args.judgments]
+    if not files:
+        raise UserError(f"no judgment files (*.jsonl) in {args.judgments}")
+    judgments = [j for f in files for j in read_judgments(f)]
+    metadata = (
+        metadata_from_answers(read_answer_dir(args.answers_dir)) if args.answers_dir else None
+    )
+    report = score_judgments(
+        judgments, baseline=args.baseline, metadata=metadata, rounds=args.bootstrap, seed=args.seed
+    )
+    print(report.table())
+    if args.json_out:
+        args.json_out.write_text(report.to_json(), encoding="utf-8")
+    if args.csv:
+        args.csv.write_text(report.to_csv(), encoding="utf-8")
+    return 0
+
+
+async def _sweep(args: argparse.Namespace) -> int:
+    from langgraph_feedit.evaluate import require_extra
+
+    require_extra()
+    from langgraph_feedit.evaluate.sweep import run_sweep
+
+    config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+    result = await run_sweep(
+        config,
+        questions=args.questions,
+        baseline=args.baseline,
+        grid=args.grid,
+        output=args.output,
+        limit=args.limit,
+        rounds=args.bootstrap,
+    )
+    for row in result["rows"]:
+        score = "n/a" if row["score"] is None else f"{row['score']:.1f}"
+        print(f"{row['point']}: {score} ({row['mean_tokens']:.0f} tokens/prompt)")
+    print(f"wrote {args.output / 'sweep.csv'}, sweep.png, report.md", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for the caller's mistakes)."""
     parser = build_parser()
@@ -288,12 +411,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_batch(args))
         if args.command == "export":
             return _export(args)
+        if args.command == "judge":
+            return asyncio.run(_judge(args))
+        if args.command == "score":
+            return _score(args)
+        if args.command == "sweep":
+            return asyncio.run(_sweep(args))
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)
         return 2
     except FeeditError as exc:
         print(f"feedit: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # an optional extra is missing; the message says which
+        print(f"feedit: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command!r}")

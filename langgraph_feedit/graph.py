@@ -2,11 +2,11 @@
 
 Shape (each box a subgraph sent once per branch, so a branch waits only for its own parent)::
 
-    START -> start -> draft_branch x drafts -----------------------------> select -> finish -> END
-                      [draft -> judge -> critique_branch x critiques]        |  ^
-                                         [critique -> edit_branch x edits]   |  |
-                                                      [edit -> judge]        v  |
-                                                     critique_branch x beam (next round)
+    START -> start -> draft_branch x drafts ------------------------------> select -> finish -> END
+                      [draft -> judge                               ]         |  ^
+                      [      -> critique_branch x critiques         ]         |  |
+                      [         [critique -> edit_branch x edits]   ]         v  |
+                      [                      [edit -> judge]        ]  critique_branch x beam
 
 Round 1 runs inside each draft's branch, so the critique of draft 1 starts the moment draft 1
 ends, and its edits the moment that critique ends; a pointwise judge scores each candidate as

@@ -10,7 +10,9 @@ sampling settings, its ``seed`` field and the choice index, so the same request 
 text and a different request (an edit of a draft) gets different text. One word is one token.
 Two content hooks let parsers be tested: a last user message containing "Rate the response" or
 "score" gets a final line ``Score: X`` (X in 1..10), and one containing "Evaluate the response"
-starts with ``The response is {not|slightly|partially|mostly|perfectly} helpful.``
+starts with ``The response is {not|slightly|partially|mostly|perfectly} helpful.``; an
+Arena-Hard judge prompt (``<|The Start of Assistant A's Answer|>``) ends with a verdict such as
+``[[A>B]]`` that prefers the longer answer (strongly when it is 1.5 times as long).
 
 Example::
 
@@ -33,6 +35,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import signal
 import sys
 import threading
@@ -155,6 +158,24 @@ def _content_text(content: Any) -> str:
 def _error(status: int, message: str, kind: str, param: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return web.json_response(body, status=status)
+
+
+_ARENA_ANSWER = re.compile(
+    r"<\|the start of assistant ([ab])'s answer\|>(.*?)<\|the end of assistant \1's answer\|>",
+    re.DOTALL,
+)
+
+
+def _arena_verdict(prompt: str) -> str:
+    """A judge that prefers the longer answer: ``A>>B`` when A is 1.5 times as long."""
+    lengths = {m.group(1): len(m.group(2).split()) for m in _ARENA_ANSWER.finditer(prompt)}
+    a, b = lengths.get("a", 0), lengths.get("b", 0)
+    if a == b:
+        return "A=B"
+    strong = max(a, b) >= 1.5 * max(1, min(a, b))
+    if a > b:
+        return "A>>B" if strong else "A>B"
+    return "B>>A" if strong else "B>A"
 
 
 def _words(rng: random.Random, count: int) -> list[str]:
@@ -622,6 +643,8 @@ class SimServer:
             head = f"The response is {level} helpful.".split()
         if "rate the response" in last_user or "score" in last_user:
             tail = ["\nScore:", f" {1 + _digest('score', key, choice) % 10}"]
+        if "<|the start of assistant a's answer|>" in last_user:
+            tail = ["\nMy", " final", " verdict:", f" [[{_arena_verdict(last_user)}]]"]
         words = head + _words(rng, max(1, length - len(head) - len(tail)))
         tokens = [words[0]] + [f" {w}" for w in words[1:]] + tail
         if cap is not None and len(tokens) > cap:

@@ -90,3 +90,36 @@ async def test_a_failed_judge_leaves_the_branch_going_unscored(sim: SimServer) -
     draft = trace.node("d0")
     assert draft.score is None and draft.judge_note and "not scored" in draft.judge_note
     assert trace.selected == "d0"
+
+
+async def test_cached_calls_never_replay_another_runs_fan_out(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    narrow = await run(sim, cache, width={"drafts": 2, "critiques": 1, "edits": 1})
+    assert len(narrow.nodes) == 6
+    # best-of-n after feedback-edit: the cached drafts must not bring their critiques along
+    best = await run(sim, cache, width={"drafts": 2, "critiques": 0, "edits": 1})
+    assert [n.id for n in best.nodes] == ["d0", "d1"]
+    # wider after narrower: the new critiques and edits are made
+    wide = await run(sim, cache, width={"drafts": 2, "critiques": 2, "edits": 2})
+    assert len([n for n in wide.nodes if n.kind == "critique"]) == 4
+    assert len([n for n in wide.nodes if n.kind == "edit"]) == 8
+    assert {n.id for n in wide.nodes if n.reused} == {
+        "d0",
+        "d0.c0",
+        "d0.c0.e0",
+        "d1",
+        "d1.c0",
+        "d1.c0.e0",
+    }
+    # a spent budget in one run does not stop the branches of the next
+    await run(
+        sim,
+        cache,
+        width={"drafts": 2, "critiques": 2, "edits": 2},
+        budget={"max_tokens": 50},
+        cache_key="b",
+    )
+    again = await run(sim, cache, width={"drafts": 2, "critiques": 2, "edits": 2}, cache_key="b")
+    assert len(again.nodes) == 2 + 4 + 8

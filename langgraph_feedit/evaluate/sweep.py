@@ -1,0 +1,261 @@
+"""Scaling sweeps: every point of a grid answered, judged and scored, with a table and a plot.
+
+Every point runs as a batch over one shared store, so the call cache makes the whole curve cost
+what its largest point costs: ``drafts = 4`` reuses the first four draws of ``drafts = 8``, and
+their critiques and edits. A rerun of the same sweep makes no model call at all (finished
+threads are read back; finished judgments are kept).
+
+Grid syntax: ``"preset=feedback-edit,best-of-n; drafts=1,2,4,8; critiques=1,2; edits=1"``,
+the cartesian product of every key's values. A preset fixes some widths (``single``: one draft,
+no critique; ``best-of-n``: no critique; ``self-refine``: one draft), so grid values for those
+keys are dropped for it and duplicate points are run once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph_feedit.batch import BatchOptions, run_batch
+from langgraph_feedit.config import PRESETS, FeeditConfig
+from langgraph_feedit.errors import UserError
+from langgraph_feedit.exports import export_arena_answers, read_answers_file
+
+__all__ = ["SweepPoint", "parse_grid", "run_sweep"]
+
+_KEYS = {
+    "preset": None,
+    "drafts": ("width", "drafts"),
+    "critiques": ("width", "critiques"),
+    "edits": ("width", "edits"),
+    "rounds": ("depth", "max_rounds"),
+    "beam": ("depth", "beam"),
+    "judge": ("roles", "judge", "kind"),
+}
+_FIXED_BY_PRESET = {
+    "single": {"drafts", "critiques", "edits", "rounds", "beam"},
+    "best-of-n": {"critiques", "edits", "rounds", "beam"},
+    "self-refine": {"drafts"},
+}
+_SHORT = {"drafts": "d", "critiques": "c", "edits": "e", "rounds": "r", "beam": "b", "judge": "j"}
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    """One configuration of the grid."""
+
+    preset: str
+    values: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        parts = [self.preset] + [f"{_SHORT[k]}{v}" for k, v in self.values]
+        return "_".join(parts)
+
+    def overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"preset": self.preset}
+        for key, value in self.values:
+            path = _KEYS[key]
+            assert path is not None
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value if key == "judge" else int(value)
+        return out
+
+
+def parse_grid(text: str) -> list[SweepPoint]:
+    """The points of a grid, in order, without duplicates.
+
+    Raises:
+        UserError: an unknown key or preset, or a malformed part.
+    """
+    axes: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, values = part.partition("=")
+        key = key.strip()
+        if not sep or key not in _KEYS:
+            raise UserError(
+                f"grid part {part!r}: expected KEY=v1,v2 with KEY one of {', '.join(_KEYS)}"
+            )
+        axes[key] = [v.strip() for v in values.split(",") if v.strip()]
+        if not axes[key]:
+            raise UserError(f"grid part {part!r} lists no values")
+        for v in axes[key]:
+            if key == "preset" and v not in PRESETS:
+                raise UserError(f"grid: unknown preset {v!r} (one of {', '.join(PRESETS)})")
+            if key not in ("preset", "judge") and not re.fullmatch(r"\d+", v):
+                raise UserError(f"grid: {key} values must be whole numbers, got {v!r}")
+    presets = axes.pop("preset", ["feedback-edit"])
+    keys = [k for k in _KEYS if k in axes]
+    points: list[SweepPoint] = []
+    for preset in presets:
+        fixed = _FIXED_BY_PRESET.get(preset, set())
+        free = [k for k in keys if k not in fixed]
+        for combo in itertools.product(*(axes[k] for k in free)):
+            point = SweepPoint(preset, tuple(zip(free, combo, strict=True)))
+            if point not in points:
+                points.append(point)
+    return points
+
+
+async def run_sweep(
+    config: FeeditConfig,
+    *,
+    questions: Path,
+    baseline: Path,
+    grid: str,
+    output: Path,
+    limit: int | None = None,
+    rounds: int = 100,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Run, judge and score every point; write ``sweep.csv``, ``sweep.png`` and ``report.md``
+    into ``output``. Returns the rows of the table."""
+    from langgraph_feedit.evaluate.arena import read_judgments
+    from langgraph_feedit.evaluate.judge import judge_answers
+    from langgraph_feedit.evaluate.plot import plot_sweep
+    from langgraph_feedit.evaluate.scoring import score_judgments
+
+    points = parse_grid(grid)
+    await asyncio.to_thread(output.mkdir, parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    judgment_files: list[Path] = []
+    for point in points:
+        point_config = config.merged(point.overrides())
+        answers = output / "answers" / f"{point.name}.jsonl"
+        summary = await run_batch(
+            point_config,
+            BatchOptions(
+                input=questions,
+                output=answers,
+                store=output / "store",
+                limit=limit,
+                progress=False,
+            ),
+        )
+        arena = output / "model_answer" / f"{point.name}.jsonl"
+        export_arena_answers(answers, arena)
+        judged = await judge_answers(
+            config,
+            questions=questions,
+            answers=arena,
+            baseline=baseline,
+            output=output / "model_judgment",
+        )
+        judgment_files.append(judged.path)
+        rows.append(_cost_row(point, answers, summary.wall_s))
+    judgments = [j for path in judgment_files for j in read_judgments(path)]
+    report = score_judgments(judgments, baseline=baseline.stem, rounds=rounds, seed=seed)
+    scores = {m.model: m.overall for m in report.models}
+    for row in rows:
+        s = scores.get(row["point"])
+        row.update(
+            score=None if s is None else round(s.score, 2),
+            lower=None if s is None else round(s.lower, 2),
+            upper=None if s is None else round(s.upper, 2),
+        )
+    _write_csv(output / "sweep.csv", rows)
+    plotted = [
+        {
+            "preset": r["preset"],
+            "label": r["label"],
+            "mean_tokens": r["mean_tokens"],
+            "score": r["score"],
+            "lower": r["lower"],
+            "upper": r["upper"],
+        }
+        for r in rows
+        if r["score"] is not None and r["mean_tokens"] > 0
+    ]
+    plot_sweep(plotted, output / "sweep.png", baseline=baseline.stem)
+    _write_report(output / "report.md", rows, baseline.stem)
+    return {"rows": rows, "report": report.to_dict()}
+
+
+def _cost_row(point: SweepPoint, answers: Path, wall_s: float) -> dict[str, Any]:
+    roles = ("draft", "critique", "edit", "judge")
+    totals = dict.fromkeys(roles, 0)
+    calls = prompts = 0
+    for _, record in read_answers_file(answers):
+        if record["status"] != "ok":
+            continue
+        prompts += 1
+        usage = record["trace"]["usage"]
+        for role in roles:
+            u = usage.get(role, {})
+            totals[role] += u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
+        calls += usage["total"]["calls"]
+    n = max(prompts, 1)
+    return {
+        "point": point.name,
+        "preset": point.preset,
+        "label": "x".join(v for _, v in point.values) or point.preset,
+        **{k: v for k, v in point.values},
+        "prompts": prompts,
+        "mean_tokens": round(sum(totals.values()) / n, 1),
+        **{f"mean_tokens_{role}": round(totals[role] / n, 1) for role in roles},
+        "mean_calls": round(calls / n, 2),
+        "wall_s": round(wall_s, 2),
+    }
+
+
+_COLUMNS = (
+    "point",
+    "preset",
+    "drafts",
+    "critiques",
+    "edits",
+    "rounds",
+    "beam",
+    "judge",
+    "score",
+    "lower",
+    "upper",
+    "mean_tokens",
+    "mean_tokens_draft",
+    "mean_tokens_critique",
+    "mean_tokens_edit",
+    "mean_tokens_judge",
+    "mean_calls",
+    "prompts",
+    "wall_s",
+)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in _COLUMNS})
+
+
+def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str) -> None:
+    lines = [
+        "# Sweep report",
+        "",
+        f"Win rate (%) against `{baseline}` with 95% bootstrap intervals, and the mean tokens "
+        "spent per prompt (all roles; calls reused from the cache count at full cost, so "
+        "points compare at matched compute).",
+        "",
+        "| point | score | interval | mean tokens | calls / prompt | wall s |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["preset"], r["mean_tokens"])):
+        score = "n/a" if r["score"] is None else f"{r['score']:.1f}"
+        interval = "" if r["score"] is None else f"{r['lower']:.1f} to {r['upper']:.1f}"
+        lines.append(
+            f"| {r['point']} | {score} | {interval} | {r['mean_tokens']:.0f} |"
+            f" {r['mean_calls']:.1f} | {r['wall_s']:.1f} |"
+        )
+    lines += ["", "![score against mean tokens per prompt](sweep.png)", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")
