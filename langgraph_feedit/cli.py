@@ -393,7 +393,11 @@ async def _sweep(args: argparse.Namespace) -> int:
     for row in result["rows"]:
         score = "n/a" if row["score"] is None else f"{row['score']:.1f}"
         print(f"{row['point']}: {score} ({row['mean_tokens']:.0f} tokens/prompt)")
-    print(f"wrote {args.output / 'sweep.csv'}, sweep.png, report.md", file=sys.stderr)
+    print(
+        f"{result['calls_made']} model call(s) made; wrote {args.output / 'sweep.csv'},"
+        " sweep.png, report.md",
+        file=sys.stderr,
+    )
     return 0
 
 

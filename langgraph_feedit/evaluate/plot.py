@@ -58,22 +58,26 @@ def plot_sweep(
     *,
     title: str = "Arena-Hard score against compute",
     baseline: str | None = None,
+    empty_note: str | None = None,
 ) -> Path:
     """Write a PNG (8x5 in, 120 dpi) of score against mean tokens per prompt.
 
     Each preset is one line through its points in order of cost, with the bootstrap interval
     as error bars and each point's label beside it; a dashed line marks the baseline's 50%.
 
+    With no points and an ``empty_note``, the chart says that note instead (a sweep whose judge
+    gave no usable verdict still gets its picture).
+
     Raises:
-        ValueError: no points, or a point lacks a field or has a non-positive ``mean_tokens``
-            (the axis is logarithmic).
+        ValueError: no points (and no ``empty_note``), or a point lacks a field or has a
+            non-positive ``mean_tokens`` (the axis is logarithmic).
 
     Example:
         >>> plot_sweep([{"preset": "feedit", "label": "4x2", "mean_tokens": 5200,
         ...              "score": 71.0, "lower": 68.2, "upper": 73.9}], "sweep.png")
         ... # doctest: +SKIP
     """
-    if not points:
+    if not points and not empty_note:
         raise ValueError("no sweep points to plot")
     lines: dict[str, list[tuple[float, float, float, float, str]]] = defaultdict(list)
     for i, point in enumerate(points):
@@ -127,7 +131,12 @@ def plot_sweep(
                     color=colour,
                     bbox=_LABEL_BOX,
                 )
-    axes.set_xscale("log")
+    if not points:
+        axes.text(
+            0.5, 0.5, empty_note, ha="center", va="center", wrap=True, transform=axes.transAxes
+        )
+    else:
+        axes.set_xscale("log")
     # Token counts read better as plain numbers than as powers of ten.
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     axes.xaxis.set_minor_formatter(NullFormatter())
@@ -136,7 +145,8 @@ def plot_sweep(
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     axes.grid(True, which="minor", axis="x", alpha=0.1)
-    axes.legend(title="preset", loc="best", fontsize=9)
+    if points:
+        axes.legend(title="preset", loc="best", fontsize=9)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target, format="png", dpi=_DPI)

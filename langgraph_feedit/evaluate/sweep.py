@@ -23,7 +23,7 @@ from typing import Any
 
 from langgraph_feedit.batch import BatchOptions, run_batch
 from langgraph_feedit.config import PRESETS, FeeditConfig
-from langgraph_feedit.errors import UserError
+from langgraph_feedit.errors import InputError, UserError
 from langgraph_feedit.exports import export_arena_answers, read_answers_file
 
 __all__ = ["SweepPoint", "parse_grid", "run_sweep"]
@@ -116,7 +116,8 @@ async def run_sweep(
     seed: int = 42,
 ) -> dict[str, Any]:
     """Run, judge and score every point; write ``sweep.csv``, ``sweep.png`` and ``report.md``
-    into ``output``. Returns the rows of the table."""
+    into ``output``. Returns the table's rows, the score report and ``calls_made``: the model
+    calls this sweep paid for (not reused from the cache or from an earlier run)."""
     from langgraph_feedit.evaluate.arena import read_judgments
     from langgraph_feedit.evaluate.judge import judge_answers
     from langgraph_feedit.evaluate.plot import plot_sweep
@@ -126,6 +127,8 @@ async def run_sweep(
     await asyncio.to_thread(output.mkdir, parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     judgment_files: list[Path] = []
+    calls_made = 0
+    note = ""
     for point in points:
         point_config = config.merged(point.overrides())
         answers = output / "answers" / f"{point.name}.jsonl"
@@ -149,10 +152,15 @@ async def run_sweep(
             output=output / "model_judgment",
         )
         judgment_files.append(judged.path)
+        calls_made += summary.calls + 2 * judged.judged + len(judged.failed)
         rows.append(_cost_row(point, answers, summary.wall_s))
     judgments = [j for path in judgment_files for j in read_judgments(path)]
-    report = score_judgments(judgments, baseline=baseline.stem, rounds=rounds, seed=seed)
-    scores = {m.model: m.overall for m in report.models}
+    try:
+        report: Any = score_judgments(judgments, baseline=baseline.stem, rounds=rounds, seed=seed)
+        scores = {m.model: m.overall for m in report.models}
+    except InputError as exc:  # no usable verdict at all (a very weak judge): no scores
+        report, scores = None, {}
+        note = f"no score: {exc}"
     for row in rows:
         s = scores.get(row["point"])
         row.update(
@@ -173,9 +181,18 @@ async def run_sweep(
         for r in rows
         if r["score"] is not None and r["mean_tokens"] > 0
     ]
-    plot_sweep(plotted, output / "sweep.png", baseline=baseline.stem)
+    plot_sweep(
+        plotted,
+        output / "sweep.png",
+        baseline=baseline.stem,
+        empty_note=None if plotted else (note if not scores else "no scored point"),
+    )
     _write_report(output / "report.md", rows, baseline.stem)
-    return {"rows": rows, "report": report.to_dict()}
+    return {
+        "rows": rows,
+        "report": None if report is None else report.to_dict(),
+        "calls_made": calls_made,
+    }
 
 
 def _cost_row(point: SweepPoint, answers: Path, wall_s: float) -> dict[str, Any]:

@@ -1,9 +1,8 @@
-"""The OpenAI chat-completions wire format of ``feedit serve``: requests in, replies out.
+"""What ``feedit serve`` accepts: OpenAI chat-completions requests, validated.
 
 Nothing here knows about HTTP frameworks: :func:`parse_chat_request` turns a request body into a
-:class:`ChatRequest` (or an :class:`APIError` naming the offending field), and the ``*_body``
-functions shape what goes back. Keeping the format apart from the server lets it be read (and
-checked) against OpenAI's reference in one place.
+:class:`ChatRequest`, or an :class:`APIError` naming the offending field. Keeping the format apart
+from the server lets it be read (and checked) against OpenAI's reference in one place.
 
 Request fields, beyond ``model`` (a preset name) and ``messages``:
 
@@ -33,27 +32,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from langgraph_feedit.config import FeeditConfig, RoleConfig, resolve_config
-from langgraph_feedit.errors import (
-    ConfigError,
-    EndpointTimeout,
-    FeeditError,
-    NoCandidateError,
-    UserError,
-)
+from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 
-__all__ = [
-    "APIError",
-    "ChatRequest",
-    "chunk_body",
-    "completion_body",
-    "error_body",
-    "failure_error",
-    "parse_chat_request",
-    "sse",
-    "tree_calls",
-    "usage_body",
-]
+__all__ = ["APIError", "ChatRequest", "error_body", "parse_chat_request", "tree_calls"]
 
 # Request fields that set the draft role's sampling, by the RoleConfig field each one sets.
 _SAMPLING = {
@@ -174,7 +156,9 @@ def parse_chat_request(
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise APIError(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
+        raise APIError(
+            400, f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
     for key in body:
@@ -202,7 +186,9 @@ def parse_chat_request(
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    include_usage = _flag(body, "stream_options.include_usage", (options or {}).get("include_usage"))
+    include_usage = _flag(
+        body, "stream_options.include_usage", (options or {}).get("include_usage")
+    )
     feedit = body.get("feedit")
     if feedit is None:
         feedit = {}
@@ -232,7 +218,8 @@ def parse_chat_request(
             400,
             f"the requested tree holds up to {calls} drafts, critiques and edits (drafts "
             f"{w.drafts}, critiques {w.critiques}, edits {w.edits}, rounds {d.max_rounds}, "
-            f"beam {d.beam}), above this server's max_fanout of {max_fanout}",
+            f"beam {d.beam}), above this server's max_fanout of {max_fanout}: lower the "
+            "feedit drafts, critiques, edits, rounds or beam",
             param="feedit",
             code="fanout_too_large",
         )
@@ -329,9 +316,7 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
             )
         extra = [k for k in message if k not in _MESSAGE_KEYS and message[k] is not None]
         if extra:
-            raise APIError(
-                400, f"{where}.{extra[0]} is not supported", param=f"{where}.{extra[0]}"
-            )
+            raise APIError(400, f"{where}.{extra[0]} is not supported", param=f"{where}.{extra[0]}")
         content = message.get("content")
         if not isinstance(content, str) and not (
             isinstance(content, list) and all(isinstance(p, dict) for p in content)
@@ -393,7 +378,10 @@ def _check_roles(roles: Any) -> None:
         for key, value in settings.items():
             if key not in RoleConfig.model_fields:
                 raise APIError(
-                    400, f"unknown key '{where}.{key}'", param=f"{where}.{key}", code="unknown_parameter"
+                    400,
+                    f"unknown key '{where}.{key}'",
+                    param=f"{where}.{key}",
+                    code="unknown_parameter",
                 )
             if key not in _ROLE_FIELDS:
                 raise APIError(
@@ -438,134 +426,3 @@ def _put(context: dict[str, Any], path: tuple[str, ...], value: Any, name: str) 
             400, f"{name!r} and 'feedit.{dotted}' both set {dotted}: give one", param=name
         )
     node[path[-1]] = value
-
-
-# -- replies ------------------------------------------------------------------------------------
-
-
-def usage_body(total: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenAI's ``usage`` from the trace's ``usage["total"]``: every call of the tree."""
-    prompt = int(total.get("prompt_tokens", 0))
-    completion = int(total.get("completion_tokens", 0))
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": int(total.get("cached_tokens", 0))},
-    }
-
-
-def completion_body(
-    *,
-    request_id: str,
-    created: int,
-    model: str,
-    answer: str,
-    usage: Mapping[str, Any],
-    trace: Mapping[str, Any] | None,
-    fingerprint: str,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": fingerprint,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": usage_body(usage),
-    }
-    if trace is not None:
-        body["feedit_trace"] = trace
-    return body
-
-
-def chunk_body(
-    *,
-    request_id: str,
-    created: int,
-    model: str,
-    fingerprint: str,
-    delta: Mapping[str, Any] | None = None,
-    finish_reason: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A ``chat.completion.chunk``; with no ``delta`` its ``choices`` list is empty (a progress or
-    usage chunk, which OpenAI's clients pass through without touching the answer)."""
-    choices: list[dict[str, Any]] = []
-    if delta is not None:
-        choices.append(
-            {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}
-        )
-    body: dict[str, Any] = {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": fingerprint,
-        "choices": choices,
-    }
-    body.update(extra)
-    return body
-
-
-def sse(data: Mapping[str, Any] | str) -> bytes:
-    """One Server-Sent Event (``data: ...`` and a blank line)."""
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), default=_json)
-    return f"data: {text}\n\n".encode()
-
-
-def _json(value: Any) -> Any:
-    return str(value)
-
-
-# -- failures -----------------------------------------------------------------------------------
-
-# How the package words a call that ran out of time: the run's deadline (``failure_text`` of a
-# BudgetExhausted) and one request's timeout (EndpointTimeout).
-_TIMEOUT_MARKS = ("stopped: deadline reached", "no reply within")
-
-
-def failure_error(exc: BaseException, *, deadline_s: float | None, elapsed: float) -> APIError | None:
-    """The API error for a run that raised ``exc``; ``None`` for a bug (answered as a 500).
-
-    Every branch failing is the backends' fault (502, naming each failing role and endpoint), or a
-    timeout (504) when the run's deadline passed or every branch timed out.
-    """
-    if isinstance(exc, NoCandidateError):
-        timed_out = (deadline_s is not None and elapsed >= deadline_s) or (
-            bool(exc.errors) and all(any(m in e for m in _TIMEOUT_MARKS) for e in exc.errors)
-        )
-        if timed_out:
-            return APIError(504, _summary(exc), type="server_error", code="timeout")
-        return APIError(502, _summary(exc), type="server_error", code="backend_error")
-    if isinstance(exc, EndpointTimeout):
-        return APIError(504, str(exc), type="server_error", code="timeout")
-    if isinstance(exc, UserError):
-        return APIError(400, str(exc))
-    if isinstance(exc, FeeditError):
-        return APIError(502, str(exc), type="server_error", code="backend_error")
-    return None
-
-
-def _summary(exc: NoCandidateError) -> str:
-    """One line per distinct failure, with the nodes it hit: a wide tree against a dead endpoint
-    fails the same way in every branch, and the reader needs the reason once."""
-    nodes: dict[str, list[str]] = {}
-    for line in exc.errors:
-        node, _, reason = line.partition(": ")
-        nodes.setdefault(reason or line, []).append(node)
-    head = str(exc).splitlines()[0]
-    if not nodes:
-        return head
-    parts = []
-    for reason, ids in list(nodes.items())[:5]:
-        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        parts.append(f"{reason} [{shown}]")
-    return f"{head}: " + "; ".join(parts)

@@ -1,0 +1,421 @@
+"""The ``feedit serve`` app: OpenAI's chat-completions API in front of the feedit graph.
+
+One compiled graph per preset is built when the app is, from the server's configuration, and
+shared by every request; a request picks one by its ``model`` and lays its own settings over it
+through the graph's per-run ``context``. Nothing blocks the event loop: the graph and every
+backend call are async, so one process serves many requests at once.
+
+A client that goes away cancels its tree. A plain request races the run against the
+connection's ``http.disconnect``; a streaming one is cancelled with its response (the server
+reports the disconnect), and a keep-alive comment every ``keepalive_s`` seconds makes servers
+that only notice a lost client on write find out too. Either way the cancellation reaches every
+call in flight, whose HTTP requests close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from langgraph.graph.state import CompiledStateGraph
+from starlette.exceptions import HTTPException
+
+from langgraph_feedit import __version__
+from langgraph_feedit.config import PRESETS, FeeditConfig
+from langgraph_feedit.endpoints import aclose_endpoints
+from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.graph import create_feedit_graph
+from langgraph_feedit.serve.protocol import APIError, ChatRequest, parse_chat_request
+from langgraph_feedit.serve.replies import (
+    chunk_body,
+    completion_body,
+    failure_error,
+    sse,
+    usage_body,
+)
+
+__all__ = ["build_app"]
+
+log = logging.getLogger("langgraph_feedit.serve")
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the client
+
+
+@dataclass(frozen=True)
+class _Server:
+    """What every request shares: the configuration, the graphs and the limits."""
+
+    config: FeeditConfig
+    graphs: Mapping[str, CompiledStateGraph[Any, Any, Any, Any]]
+    key_digest: bytes | None
+    max_body_bytes: int
+    max_fanout: int
+    keepalive_s: float
+    created: int
+    fingerprint: str
+
+
+def build_app(
+    config: FeeditConfig,
+    *,
+    api_key_env: str | None = None,
+    max_body_bytes: int = 1_000_000,
+    max_fanout: int = 256,
+    keepalive_s: float = 15.0,
+    env: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """An OpenAI-compatible app serving every preset of ``config`` as a model.
+
+    Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{model}`` and
+    ``GET /health`` (no key needed). The request format is described in
+    :mod:`langgraph_feedit.serve.protocol`; in short, ``model`` names a preset, ``temperature``,
+    ``top_p``, ``max_tokens``, ``seed`` and ``stop`` apply to the draft role, and
+    ``extra_body={"feedit": {...}}`` sets width, depth, budget and role sampling per request.
+
+    Args:
+        config: the server's configuration: endpoints, keys and limits of every role.
+        api_key_env: NAME of an environment variable holding the key clients must send as
+            ``Authorization: Bearer <key>``; ``None`` serves without authentication.
+        max_body_bytes: larger request bodies are refused with 413.
+        max_fanout: requests whose tree could hold more drafts, critiques and edits than this
+            are refused with 400.
+        keepalive_s: seconds of silence after which a stream sends an SSE comment.
+        env: where to read ``api_key_env`` (default ``os.environ``).
+
+    Raises:
+        ConfigError: a bad configuration, or ``api_key_env`` names an unset variable.
+
+    Example:
+        ```python
+        import uvicorn
+        from langgraph_feedit import FeeditConfig
+        from langgraph_feedit.serve import build_app
+
+        app = build_app(FeeditConfig.load("feedit.toml"), api_key_env="FEEDIT_SERVE_KEY")
+        uvicorn.run(app, host="127.0.0.1", port=8080)
+        ```
+    """
+    if max_body_bytes < 1 or max_fanout < 1 or keepalive_s <= 0:
+        raise ConfigError("max_body_bytes, max_fanout and keepalive_s must be positive")
+    server = _Server(
+        config=config,
+        graphs={p: create_feedit_graph(config, preset=p).compile() for p in PRESETS},
+        key_digest=_key_digest(api_key_env, os.environ if env is None else env),
+        max_body_bytes=max_body_bytes,
+        max_fanout=max_fanout,
+        keepalive_s=keepalive_s,
+        created=int(time.time()),
+        fingerprint=f"feedit-{__version__}",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Backend clients belong to this loop; close their connections with it.
+        await aclose_endpoints()
+
+    app = FastAPI(
+        title="feedit",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            message = f"Unknown request URL: {request.method} {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error_response(APIError(exc.status_code, message))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(
+            APIError(500, "internal error", type="server_error", code="internal_error")
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        _authorize(request, server.key_digest)
+        return {"object": "list", "data": [_model_card(p, server) for p in server.graphs]}
+
+    @app.get("/v1/models/{model}")
+    async def get_model(request: Request, model: str) -> dict[str, Any]:
+        _authorize(request, server.key_digest)
+        if model not in server.graphs:
+            raise APIError(
+                404, f"The model {model!r} does not exist", param="model", code="model_not_found"
+            )
+        return _model_card(model, server)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        _authorize(request, server.key_digest)
+        raw = await _read_body(request, server.max_body_bytes)
+        chat = parse_chat_request(
+            raw, config=server.config, presets=list(server.graphs), max_fanout=server.max_fanout
+        )
+        if chat.stream:
+            return StreamingResponse(
+                _stream(server, chat),
+                media_type="text/event-stream",
+                headers=_SSE_HEADERS,
+            )
+        return await _complete(server, chat, request)
+
+    return app
+
+
+# -- authentication and limits --------------------------------------------------------------
+
+
+def _key_digest(api_key_env: str | None, env: Mapping[str, str]) -> bytes | None:
+    """A digest of the clients' key; only the digest is kept, so the key is in no object."""
+    if api_key_env is None:
+        return None
+    value = env.get(api_key_env)
+    if not value:
+        raise ConfigError(
+            f"api_key_env names the environment variable {api_key_env!r}, which is not set",
+            key="api_key_env",
+            source="environment",
+        )
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _authorize(request: Request, digest: bytes | None) -> None:
+    if digest is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise APIError(
+            401,
+            "You didn't provide an API key: send it as 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+        )
+    # Digests of equal length, compared in constant time: neither the key's length nor its
+    # content shows in the timing; the key the client sent is never echoed.
+    if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), digest):
+        raise APIError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    # A chunked body declares no length: count as it arrives and stop at the limit.
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+def _error_response(exc: APIError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _model_card(preset: str, server: _Server) -> dict[str, Any]:
+    return {"id": preset, "object": "model", "created": server.created, "owned_by": "feedit"}
+
+
+# -- running the graph ----------------------------------------------------------------------
+
+
+def _failure(exc: BaseException, chat: ChatRequest, started: float) -> APIError:
+    error = failure_error(exc, deadline_s=chat.deadline_s, elapsed=time.monotonic() - started)
+    if error is None:
+        log.error("run failed unexpectedly (preset %s)", chat.preset, exc_info=exc)
+        error = APIError(500, "internal error", type="server_error", code="internal_error")
+    else:
+        log.warning("run failed (preset %s): %d %s", chat.preset, error.status, error.message)
+    return error
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client hangs up. The body has been read, so the next message the server
+    delivers is ``http.disconnect``; awaiting it costs nothing while the client stays."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Response:
+    started = time.monotonic()
+    graph = server.graphs[chat.preset]
+    run = asyncio.ensure_future(graph.ainvoke({"messages": chat.messages}, context=chat.context))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _cancel(gone)
+        await _cancel(run)
+    if run.cancelled():
+        log.info(
+            "client left; run cancelled (preset %s) after %.3f s", chat.preset, _since(started)
+        )
+        return Response(status_code=_CLIENT_GONE)
+    exc = run.exception()
+    if exc is not None:
+        return _error_response(_failure(exc, chat, started))
+    out = run.result()
+    trace = out["trace"]
+    body = completion_body(
+        request_id=_request_id(),
+        created=int(time.time()),
+        model=chat.preset,
+        answer=str(out["messages"][-1].content),
+        usage=trace["usage"]["total"],
+        trace=trace if chat.trace else None,
+        fingerprint=server.fingerprint,
+    )
+    log.info(
+        "chat preset=%s calls=%d wall=%.3fs",
+        chat.preset,
+        trace["usage"]["total"]["calls"],
+        _since(started),
+    )
+    return JSONResponse(body)
+
+
+async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
+    """The SSE body: a role chunk, progress chunks, the answer, the ending, usage, ``[DONE]``.
+
+    Progress chunks carry an empty ``choices`` list and a ``feedit`` field, so OpenAI's clients
+    yield them without adding anything to the answer. A failure after the headers went out is an
+    ``error`` event, which OpenAI's clients raise as an ``APIError``.
+    """
+    started = time.monotonic()
+    head: dict[str, Any] = {
+        "request_id": _request_id(),
+        "created": int(time.time()),
+        "model": chat.preset,
+        "fingerprint": server.fingerprint,
+    }
+    yield sse(chunk_body(**head, delta={"role": "assistant", "content": ""}))
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    pump = asyncio.create_task(_pump(server.graphs[chat.preset], chat, queue))
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(server.keepalive_s):
+                    kind, item = await queue.get()
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if kind == "progress":
+                yield sse(chunk_body(**head, feedit=item))
+            elif kind == "error":
+                yield sse(_failure(item, chat, started).body())
+                return
+            else:
+                trace = item["trace"]
+                total = trace["usage"]["total"]
+                answer = str(item["messages"][-1].content)
+                yield sse(chunk_body(**head, delta={"content": answer}))
+                extra = {"feedit_trace": trace} if chat.trace else {}
+                yield sse(chunk_body(**head, delta={}, finish_reason="stop", **extra))
+                if chat.include_usage:
+                    yield sse(chunk_body(**head, usage=usage_body(total)))
+                yield sse("[DONE]")
+                log.info(
+                    "chat preset=%s stream calls=%d wall=%.3fs",
+                    chat.preset,
+                    total["calls"],
+                    _since(started),
+                )
+                return
+    finally:
+        # Reached on success, on failure and when the response is cancelled or closed because
+        # the client left: cancelling the pump cancels the graph and every call in flight.
+        if not pump.done():
+            log.info("stream ended early; run cancelled (preset %s)", chat.preset)
+        await _cancel(pump)
+
+
+async def _pump(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    chat: ChatRequest,
+    queue: asyncio.Queue[tuple[str, Any]],
+) -> None:
+    """Run the graph, putting its progress events and then its output (or error) on ``queue``."""
+    try:
+        final: Any = None
+        if not chat.progress:
+            final = await graph.ainvoke({"messages": chat.messages}, context=chat.context)
+        else:
+            stream = graph.astream(
+                {"messages": chat.messages},
+                context=chat.context,
+                stream_mode=["custom", "values"],
+                subgraphs=True,
+            )
+            async for item in stream:
+                namespace, mode, data = cast(tuple[tuple[str, ...], str, Any], item)
+                if mode == "custom":
+                    if isinstance(data, dict) and isinstance(data.get("feedit"), dict):
+                        queue.put_nowait(("progress", data["feedit"]))
+                elif not namespace:
+                    final = data
+        queue.put_nowait(("done", final))
+    except Exception as exc:
+        queue.put_nowait(("error", exc))
+
+
+_unwinding: set[asyncio.Task[Any]] = set()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` once and wait for it to unwind, so its backend requests are closed.
+
+    Cancelled exactly once: Starlette runs a streaming response in an anyio cancel scope, which
+    cancels its task again at every await, and passing each repeat on (as awaiting the task or
+    ``gather`` would) interrupts the graph's own clean-up and leaves its calls open. Should the
+    wait itself be cancelled, the task finishes unwinding on its own.
+    """
+    if task.done():
+        return
+    task.cancel()
+    _unwinding.add(task)
+    task.add_done_callback(_unwinding.discard)
+    await asyncio.wait({task})
+
+
+def _request_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
