@@ -133,7 +133,13 @@ def plot_sweep(
                 )
     if not points:
         axes.text(
-            0.5, 0.5, empty_note, ha="center", va="center", wrap=True, transform=axes.transAxes
+            0.5,
+            0.5,
+            empty_note or "",
+            ha="center",
+            va="center",
+            wrap=True,
+            transform=axes.transAxes,
         )
     else:
         axes.set_xscale("log")
