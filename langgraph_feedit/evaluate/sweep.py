@@ -129,31 +129,40 @@ async def run_sweep(
     judgment_files: list[Path] = []
     calls_made = 0
     note = ""
-    for point in points:
-        point_config = config.merged(point.overrides())
-        answers = output / "answers" / f"{point.name}.jsonl"
-        summary = await run_batch(
-            point_config,
+    # Largest point first: every smaller point is then a prefix of it, served from the cache,
+    # and no two points ever race to buy the same call.
+    summaries: dict[SweepPoint, Any] = {}
+    for point in sorted(points, key=_size, reverse=True):
+        summaries[point] = await run_batch(
+            config.merged(point.overrides()),
             BatchOptions(
                 input=questions,
-                output=answers,
+                output=output / "answers" / f"{point.name}.jsonl",
                 store=output / "store",
                 limit=limit,
                 progress=False,
             ),
         )
+        calls_made += summaries[point].calls
+
+    async def judge(point: SweepPoint) -> Any:
         arena = output / "model_answer" / f"{point.name}.jsonl"
-        export_arena_answers(answers, arena)
-        judged = await judge_answers(
+        export_arena_answers(output / "answers" / f"{point.name}.jsonl", arena)
+        return await judge_answers(
             config,
             questions=questions,
             answers=arena,
             baseline=baseline,
             output=output / "model_judgment",
         )
+
+    # Judging needs no cache discipline (each point's answers are its own): all at once.
+    for point, judged in zip(points, await asyncio.gather(*map(judge, points)), strict=True):
         judgment_files.append(judged.path)
-        calls_made += summary.calls + 2 * judged.judged + len(judged.failed)
-        rows.append(_cost_row(point, answers, summary.wall_s))
+        calls_made += 2 * judged.judged + len(judged.failed)
+        rows.append(
+            _cost_row(point, output / "answers" / f"{point.name}.jsonl", summaries[point].wall_s)
+        )
     judgments = [j for path in judgment_files for j in read_judgments(path)]
     try:
         report: Any = score_judgments(judgments, baseline=baseline.stem, rounds=rounds, seed=seed)
@@ -193,6 +202,15 @@ async def run_sweep(
         "report": None if report is None else report.to_dict(),
         "calls_made": calls_made,
     }
+
+
+def _size(point: SweepPoint) -> int:
+    """Calls per prompt the point's tree makes, roughly: for ordering points by size."""
+    from langgraph_feedit.config import resolve_config
+
+    cfg = resolve_config(FeeditConfig().merged(point.overrides()))
+    per_round = cfg.width.critiques * (1 + cfg.width.edits)
+    return cfg.width.drafts * (1 + per_round * max(cfg.depth.max_rounds, 0) + 1)
 
 
 def _cost_row(point: SweepPoint, answers: Path, wall_s: float) -> dict[str, Any]:
