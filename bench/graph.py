@@ -6,9 +6,7 @@ against a ``SimServer`` in this process. Figures, each the median of ``--repeats
 
 (a) ``unlimited``: no serving limit. Wall time over the critical path: the slowest chain of
     service times from the root to a leaf, where the chains are draft -> judge of the draft, and
-    draft -> critique -> edit -> judge of the edit. Target <= 1.10. Also reported: the critical
-    path of the graph as built, whose draft branch runs the draft's judge before fanning out the
-    critiques, so that judge is on every edit chain; wall over it is the scheduling loss alone.
+    draft -> critique -> edit -> judge of the edit. Target <= 1.10.
 (b) ``capacity_8``: ``SimServer(capacity=8)``, requests beyond 8 queue in arrival order. Wall over
     ``max(critical path, total service time / 8)``. Target <= 1.15.
 (c) ``barrier``: the same tree as a graph with one superstep per stage (all drafts, then all
@@ -151,20 +149,17 @@ class Tree:
     """The requests a run must send, as chains from the root to each leaf.
 
     ``chains`` are the tree's own dependencies: a critique needs its draft, not the draft's
-    judge. ``built_chains`` are those of the graph as built, whose draft branch runs draft ->
-    judge -> critiques, so the draft's judge sits on every edit chain.
+    judge.
     """
 
     chains: list[list[str]]
-    built_chains: list[list[str]]
     stages: list[list[str]]
     """The barrier graph's supersteps: drafts; critiques and the drafts' judges; edits; the
     edits' judges."""
     keys: frozenset[str]
 
-    def critical_path(self, service: Mapping[str, float], *, built: bool = False) -> float:
-        chains = self.built_chains if built else self.chains
-        return max(sum(service[k] for k in chain) for chain in chains)
+    def critical_path(self, service: Mapping[str, float]) -> float:
+        return max(sum(service[k] for k in chain) for chain in self.chains)
 
     def staged(self, service: Mapping[str, float]) -> float:
         """The fastest a graph with one superstep per stage can be: the sum of stage maxima."""
@@ -209,7 +204,6 @@ def expected_tree(trace: Trace, config: FeeditConfig) -> Tree:
             rating = rating_messages(conv, text(n.id), templates["judge"])
             judged[n.id] = request_key(rating, seed("judge", index))
     chains: list[list[str]] = []
-    built: list[list[str]] = []
     for n in trace.nodes:
         if n.kind == "draft":
             chains.append([call[n.id], judged[n.id]])
@@ -217,7 +211,6 @@ def expected_tree(trace: Trace, config: FeeditConfig) -> Tree:
             crit = nodes[n.parent or ""]
             d = crit.parent or ""
             chains.append([call[d], call[crit.id], call[n.id], judged[n.id]])
-            built.append([call[d], judged[d], call[crit.id], call[n.id], judged[n.id]])
     kinds = {n.id: n.kind for n in trace.nodes}
     stages = [
         [call[i] for i, k in kinds.items() if k == "draft"],
@@ -229,7 +222,7 @@ def expected_tree(trace: Trace, config: FeeditConfig) -> Tree:
     keys = frozenset(call.values()) | frozenset(judged.values())
     if len(keys) != len(call) + len(judged):
         raise RuntimeError("two tree nodes would send the same request; the mapping is ambiguous")
-    return Tree(chains, built, stages, keys)
+    return Tree(chains, stages, keys)
 
 
 def recorded_service(requests: Sequence[RecordedRequest], tree: Tree) -> dict[str, float]:
@@ -401,8 +394,6 @@ async def schedule_runs(repeats: int) -> dict[str, Any]:
             "cp_recorded_s",
             "ratio",
             "ratio_recorded",
-            "cp_built_s",
-            "ratio_built",
             "barrier_wall_s",
             "barrier_ratio",
             "barrier_ideal_s",
@@ -426,7 +417,6 @@ async def schedule_runs(repeats: int) -> dict[str, Any]:
             recorded = recorded_service(free.requests, tree)
             cp = tree.critical_path(model.service)
             cp_recorded = tree.critical_path(recorded)
-            cp_built = tree.critical_path(model.service, built=True)
             barrier = await run_barrier(free, free_config, tree)
             cap_wall, cap_tree = await run_ours(ours_cap, cap, cap_config)
             if cap_tree.keys != tree.keys:
@@ -441,8 +431,6 @@ async def schedule_runs(repeats: int) -> dict[str, Any]:
                 ("cp_recorded_s", cp_recorded),
                 ("ratio", wall / cp),
                 ("ratio_recorded", wall / cp_recorded),
-                ("cp_built_s", cp_built),
-                ("ratio_built", wall / cp_built),
                 ("barrier_wall_s", barrier),
                 ("barrier_ratio", barrier / wall),
                 ("barrier_ideal_s", tree.staged(model.service)),
@@ -454,7 +442,7 @@ async def schedule_runs(repeats: int) -> dict[str, Any]:
                 figures[k].append(v)
             log(
                 f"rep {rep + 1}/{repeats}: unlimited {wall:.3f} s "
-                f"(cp {cp:.3f} s, x{wall / cp:.3f}; as built {cp_built:.3f} s); "
+                f"(cp {cp:.3f} s, x{wall / cp:.3f}); "
                 f"barrier {barrier:.3f} s (x{barrier / wall:.3f}); "
                 f"{CAPACITY} slots {cap_wall:.3f} s (bound {bound:.3f} s, x{cap_wall / bound:.3f})"
             )
@@ -470,8 +458,6 @@ async def schedule_runs(repeats: int) -> dict[str, Any]:
             "wall_over_critical_path": med("ratio"),
             "critical_path_recorded_s": med("cp_recorded_s"),
             "wall_over_critical_path_recorded": med("ratio_recorded"),
-            "critical_path_as_built_s": med("cp_built_s"),
-            "wall_over_critical_path_as_built": med("ratio_built"),
             "runs_wall_s": [round(v, 3) for v in figures["wall_s"]],
         },
         "capacity_8": {
