@@ -22,3 +22,5 @@ test:
 bench:
 	$(PYTHON) bench/endpoints.py
 	$(PYTHON) bench/graph.py
+	$(PYTHON) bench/batch.py
+	$(PYTHON) bench/sweep.py
