@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=int, help="only the first N questions")
     sweep.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
     _config_options(sweep)
+
+    from langgraph_feedit.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -421,6 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _score(args)
         if args.command == "sweep":
             return asyncio.run(_sweep(args))
+        if args.command == "serve":
+            from langgraph_feedit.serve import run_serve
+
+            return run_serve(args)
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)
         return 2

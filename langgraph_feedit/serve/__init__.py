@@ -19,8 +19,9 @@ Example:
     ```
 
 Modules: :mod:`.protocol` (requests) and :mod:`.replies` (replies and errors), the wire format
-with no web framework; :mod:`.app` (``build_app``, which needs the ``serve`` extra: FastAPI and
-uvicorn); :mod:`.runner` (the command line and a server in a background thread).
+with no web framework; :mod:`.guards` (the clients' key and the body limit); :mod:`.app`
+(``build_app``; with the guards, it needs the ``serve`` extra: FastAPI and uvicorn);
+:mod:`.runner` (the command line and a server in a background thread).
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ call in flight, whose HTTP requests close.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import time
@@ -30,12 +28,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from langgraph.graph.state import CompiledStateGraph
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from langgraph_feedit import __version__
 from langgraph_feedit.config import PRESETS, FeeditConfig
 from langgraph_feedit.endpoints import aclose_endpoints
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.graph import create_feedit_graph
+from langgraph_feedit.serve.guards import authorize, key_digest, read_body
 from langgraph_feedit.serve.protocol import APIError, ChatRequest, parse_chat_request
 from langgraph_feedit.serve.replies import (
     chunk_body,
@@ -111,8 +111,8 @@ def build_app(
         raise ConfigError("max_body_bytes, max_fanout and keepalive_s must be positive")
     server = _Server(
         config=config,
-        graphs={p: create_feedit_graph(config, preset=p).compile() for p in PRESETS},
-        key_digest=_key_digest(api_key_env, os.environ if env is None else env),
+        graphs={p: _preset_graph(config, p) for p in PRESETS},
+        key_digest=key_digest(api_key_env, os.environ if env is None else env),
         max_body_bytes=max_body_bytes,
         max_fanout=max_fanout,
         keepalive_s=keepalive_s,
@@ -160,12 +160,12 @@ def build_app(
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
-        _authorize(request, server.key_digest)
+        authorize(request, server.key_digest)
         return {"object": "list", "data": [_model_card(p, server) for p in server.graphs]}
 
     @app.get("/v1/models/{model}")
     async def get_model(request: Request, model: str) -> dict[str, Any]:
-        _authorize(request, server.key_digest)
+        authorize(request, server.key_digest)
         if model not in server.graphs:
             raise APIError(
                 404, f"The model {model!r} does not exist", param="model", code="model_not_found"
@@ -174,8 +174,11 @@ def build_app(
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
-        _authorize(request, server.key_digest)
-        raw = await _read_body(request, server.max_body_bytes)
+        authorize(request, server.key_digest)
+        try:
+            raw = await read_body(request, server.max_body_bytes)
+        except ClientDisconnect:
+            return Response(status_code=_CLIENT_GONE)  # gone before its request was whole
         chat = parse_chat_request(
             raw, config=server.config, presets=list(server.graphs), max_fanout=server.max_fanout
         )
@@ -190,57 +193,15 @@ def build_app(
     return app
 
 
-# -- authentication and limits --------------------------------------------------------------
+def _preset_graph(config: FeeditConfig, preset: str) -> Any:
+    """The graph a model name stands for: the preset's shape laid over the configuration.
 
-
-def _key_digest(api_key_env: str | None, env: Mapping[str, str]) -> bytes | None:
-    """A digest of the clients' key; only the digest is kept, so the key is in no object."""
-    if api_key_env is None:
-        return None
-    value = env.get(api_key_env)
-    if not value:
-        raise ConfigError(
-            f"api_key_env names the environment variable {api_key_env!r}, which is not set",
-            key="api_key_env",
-            source="environment",
-        )
-    return hashlib.sha256(value.encode()).digest()
-
-
-def _authorize(request: Request, digest: bytes | None) -> None:
-    if digest is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise APIError(
-            401,
-            "You didn't provide an API key: send it as 'Authorization: Bearer <key>'",
-            code="invalid_api_key",
-        )
-    # Digests of equal length, compared in constant time: neither the key's length nor its
-    # content shows in the timing; the key the client sent is never echoed.
-    if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), digest):
-        raise APIError(401, "Incorrect API key provided", code="invalid_api_key")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    parts: list[bytes] = []
-    size = 0
-    # A chunked body declares no length: count as it arrives and stop at the limit.
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(part)
-    return b"".join(parts)
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+    Elsewhere a preset fills only what the configuration leaves unset; here the model name is
+    the client's choice of strategy, so ``single`` is one draft even when the server's file
+    sets ``width.drafts``. Widths the preset leaves open (the drafts of ``feedback-edit``) still
+    come from the configuration, and each request may change them.
+    """
+    return create_feedit_graph(config.merged(PRESETS[preset]), preset=preset).compile()
 
 
 def _error_response(exc: APIError) -> JSONResponse:
@@ -324,45 +285,60 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
         "model": chat.preset,
         "fingerprint": server.fingerprint,
     }
-    yield sse(chunk_body(**head, delta={"role": "assistant", "content": ""}))
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    # The run starts before the first chunk is written, so the two overlap.
     pump = asyncio.create_task(_pump(server.graphs[chat.preset], chat, queue))
     try:
+        yield sse(chunk_body(**head, delta={"role": "assistant", "content": ""}))
         while True:
             try:
                 async with asyncio.timeout(server.keepalive_s):
-                    kind, item = await queue.get()
+                    items = [await queue.get()]
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            if kind == "progress":
-                yield sse(chunk_body(**head, feedit=item))
-            elif kind == "error":
-                yield sse(_failure(item, chat, started).body())
-                return
-            else:
-                trace = item["trace"]
-                total = trace["usage"]["total"]
-                answer = str(item["messages"][-1].content)
-                yield sse(chunk_body(**head, delta={"content": answer}))
-                extra = {"feedit_trace": trace} if chat.trace else {}
-                yield sse(chunk_body(**head, delta={}, finish_reason="stop", **extra))
-                if chat.include_usage:
-                    yield sse(chunk_body(**head, usage=usage_body(total)))
-                yield sse("[DONE]")
-                log.info(
-                    "chat preset=%s stream calls=%d wall=%.3fs",
-                    chat.preset,
-                    total["calls"],
-                    _since(started),
-                )
-                return
+            # Whatever else is waiting goes out in the same write: under load, events pile up
+            # while the loop serves other requests, and one send per event would cost more.
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            out = bytearray()
+            for kind, item in items:
+                if kind == "progress":
+                    out += sse(chunk_body(**head, feedit=item))
+                elif kind == "error":
+                    yield bytes(out + sse(_failure(item, chat, started).body()))
+                    return
+                else:
+                    yield bytes(out + _ending(head, chat, item))
+                    log.info(
+                        "chat preset=%s stream calls=%d wall=%.3fs",
+                        chat.preset,
+                        item["trace"]["usage"]["total"]["calls"],
+                        _since(started),
+                    )
+                    return
+            yield bytes(out)
     finally:
         # Reached on success, on failure and when the response is cancelled or closed because
         # the client left: cancelling the pump cancels the graph and every call in flight.
         if not pump.done():
             log.info("stream ended early; run cancelled (preset %s)", chat.preset)
         await _cancel(pump)
+
+
+def _ending(head: Mapping[str, Any], chat: ChatRequest, output: Mapping[str, Any]) -> bytes:
+    """The answer as one content chunk, the ``stop`` chunk, usage if asked for, ``[DONE]``."""
+    trace = output["trace"]
+    answer = str(output["messages"][-1].content)
+    extra = {"feedit_trace": trace} if chat.trace else {}
+    parts = [
+        sse(chunk_body(**head, delta={"content": answer})),
+        sse(chunk_body(**head, delta={}, finish_reason="stop", **extra)),
+    ]
+    if chat.include_usage:
+        parts.append(sse(chunk_body(**head, usage=usage_body(trace["usage"]["total"]))))
+    parts.append(sse("[DONE]"))
+    return b"".join(parts)
 
 
 async def _pump(

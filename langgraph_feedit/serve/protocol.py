@@ -15,10 +15,15 @@ Request fields, beyond ``model`` (a preset name) and ``messages``:
   budget and role sampling, flat (``drafts``, ``critiques``, ``edits``, ``rounds``, ``beam``,
   ``stop_score``, ``skip_perfect``, ``judge``, ``deadline``, ``token_budget``) or nested as in the
   configuration file (``width``, ``depth``, ``budget``, ``roles``); plus ``trace`` (add the whole
-  tree as ``feedit_trace``) and ``progress`` (stream progress chunks; default true).
-- ``user``, ``metadata``, ``store`` and ``service_tier`` are accepted and have no effect; ``n``
-  must be 1; tools, logprobs and structured output are refused, since the answer is chosen among
-  free-text candidates. Any other field is refused with its name, as OpenAI does.
+  tree as ``feedit_trace``) and ``progress`` (stream progress chunks; default true). A request's
+  ``roles`` may set sampling (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop``),
+  a built-in ``template`` set and the judge's ``kind``; endpoints, key variables, limits and
+  retries stay with the server.
+- ``user``, ``metadata``, ``store``, ``service_tier`` and ``parallel_tool_calls`` are accepted
+  and have no effect; ``n`` must be 1; tools, logprobs and structured output are refused (an
+  empty ``tools``, ``tool_choice: "none"``, ``logprobs: false`` or a text ``response_format``
+  asks for nothing and passes), since the answer is chosen among free-text candidates. Any
+  other field is refused with its name, as OpenAI does.
 """
 
 from __future__ import annotations
@@ -182,29 +187,29 @@ def parse_chat_request(
     n = body.get("n")
     if n is not None and n != 1:
         raise APIError(400, "'n' must be 1: feedit returns one selected answer", param="n")
-    stream = _flag(body, "stream", body.get("stream"))
+    stream = _flag("stream", body.get("stream"))
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    include_usage = _flag(
-        body, "stream_options.include_usage", (options or {}).get("include_usage")
-    )
+    include_usage = _flag("stream_options.include_usage", (options or {}).get("include_usage"))
     feedit = body.get("feedit")
     if feedit is None:
         feedit = {}
     if not isinstance(feedit, dict):
         raise APIError(400, "'feedit' must be an object", param="feedit")
-    context = _context(feedit)
+    origins: dict[tuple[str, ...], str] = {}
+    context = _context(feedit, origins)
     for name in _SAMPLING:
         if body.get(name) is not None:
-            _put(context, ("roles", "draft", _SAMPLING[name]), body[name], name)
+            _put(context, ("roles", "draft", _SAMPLING[name]), body[name], name, origins)
     penalties = {k: body[k] for k in _PENALTIES if body.get(k) is not None}
     for name, value in penalties.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or not -2 <= value <= 2:
             raise APIError(400, f"{name!r} must be a number from -2 to 2", param=name)
     if penalties:
-        _put(context, ("roles", "draft", "extra_body"), penalties, next(iter(penalties)))
-    _check_sampling(context)
+        path = ("roles", "draft", "extra_body")
+        _put(context, path, penalties, next(iter(penalties)), origins)
+    _check_sampling(context, origins)
     try:
         resolved = resolve_config(
             config, preset=preset, overrides=context, source="the request's feedit settings"
@@ -229,8 +234,8 @@ def parse_chat_request(
         context=context,
         stream=stream,
         include_usage=include_usage,
-        trace=_flag(body, "feedit.trace", feedit.get("trace")),
-        progress=_flag(body, "feedit.progress", feedit.get("progress"), default=True),
+        trace=_flag("feedit.trace", feedit.get("trace")),
+        progress=_flag("feedit.progress", feedit.get("progress"), default=True),
         deadline_s=resolved.budget.deadline_s,
         calls=calls,
     )
@@ -256,13 +261,14 @@ def tree_calls(config: FeeditConfig) -> int:
 
 
 def _present(value: Any) -> bool:
-    """Whether an unsupported field asks for something (``logprobs: false`` asks for nothing)."""
-    if value is None or value is False or value == [] or value == {}:
+    """Whether an unsupported field asks for something: ``logprobs: false``, ``tools: []``,
+    ``tool_choice: "none"`` and a text ``response_format`` ask for nothing."""
+    if value is None or value is False or value in ([], {}, "none"):
         return False
     return not (isinstance(value, dict) and value.get("type") == "text")
 
 
-def _flag(body: Mapping[str, Any], name: str, value: Any, *, default: bool = False) -> bool:
+def _flag(name: str, value: Any, *, default: bool = False) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -333,7 +339,7 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _context(feedit: Mapping[str, Any]) -> dict[str, Any]:
+def _context(feedit: Mapping[str, Any], origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
     """The run context from the ``feedit`` object, flat keys and nested sections alike."""
     context: dict[str, Any] = {}
     for section in _SECTIONS:
@@ -356,7 +362,7 @@ def _context(feedit: Mapping[str, Any]) -> dict[str, Any]:
                 code="unknown_parameter",
             )
         if value is not None:
-            _put(context, path, value, f"feedit.{key}")
+            _put(context, path, value, f"feedit.{key}", origins)
     _check_roles(context.get("roles"))
     return context
 
@@ -399,8 +405,8 @@ def _check_roles(roles: Any) -> None:
                 )
 
 
-def _check_sampling(context: Mapping[str, Any]) -> None:
-    """Check the draft role's request-level sampling now, naming the field the client sent."""
+def _check_sampling(context: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> None:
+    """Check the draft role's sampling now, naming the field the client sent it in."""
     draft = (context.get("roles") or {}).get("draft")
     if not draft:
         return
@@ -408,12 +414,23 @@ def _check_sampling(context: Mapping[str, Any]) -> None:
         RoleConfig.model_validate({k: v for k, v in draft.items() if k != "extra_body"})
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = str(err["loc"][0]) if err["loc"] else "roles.draft"
-        raise APIError(400, f"invalid {key!r}: {err['msg']}", param=key) from None
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = origins.get(("roles", "draft", field), f"feedit.roles.draft.{field}")
+        raise APIError(400, f"invalid {name!r}: {err['msg']}", param=name) from None
 
 
-def _put(context: dict[str, Any], path: tuple[str, ...], value: Any, name: str) -> None:
-    """Set ``path`` in ``context``, refusing a second value for a key the request already set."""
+def _put(
+    context: dict[str, Any],
+    path: tuple[str, ...],
+    value: Any,
+    name: str,
+    origins: dict[tuple[str, ...], str],
+) -> None:
+    """Set ``path`` in ``context``, refusing a second value for a key the request already set.
+
+    ``origins`` remembers which request field set each key, so that a clash names both fields;
+    a key found without an origin came from a nested ``feedit`` section.
+    """
     node = context
     for part in path[:-1]:
         child = node.setdefault(part, {})
@@ -422,7 +439,7 @@ def _put(context: dict[str, Any], path: tuple[str, ...], value: Any, name: str) 
         node = child
     if path[-1] in node and node[path[-1]] is not None:
         dotted = ".".join(path)
-        raise APIError(
-            400, f"{name!r} and 'feedit.{dotted}' both set {dotted}: give one", param=name
-        )
+        other = origins.get(path, f"feedit.{dotted}")
+        raise APIError(400, f"{name!r} and {other!r} both set {dotted}: give one", param=name)
     node[path[-1]] = value
+    origins[path] = name
