@@ -25,7 +25,11 @@ sides run on uvloop when it is installed.
     fast, the app's single event loop is the bottleneck (one core), so the runs advance in
     lockstep and every first progress event waits for all the runs' starts.
 
-``langgraph_dev`` is left ``null``: the same comparison against ``langgraph dev`` belongs there.
+(c) ``langgraph_dev``: the same ``--clients`` streams through ``langgraph dev`` (the in-memory
+    LangGraph Server, started here on ``graphs/``, backed by the same simulated server) with
+    the ``langgraph-sdk`` client, ``stream_mode="custom"`` with subgraphs: completions, p50/p99
+    to the first progress event and to the end, and wall time. Skipped (``null``) when
+    ``langgraph-cli[inmem]`` is not installed or with ``--skip-langgraph-dev``.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
@@ -40,6 +44,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -150,6 +155,82 @@ def run_door(sim_url: str, max_concurrency: int) -> int:
         print(json.dumps({"base_url": url}), flush=True)
         stop.wait()
     return 0
+
+
+GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
+
+
+def start_langgraph_dev(sim_url: str, max_concurrency: int) -> tuple[subprocess.Popen[str], str]:
+    """``langgraph dev`` on ``graphs/`` with every role on the simulated server."""
+    cli = Path(sys.executable).parent / "langgraph"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "FEEDIT_ROLES__DEFAULT__BASE_URL": sim_url,
+        "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
+        "FEEDIT_ROLES__DEFAULT__MAX_CONCURRENCY": str(max_concurrency),
+        "LANGSMITH_TRACING": "false",
+    }
+    proc = subprocess.Popen(
+        [
+            str(cli),
+            "dev",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-browser",
+            "--no-reload",
+        ],
+        cwd=GRAPHS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    stop(proc)
+    raise SystemExit("langgraph dev did not start")
+
+
+async def langgraph_dev_streams(url: str, clients: int) -> dict[str, Any]:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url)
+
+    async def one(i: int) -> tuple[float, float]:
+        started = time.perf_counter()
+        first: float | None = None
+        answered = False
+        async for part in client.runs.stream(
+            None,
+            PRESET,
+            input={"messages": conversation(200_000 + i)},
+            context={"width": WIDTH},
+            stream_mode=["custom", "values"],
+            stream_subgraphs=True,
+        ):
+            if part.event.startswith("custom") and first is None:
+                first = time.perf_counter() - started
+            elif part.event == "values" and isinstance(part.data, dict) and part.data.get("trace"):
+                answered = True
+        if first is None or not answered:
+            raise RuntimeError(f"langgraph dev stream {i} ended without progress or answer")
+        return first, time.perf_counter() - started
+
+    return await concurrent_streams(one, clients)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -334,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-concurrency", type=int, default=256, help="calls in flight to the backend"
     )
+    parser.add_argument(
+        "--skip-langgraph-dev", action="store_true", help="leave out the langgraph dev figures"
+    )
     parser.add_argument("--door", metavar="SIM_URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.door:
@@ -345,6 +429,15 @@ def main(argv: list[str] | None = None) -> int:
             (seq, conc), loop = run_async(measure(sim_url, door_url, door.pid, args))
         finally:
             stop(door)
+        dev: Any = None
+        has_cli = (Path(sys.executable).parent / "langgraph").exists()
+        if has_cli and not args.skip_langgraph_dev:
+            server, dev_url = start_langgraph_dev(sim_url, args.max_concurrency)
+            try:
+                dev, _ = run_async(langgraph_dev_streams(dev_url, args.clients))
+                log(f"langgraph dev: {json.dumps(dev)}")
+            finally:
+                stop(server)
     finally:
         stop(sim)
     result = {
@@ -357,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "calls_per_request": 10,
         "sequential": seq,
         "concurrent_streaming": conc,
-        "langgraph_dev": None,
+        "langgraph_dev": dev,
     }
     print(json.dumps(result), flush=True)
     return 0
