@@ -206,9 +206,17 @@ def start_langgraph_dev(sim_url: str, max_concurrency: int) -> tuple[subprocess.
 
 
 async def langgraph_dev_streams(url: str, clients: int) -> dict[str, Any]:
-    from langgraph_sdk import get_client
+    from langgraph_sdk.client import LangGraphClient
 
-    client = get_client(url=url)
+    # The SDK's default client has a 5 s pool timeout and httpx's 100-connection pool: with 200
+    # streams at once, half would time out waiting for a connection, measuring the client.
+    client = LangGraphClient(
+        httpx.AsyncClient(
+            base_url=url,
+            timeout=httpx.Timeout(300.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        )
+    )
 
     async def one(i: int) -> tuple[float, float]:
         started = time.perf_counter()

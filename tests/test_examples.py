@@ -67,3 +67,16 @@ def test_quickstart_on_the_embedded_model() -> None:
     pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")
     out = run_example("quickstart.py", "Name a primary colour.")
     assert out.strip()
+
+
+def test_batch_example_resumes_for_free(sim: SimServer, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Name a colour.\nName a fruit.\n")
+    answers = tmp_path / "answers.jsonl"
+    before = sim.call_count
+    out = run_example("batch_run.py", str(prompts), str(answers), env=sim_env(sim))
+    assert "2 prompt(s): 2 answered (0 already done)" in out
+    assert sim.call_count - before == 2 * 2 * 2  # two drafts and their scores per prompt
+    again = run_example("batch_run.py", str(prompts), str(answers), env=sim_env(sim))
+    assert "(2 already done)" in again
+    assert sim.call_count - before == 8
