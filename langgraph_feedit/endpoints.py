@@ -20,7 +20,6 @@ import asyncio
 import json
 import random
 import threading
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -490,10 +489,6 @@ async def aclose_endpoints() -> None:
         endpoints = _registry.pop(loop, {})
     for endpoint in endpoints.values():
         await endpoint.aclose()
-
-
-def _now() -> float:
-    return time.time()
 
 
 def calls_in_flight() -> int:

@@ -40,9 +40,7 @@ from langgraph_feedit.errors import (
     NoCandidateError,
 )
 from langgraph_feedit.judges import POINTWISE, rank_round, tree_order
-from langgraph_feedit.prompts import (
-    load_templates,
-)
+from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
     FeeditOutput,
@@ -75,19 +73,16 @@ def _is_candidate(node: Mapping[str, Any]) -> bool:
     return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
 
 
-def _best(candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def _ranked(candidates: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Highest score first; unscored last; ties to the earliest in tree order."""
-    if not candidates:
-        return None
-    ranked = sorted(
+    return sorted(
         candidates,
-        key=lambda n: (
-            n.get("score") is None,
-            -(n.get("score") or 0.0),
-            tree_order(n["id"]),
-        ),
+        key=lambda n: (n.get("score") is None, -(n.get("score") or 0.0), tree_order(n["id"])),
     )
-    return ranked[0]
+
+
+def _best(candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return _ranked(candidates)[0] if candidates else None
 
 
 def _make_start(config: FeeditConfig, preset: str | None) -> Any:
@@ -189,12 +184,8 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
     elif rnd >= depth["max_rounds"] or not rounds_enabled(run):
         stopped = "max_rounds"
     else:
-        latest = [n for n in candidates if n.get("round", 0) == rnd]
-        ranked_latest = sorted(
-            latest,
-            key=lambda n: (n.get("score") is None, -(n.get("score") or 0.0), tree_order(n["id"])),
-        )
-        next_round = [{"id": n["id"], "text": n["text"]} for n in ranked_latest[: depth["beam"]]]
+        latest = _ranked([n for n in candidates if n.get("round", 0) == rnd])
+        next_round = [{"id": n["id"], "text": n["text"]} for n in latest[: depth["beam"]]]
         if not next_round:
             stopped = "no_candidates"
     emit(
