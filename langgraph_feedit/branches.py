@@ -29,7 +29,7 @@ from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, run_budget
-from langgraph_feedit.errors import EmbeddedError, EndpointError
+from langgraph_feedit.errors import EmbeddedError, EndpointError, EndpointTimeout
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
@@ -89,6 +89,16 @@ def failure_text(exc: BaseException) -> str:
     return str(exc)
 
 
+def failure_kind(exc: BaseException) -> str:
+    """What kind of failure ended a call: ``deadline`` or ``budget`` (the run ran out),
+    ``timeout`` (the endpoint never answered in time) or ``backend`` (it answered an error)."""
+    if isinstance(exc, BudgetExhausted):
+        return exc.reason
+    if isinstance(exc, EndpointTimeout):
+        return "timeout"
+    return "backend"
+
+
 def _templates(run: Mapping[str, Any], role: str) -> TemplateSet:
     return load_templates(run["roles"][role].get("template"))
 
@@ -136,7 +146,7 @@ async def _call(
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         # A backend failure ends this branch only; a user's mistake (a missing key
         # variable, a bad template file) propagates and fails the run, saying so.
-        node.update(error=failure_text(exc), ended=time.time())
+        node.update(error=failure_text(exc), failure=failure_kind(exc), ended=time.time())
         emit(runtime, "failed", node, error=node["error"])
         raise NodeFailed(node) from exc
     node.update(

@@ -131,10 +131,14 @@ class NoCandidateError(FeeditError):
 
     Attributes:
         errors: one line per failed branch, saying which node failed and why.
+        timed_out: every failure was a timeout or the run's deadline (not a backend error).
     """
 
-    def __init__(self, message: str, *, errors: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, errors: list[str] | None = None, timed_out: bool = False
+    ) -> None:
         self.errors = errors or []
+        self.timed_out = timed_out
         text = message
         if self.errors:
             text += "\n" + "\n".join(f"  - {e}" for e in self.errors[:20])

@@ -261,9 +261,11 @@ async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
     )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None:
-        errors = [f"{n.id}: {n.error}" for n in nodes if n.error]
+        failed = [n for n in nodes if n.error]
         raise NoCandidateError(
-            f"no candidate answer: all {len(nodes)} branch(es) failed", errors=errors
+            f"no candidate answer: all {len(nodes)} branch(es) failed",
+            errors=[f"{n.id}: {n.error}" for n in failed],
+            timed_out=bool(failed) and all(n.failure in ("timeout", "deadline") for n in failed),
         )
     message = AIMessage(
         content=trace.answer or "",

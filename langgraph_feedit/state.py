@@ -89,6 +89,9 @@ class TraceNode(BaseModel):
     started: float | None = None
     ended: float | None = None
     error: str | None = None
+    failure: Literal["backend", "timeout", "deadline", "budget"] | None = None
+    """The kind of failure behind ``error``: the endpoint answered an error (``backend``) or
+    never answered in time (``timeout``), or the run's deadline or token budget ran out."""
     skipped: str | None = None
     """Why no edit follows this critique (``perfect``: it found nothing to change)."""
     reused: bool = False

@@ -477,3 +477,22 @@ async def test_a_users_mistake_fails_the_run_naming_it(fresh_sim: SimServer) -> 
     )
     with pytest.raises(ConfigError, match="FEEDIT_UNSET_TEST_KEY"):
         await run_graph(config)
+
+
+async def test_failures_say_their_kind() -> None:
+    with SimServer(seed=12, faults=[Fault("slow", rate=1.0, slow_s=5.0)]) as server:
+        config = sim_config(
+            server.base_url,
+            width={"drafts": 2},
+            roles={"default": {"timeout": 0.2, "max_retries": 0}},
+        )
+        with pytest.raises(NoCandidateError) as info:
+            await run_graph(config)
+        assert info.value.timed_out
+        server.set_faults([Fault("500", rate=1.0)])
+        with pytest.raises(NoCandidateError) as info:
+            await run_graph(config)
+        assert not info.value.timed_out
+        server.set_faults([Fault("500", rate=1.0, match='"seed":1')])
+        trace = tree(await run_graph(config.merged({"roles": {"draft": {"seed": 0}}})))
+    assert trace.node("d1").failure == "backend" and trace.node("d0").failure is None

@@ -101,10 +101,6 @@ def _json(value: Any) -> Any:
 
 # -- failures -----------------------------------------------------------------------------------
 
-# How the package words a call that ran out of time: the run's deadline (``failure_text`` of a
-# BudgetExhausted) and one request's timeout (EndpointTimeout).
-_TIMEOUT_MARKS = ("stopped: deadline reached", "no reply within")
-
 
 def failure_error(
     exc: BaseException, *, deadline_s: float | None, elapsed: float
@@ -115,9 +111,7 @@ def failure_error(
     timeout (504) when the run's deadline passed or every branch timed out.
     """
     if isinstance(exc, NoCandidateError):
-        timed_out = (deadline_s is not None and elapsed >= deadline_s) or (
-            bool(exc.errors) and all(any(m in e for m in _TIMEOUT_MARKS) for e in exc.errors)
-        )
+        timed_out = exc.timed_out or (deadline_s is not None and elapsed >= deadline_s)
         if timed_out:
             return APIError(504, _summary(exc), type="server_error", code="timeout")
         return APIError(502, _summary(exc), type="server_error", code="backend_error")
