@@ -1,0 +1,98 @@
+"""Failures the simulated server injects: what a fault is, which request gets one, and the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+FaultKind = Literal["500", "429", "drop", "malformed", "slow"]
+_FAULT_KINDS = ("500", "429", "drop", "malformed", "slow")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure the server injects into chat and pooling requests.
+
+    Attributes:
+        kind: ``"500"`` (OpenAI-shaped error), ``"429"`` (with ``Retry-After``), ``"drop"`` (the
+            connection is closed without a reply), ``"malformed"`` (200 with a body that is not
+            JSON) or ``"slow"`` (``slow_s`` extra delay, to trip the client's timeout).
+        rate: probability per request, drawn from an RNG seeded by the server seed and the
+            request's arrival index, so a run replays the same faults.
+        first: the first ``first`` matching requests get this fault for sure.
+        match: only requests whose JSON body text contains this substring are considered.
+        retry_after: seconds sent in the ``Retry-After`` header of a 429.
+        slow_s: the extra delay of a ``"slow"`` fault.
+    """
+
+    kind: FaultKind
+    rate: float = 0.0
+    first: int = 0
+    match: str | None = None
+    retry_after: float = 0.05
+    slow_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _FAULT_KINDS:
+            raise ValueError(f"Fault.kind must be one of {_FAULT_KINDS}, got {self.kind!r}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"Fault.rate must be in [0, 1], got {self.rate}")
+        if self.first < 0 or self.retry_after < 0 or self.slow_s < 0:
+            raise ValueError("Fault.first, retry_after and slow_s must not be negative")
+
+
+class FaultPlan:
+    """The faults in force and how many matching requests each has seen (for ``first``).
+
+    Not thread-safe: the server calls it under its own lock, together with its other counters.
+    """
+
+    def __init__(self, faults: Sequence[Fault]) -> None:
+        self.faults: tuple[Fault, ...] = tuple(faults)
+        self._seen = [0] * len(self.faults)
+
+    def restart(self) -> None:
+        """Count matching requests from zero again, so ``first`` applies afresh."""
+        self._seen = [0] * len(self.faults)
+
+    def pick(self, seed: int, index: int, text: str) -> Fault | None:
+        """The fault for the request at arrival ``index`` whose body text is ``text``, if any."""
+        for i, fault in enumerate(self.faults):
+            if fault.match is not None and fault.match not in text:
+                continue
+            seen = self._seen[i]
+            self._seen[i] += 1
+            if seen < fault.first:
+                return fault
+            if fault.rate > 0 and random.Random(f"{seed}:{index}:{i}").random() < fault.rate:
+                return fault
+        return None
+
+
+def error_reply(status: int, message: str, kind: str, param: str | None = None) -> web.Response:
+    """An OpenAI-shaped error, as the official clients expect to parse it."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return web.json_response(body, status=status)
+
+
+async def fault_reply(request: web.Request, fault: Fault) -> web.StreamResponse:
+    """The reply of every fault but ``"slow"`` (which only delays the real reply)."""
+    if fault.kind == "500":
+        return error_reply(500, "simulated internal server error", "server_error")
+    if fault.kind == "429":
+        reply = error_reply(429, "simulated rate limit", "rate_limit_exceeded")
+        reply.headers["Retry-After"] = f"{fault.retry_after:g}"
+        return reply
+    if fault.kind == "malformed":
+        broken = b'{"id": "chatcmpl-broken", "choices": ['
+        return web.Response(status=200, body=broken, content_type="application/json")
+    # "drop": hang up without a reply; losing the connection then cancels this handler.
+    if request.transport is not None:
+        request.transport.close()
+    await asyncio.sleep(60)
+    raise ConnectionResetError("connection dropped by a simulated fault")

@@ -1,0 +1,251 @@
+"""What the simulated server says: reply text, content hooks, usage and the JSON and SSE it sends.
+
+Everything here is pure (no sockets, no clock other than ``created`` stamps), so the server module
+keeps only timing, slots, faults and HTTP. Determinism comes from ``digest``: the same request
+always draws from the same RNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from typing import Any
+
+# One choice: its tokens (each with its leading separator) and its finish reason.
+Choice = tuple[list[str], str]
+
+_SYLLABLES = ("ba", "ce", "di", "fo", "gu", "ka", "le", "mi", "no", "pu", "ra", "se", "ti")
+_SYLLABLES_MORE = ("vo", "zu", "an", "el", "in", "or", "um", "tra", "ste", "plo", "gri")
+_LEVELS = ("not", "slightly", "partially", "mostly", "perfectly")
+_SAMPLING_KEYS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed")
+_TOKENS_PER_MESSAGE = 3
+
+_ARENA_ANSWER = re.compile(
+    r"<\|the start of assistant ([ab])'s answer\|>(.*?)<\|the end of assistant \1's answer\|>",
+    re.DOTALL,
+)
+
+
+def digest(*parts: Any) -> int:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def reply_key(seed: int, messages: list[Any], body: dict[str, Any]) -> int:
+    """The seed of a chat reply: the server seed, the messages and the sampling settings."""
+    return digest(seed, messages, {k: body.get(k) for k in _SAMPLING_KEYS})
+
+
+def arena_verdict(prompt: str) -> str:
+    """A judge that prefers the longer answer: ``A>>B`` when A is 1.5 times as long."""
+    lengths = {m.group(1): len(m.group(2).split()) for m in _ARENA_ANSWER.finditer(prompt)}
+    a, b = lengths.get("a", 0), lengths.get("b", 0)
+    if a == b:
+        return "A=B"
+    strong = max(a, b) >= 1.5 * max(1, min(a, b))
+    if a > b:
+        return "A>>B" if strong else "A>B"
+    return "B>>A" if strong else "B>A"
+
+
+def words(rng: random.Random, count: int) -> list[str]:
+    """Pseudo-words in sentences: readable enough to eyeball, one whitespace word per token."""
+    out: list[str] = []
+    sentence = 0
+    for _ in range(count):
+        word = "".join(rng.choice(_SYLLABLES + _SYLLABLES_MORE) for _ in range(rng.randint(1, 3)))
+        out.append(word.capitalize() if sentence == 0 else word)
+        sentence += 1
+        if sentence >= 6 and rng.random() < 0.25:
+            out[-1] += "."
+            sentence = 0
+    if out and not out[-1].endswith("."):
+        out[-1] += "."
+    return out
+
+
+def compose(
+    messages: list[Any],
+    key: int,
+    choice: int,
+    cap: int | None,
+    *,
+    mean_tokens: int,
+    sd_tokens: float,
+    min_tokens: int,
+) -> Choice:
+    """One choice as tokens (each with its leading separator) and its finish reason."""
+    rng = random.Random(f"{key}:{choice}")
+    length = mean_tokens
+    if sd_tokens > 0:
+        length = round(rng.gauss(mean_tokens, sd_tokens))
+    length = max(min_tokens, length)
+    last_user = next(
+        (
+            content_text(m.get("content")).lower()
+            for m in reversed(messages)
+            if isinstance(m, dict) and m.get("role") == "user"
+        ),
+        "",
+    )
+    head: list[str] = []
+    tail: list[str] = []
+    if "evaluate the response" in last_user:
+        level = _LEVELS[digest("level", key, choice) % len(_LEVELS)]
+        head = f"The response is {level} helpful.".split()
+    if "rate the response" in last_user or "score" in last_user:
+        tail = ["\nScore:", f" {1 + digest('score', key, choice) % 10}"]
+    if "<|the start of assistant a's answer|>" in last_user:
+        tail = ["\nMy", " final", " verdict:", f" [[{arena_verdict(last_user)}]]"]
+    body = head + words(rng, max(1, length - len(head) - len(tail)))
+    tokens = [body[0]] + [f" {w}" for w in body[1:]] + tail
+    if cap is not None and len(tokens) > cap:
+        return tokens[:cap], "length"
+    return tokens, "stop"
+
+
+def prompt_prefixes(messages: list[Any]) -> tuple[int, list[int]]:
+    """Prompt tokens, and a chained hash of every prefix of the flattened prompt (word by word).
+
+    A prefix cache keeps these hashes; the leading run already in it is the cached part.
+    """
+    flat: list[str] = []
+    prompt_tokens = 0
+    for message in messages:
+        role = message.get("role", "user") if isinstance(message, dict) else "user"
+        text = content_text(message.get("content") if isinstance(message, dict) else message)
+        flat.append(f"<{role}>")
+        flat.extend(text.split())
+        prompt_tokens += len(text.split()) + _TOKENS_PER_MESSAGE
+    chain: list[int] = []
+    h = 0
+    for word in flat:
+        h = hash((h, word))
+        chain.append(h)
+    return prompt_tokens, chain
+
+
+def cached_prefix(chain: list[int], seen: set[int]) -> int:
+    """How many leading words an earlier prompt already had; ``chain`` joins ``seen``.
+
+    Memory grows with the total number of prompt words seen, which suits tests and benchmarks.
+    """
+    cached = 0
+    while cached < len(chain) and chain[cached] in seen:
+        cached += 1
+    seen.update(chain)
+    return cached
+
+
+def chat_usage(prompt_tokens: int, completion_tokens: int, cached: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def chat_completion(
+    reply_id: str, model: str, choices: list[Choice], usage: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": reply_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "sim",
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": "".join(tokens)},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+            for i, (tokens, finish) in enumerate(choices)
+        ],
+        "usage": usage,
+    }
+
+
+def sse_steps(
+    reply_id: str, model: str, choices: list[Choice], usage: dict[str, Any] | None
+) -> list[list[bytes]]:
+    """SSE events grouped by decoding step: step 0 is the role, the last holds the ending."""
+
+    def event(parts: list[dict[str, Any]], final_usage: dict[str, Any] | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": reply_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": parts,
+        }
+        if usage is not None:
+            chunk["usage"] = final_usage
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    def part(index: int, delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    steps = [[event([part(i, {"role": "assistant", "content": ""}) for i in range(len(choices))])]]
+    for pos in range(max(len(tokens) for tokens, _ in choices)):
+        parts = [part(i, {"content": t[pos]}) for i, (t, _) in enumerate(choices) if pos < len(t)]
+        steps.append([event(parts)])
+    ending = [event([part(i, {}, finish) for i, (_, finish) in enumerate(choices)])]
+    if usage is not None:
+        ending.append(event([], usage))
+    steps.append([*ending, b"data: [DONE]\n\n"])
+    return steps
+
+
+def pooled_texts(body: dict[str, Any]) -> list[str] | None:
+    """The texts a pooling request scores, or None when it has neither form.
+
+    Chat form (``messages``): the last assistant message, or the last message if there is none.
+    Prompt form (``input``): one text per input; token-id lists are scored as their JSON.
+    """
+    messages = body.get("messages")
+    raw = body.get("input")
+    if isinstance(messages, list) and messages:
+        scored = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        last = (scored or messages)[-1]
+        return [content_text(last.get("content") if isinstance(last, dict) else last)]
+    if isinstance(raw, str) or (isinstance(raw, list) and raw):
+        inputs: list[Any] = [raw] if isinstance(raw, str) or isinstance(raw[0], int) else raw
+        return [t if isinstance(t, str) else json.dumps(t) for t in inputs]
+    return None
+
+
+def reward_scores(seed: int, texts: list[str]) -> list[float]:
+    """One float in [-10, 10] per text, fixed by the server seed and the text."""
+    return [round(random.Random(f"{seed}:reward:{t}").uniform(-10, 10), 4) for t in texts]
+
+
+def pooling_reply(
+    reply_id: str, model: str, scores: list[float], prompt_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": reply_id,
+        "object": "list",
+        "created": int(time.time()),
+        "model": model,
+        "data": [{"index": i, "object": "pooling", "data": [s]} for i, s in enumerate(scores)],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens,
+            "completion_tokens": 0,
+            "prompt_tokens_details": None,
+        },
+    }
