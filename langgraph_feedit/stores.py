@@ -8,6 +8,7 @@ again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -60,6 +61,14 @@ async def open_stores(
         yield saver, cache
 
 
+async def _try_lock(conn: Any) -> bool:
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (_SETUP_LOCK,))).fetchone()
+    return bool(row and row[0])
+
+
+_SETUP_LOCK = 0x6665656469  # "feedi": any constant shared by every feedit process
+
+
 def _ensure(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -72,7 +81,7 @@ async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         )
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg import OperationalError
+        from psycopg import AsyncConnection, OperationalError
     except ImportError:
         raise ConfigError(
             "store.checkpoint_url needs the Postgres extra: "
@@ -81,7 +90,20 @@ async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         ) from None
     try:
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
-            await saver.setup()
+            # Shards often start together on a fresh database, and the saver's migrations
+            # (CREATE TABLE IF NOT EXISTS) race: one process's creation makes the other's fail.
+            # A session advisory lock runs them one process at a time.
+            async with await AsyncConnection.connect(url, autocommit=True) as lock:
+                # Poll rather than block in pg_advisory_lock: the migrations create indexes
+                # CONCURRENTLY, which wait for every open statement, a blocked lock call
+                # included, and that would deadlock.
+                # The holder is another process, so there is no event to wait on: poll.
+                while not await _try_lock(lock):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+                try:
+                    await saver.setup()
+                finally:
+                    await lock.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
             yield saver
     except OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

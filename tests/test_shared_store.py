@@ -182,3 +182,26 @@ async def test_unreachable_servers_are_named(tmp_path: Path) -> None:
 def test_redact_url() -> None:
     assert redact_url("postgresql://u:pw@h:5432/d") == "postgresql://u:***@h:5432/d"
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+async def test_shards_starting_together_set_up_a_fresh_database_once(
+    pg: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from psycopg import AsyncConnection
+
+    async with await AsyncConnection.connect(pg, autocommit=True) as conn:
+        await conn.execute("CREATE DATABASE fresh_setup")
+    url = pg.rsplit("/", 1)[0] + "/fresh_setup"
+
+    async def shard(i: int) -> None:
+        async with open_stores(StoreConfig(checkpoint_url=url), path=tmp_path / str(i)) as (
+            saver,
+            _,
+        ):
+            assert saver is not None
+
+    # the migrations race (duplicate types) or deadlock (indexes built CONCURRENTLY) unless
+    # they are serialised
+    await asyncio.wait_for(asyncio.gather(*(shard(i) for i in range(3))), timeout=60)
