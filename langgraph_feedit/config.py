@@ -116,7 +116,7 @@ class RoleConfig(_Strict):
         return self
 
     def api_key(self, role: str = "role") -> str:
-        """The API key from ``api_key_env``; a placeholder when the endpoint needs none.
+        """The API key from ``api_key_env``; a stand-in value when the endpoint needs none.
 
         Raises:
             ConfigError: the named variable is not set (the error names the variable only).

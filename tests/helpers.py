@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from langgraph_feedit import FeeditConfig
@@ -35,3 +38,22 @@ def in_flight_at(server: SimServer, moment: float, grace: float = 1.0) -> int:
         for r in server.requests
         if r.disconnected or (r.ended is not None and moment - grace <= r.ended <= moment)
     )
+
+
+def batch_cli(*args: str) -> list[str]:
+    """The command line of ``feedit batch`` in a subprocess, without the progress display."""
+    return [sys.executable, "-m", "langgraph_feedit.cli", "batch", "--no-progress", *args]
+
+
+def write_prompts(path: Path, n: int, *, digits: int = 3) -> Path:
+    """An Arena-Hard style question file of ``n`` prompts with ids ``q000``, ``q001``, ..."""
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            record = {"uid": f"q{i:0{digits}d}", "category": "test", "prompt": f"Question {i}?"}
+            f.write(json.dumps(record) + "\n")
+    return path
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON records of a JSONL file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,28 +18,10 @@ from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch, select_
 from langgraph_feedit.inputs import read_prompts
 from langgraph_feedit.testing import Fault, SimServer
 
-from .helpers import in_flight_at, sim_config
+from .helpers import batch_cli, in_flight_at, read_lines, sim_config, write_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT.parent / "shared" / "data" / "arena-hard-v0.1" / "question.jsonl"
-
-
-def write_prompts(path: Path, n: int) -> Path:
-    with path.open("w", encoding="utf-8") as f:
-        for i in range(n):
-            f.write(
-                json.dumps({"uid": f"q{i:03d}", "category": "test", "prompt": f"Question {i}?"})
-            )
-            f.write("\n")
-    return path
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "langgraph_feedit.cli", "batch", "--no-progress", *args]
 
 
 @pytest.fixture
@@ -82,7 +63,7 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
         base = ["--base-url", server.base_url]
         # the uninterrupted reference run, in its own store
         ref = subprocess.run(
-            cli(
+            batch_cli(
                 *args,
                 *base,
                 "--output",
@@ -101,7 +82,7 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
         out = tmp_path / "out.jsonl"
         store = tmp_path / "store"
         proc = subprocess.Popen(
-            cli(*args, *base, "--output", str(out), "--store", str(store)),
+            batch_cli(*args, *base, "--output", str(out), "--store", str(store)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -120,14 +101,14 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
         assert 0 < first_calls < reference_calls
 
         rerun = subprocess.run(
-            cli(*args, *base, "--output", str(out), "--store", str(store)),
+            batch_cli(*args, *base, "--output", str(out), "--store", str(store)),
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert rerun.returncode == 0, rerun.stderr
         total_calls = server.call_count
-    records = lines(out)
+    records = read_lines(out)
     assert [r["id"] for r in records] == [f"q{i:03d}" for i in range(30)]
     assert all(r["status"] == "ok" and r["answer"] for r in records)
     assert total_calls <= reference_calls + cut_off, (total_calls, reference_calls, cut_off)
@@ -142,7 +123,7 @@ async def test_rerun_of_a_finished_batch_makes_no_call(sim: SimServer, tmp_path:
     assert sim.call_count == calls
     assert second.resumed_done == 5 and second.calls == 0
     assert first.calls == calls
-    assert len(lines(out)) == 5
+    assert len(read_lines(out)) == 5
 
 
 # -- faults at scale ------------------------------------------------------------------------
@@ -169,7 +150,7 @@ async def test_two_hundred_prompts_with_faults(tmp_path: Path) -> None:
             },
         )
         assert server.in_flight == 0
-    records = lines(out)
+    records = read_lines(out)
     ids = [r["id"] for r in records]
     assert ids == [f"q{i:03d}" for i in range(200)]  # no duplicate, none missing, in order
     for r in records:
@@ -191,14 +172,14 @@ async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
     sim.set_faults([Fault("500", rate=1.0, match="Question 2?")])
     overrides = {"roles": {"default": {"max_retries": 0}}}
     summary, out = await batch(sim, tmp_path, inp, overrides=overrides)
-    records = lines(out)
+    records = read_lines(out)
     assert [r["status"] for r in records] == ["ok", "ok", "failed", "ok"]
     assert "status 500" in records[2]["error"]
     assert [pid for pid, _ in summary.failed] == ["q002"]
     calls = sim.call_count
     sim.set_faults([])
     summary, out = await batch(sim, tmp_path, inp, overrides=overrides)
-    assert [r["status"] for r in lines(out)] == ["ok"] * 4
+    assert [r["status"] for r in read_lines(out)] == ["ok"] * 4
     assert summary.resumed_done == 3
     assert sim.call_count - calls == 2 * 5  # only the failed prompt's calls
 
@@ -275,9 +256,9 @@ async def test_on_error_skip_goes_on_and_lists_the_lines(sim: SimServer, tmp_pat
         b'{"uid": "a", "prompt": "fine"}\n{"uid": "b"}\n{"uid": "c", "prompt": "ok"}\n'
     )
     summary, out = await batch(sim, tmp_path, path, on_error="skip")
-    assert [r["id"] for r in lines(out)] == ["a", "c"]
+    assert [r["id"] for r in read_lines(out)] == ["a", "c"]
     assert [e.line for e in summary.skipped] == [2]
-    sidecar = lines(out.with_name(out.name + ".skipped.jsonl"))
+    sidecar = read_lines(out.with_name(out.name + ".skipped.jsonl"))
     assert sidecar[0]["line"] == 2 and "missing field" in sidecar[0]["error"]
     assert any("skipped" in line for line in summary.lines())
 
@@ -349,7 +330,9 @@ def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
         ]
         procs = [
             subprocess.Popen(
-                cli(*common, "--shard", f"{i}/2", "--output", str(tmp_path / f"part{i}.jsonl")),
+                batch_cli(
+                    *common, "--shard", f"{i}/2", "--output", str(tmp_path / f"part{i}.jsonl")
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -360,19 +343,19 @@ def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
         calls = server.call_count
-        parts = [lines(tmp_path / f"part{i}.jsonl") for i in range(2)]
+        parts = [read_lines(tmp_path / f"part{i}.jsonl") for i in range(2)]
         assert sorted(r["id"] for part in parts for r in part) == [f"q{i:03d}" for i in range(24)]
         assert all(r["status"] == "ok" for part in parts for r in part)
         # both shards' work is in the shared store: a whole run now makes no call
         whole = subprocess.run(
-            cli(*common, "--output", str(tmp_path / "all.jsonl")),
+            batch_cli(*common, "--output", str(tmp_path / "all.jsonl")),
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert whole.returncode == 0, whole.stderr
         assert server.call_count == calls
-    assert len(lines(tmp_path / "all.jsonl")) == 24
+    assert len(read_lines(tmp_path / "all.jsonl")) == 24
 
 
 # -- progress -------------------------------------------------------------------------------
@@ -401,7 +384,9 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
             str(tmp_path / "s"),
         ]
         argv = [
-            a for a in cli(*common, "--output", str(tmp_path / "a.jsonl")) if a != "--no-progress"
+            a
+            for a in batch_cli(*common, "--output", str(tmp_path / "a.jsonl"))
+            if a != "--no-progress"
         ]
         plain = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         assert plain.returncode == 0
@@ -413,7 +398,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
         argv = [
             a
-            for a in cli(*common, "--output", str(tmp_path / "b.jsonl"), "--fresh")
+            for a in batch_cli(*common, "--output", str(tmp_path / "b.jsonl"), "--fresh")
             if a != "--no-progress"
         ]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower)

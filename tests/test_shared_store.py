@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from langgraph_feedit.stores import StoreError, open_stores, redact_url
 from langgraph_feedit.testing import SimServer
 
 from . import services
-from .helpers import in_flight_at
+from .helpers import batch_cli, in_flight_at, read_lines, write_prompts
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +32,10 @@ def rd() -> Iterator[str]:
         yield url
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "langgraph_feedit.cli", "batch", "--no-progress", *args]
-
-
-def write_prompts(path: Path, n: int) -> Path:
-    with path.open("w") as f:
-        for i in range(n):
-            f.write(json.dumps({"uid": f"q{i:02d}", "prompt": f"Shared question {i}?"}) + "\n")
-    return path
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_shards_share_postgres_and_redis_and_survive_a_kill(
     pg: str, rd: str, tmp_path: Path
 ) -> None:
-    inp = write_prompts(tmp_path / "q.jsonl", 16)
+    inp = write_prompts(tmp_path / "q.jsonl", 16, digits=2)
     with SimServer(seed=71, ttft=0.1, rate=200) as server:
         common = [
             "--input",
@@ -74,7 +57,7 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
         ]
         # each shard keeps its own local folder: everything shared goes through the servers
         shard0 = subprocess.Popen(
-            cli(
+            batch_cli(
                 *common,
                 "--shard",
                 "0/2",
@@ -88,7 +71,7 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
             text=True,
         )
         shard1 = subprocess.Popen(
-            cli(
+            batch_cli(
                 *common,
                 "--shard",
                 "1/2",
@@ -120,7 +103,7 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
 
         # a third process, on another machine's folder, finishes shard 1's prompts
         third = subprocess.run(
-            cli(
+            batch_cli(
                 *common,
                 "--shard",
                 "1/2",
@@ -142,7 +125,7 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
         calls = server.call_count
         whole = subprocess.run(
             [
-                *cli(
+                *batch_cli(
                     *common,
                     "--output",
                     str(tmp_path / "all.jsonl"),
@@ -159,9 +142,11 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
         assert whole.returncode == 0, whole.stderr
         assert "0 already done" in whole.stderr and "16 answered" in whole.stderr
         assert server.call_count == calls
-    ids = sorted(str(r["id"]) for part in ("p0", "p1") for r in lines(tmp_path / f"{part}.jsonl"))
+    ids = sorted(
+        str(r["id"]) for part in ("p0", "p1") for r in read_lines(tmp_path / f"{part}.jsonl")
+    )
     assert ids == [f"q{i:02d}" for i in range(16)]
-    assert all(r["status"] == "ok" for r in lines(tmp_path / "all.jsonl"))
+    assert all(r["status"] == "ok" for r in read_lines(tmp_path / "all.jsonl"))
 
 
 async def test_unreachable_servers_are_named(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def judge_messages(
         ['system', 'user']
     """
     # One regex pass rather than str.format: answers often hold braces (code), which format
-    # would read as fields, and text put in for one placeholder is never searched for another.
+    # would read as fields, and text put in for one field is never searched for another.
     values = {"QUESTION": question, "ANSWER_A": answer_a, "ANSWER_B": answer_b}
     user = _PLACEHOLDER.sub(lambda m: values[m.group(1)], JUDGE_USER_TEMPLATE)
     return [
