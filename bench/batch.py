@@ -25,47 +25,30 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
+
+from simproc import sim_stats, start_sim
 
 
-def start_sim(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "langgraph_feedit.testing",
-            "--seed",
-            "1",
-            "--capacity",
-            str(args.slots),
-            "--ttft",
-            str(args.ttft),
-            "--rate",
-            str(args.rate),
-            "--jitter",
-            "0.3",
-            "--mean-tokens",
-            "48",
-            "--sd-tokens",
-            "16",
-            "--min-tokens",
-            "8",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+def start(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+    return start_sim(
+        "--seed",
+        "1",
+        "--capacity",
+        str(args.slots),
+        "--ttft",
+        str(args.ttft),
+        "--rate",
+        str(args.rate),
+        "--jitter",
+        "0.3",
+        "--mean-tokens",
+        "48",
+        "--sd-tokens",
+        "16",
+        "--min-tokens",
+        "8",
     )
-    assert proc.stdout is not None
-    base_url = json.loads(proc.stdout.readline())["base_url"]
-    return proc, base_url
-
-
-def stats(base_url: str) -> dict[str, Any]:
-    root = base_url.removesuffix("/v1")
-    with urllib.request.urlopen(f"{root}/_sim/stats", timeout=10) as reply:
-        data: dict[str, Any] = json.loads(reply.read())
-        return data
 
 
 def batch_cmd(base_url: str, work: Path, name: str, args: argparse.Namespace) -> list[str]:
@@ -113,7 +96,7 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.15)
     parser.add_argument("--rate", type=float, default=150.0)
     args = parser.parse_args()
-    sim, base_url = start_sim(args)
+    sim, base_url = start(args)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -123,9 +106,9 @@ def main() -> None:
                         json.dumps({"uid": f"q{i}", "prompt": f"Question {i}: explain."}) + "\n"
                     )
 
-            before = stats(base_url)
+            before = sim_stats(base_url)
             durable_wall = run(batch_cmd(base_url, work, "durable", args))
-            after = stats(base_url)
+            after = sim_stats(base_url)
             calls = after["call_count"] - before["call_count"]
             busy = after["busy_s"] - before["busy_s"]
             print(f"durable: {durable_wall:.1f} s, {calls} calls", file=sys.stderr)
@@ -133,18 +116,18 @@ def main() -> None:
             plain_wall = run([*batch_cmd(base_url, work, "plain", args), "--no-store"])
             print(f"no store: {plain_wall:.1f} s", file=sys.stderr)
 
-            before = stats(base_url)
+            before = sim_stats(base_url)
             cmd = batch_cmd(base_url, work, "killed", args)
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while stats(base_url)["call_count"] - before["call_count"] < calls // 2:
+            while sim_stats(base_url)["call_count"] - before["call_count"] < calls // 2:
                 time.sleep(0.05)
-            in_flight = stats(base_url)["in_flight"]
+            in_flight = sim_stats(base_url)["in_flight"]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             time.sleep(0.5)
-            killed_at = stats(base_url)["call_count"] - before["call_count"]
+            killed_at = sim_stats(base_url)["call_count"] - before["call_count"]
             run(cmd)
-            total = stats(base_url)["call_count"] - before["call_count"]
+            total = sim_stats(base_url)["call_count"] - before["call_count"]
             print(f"resume: {killed_at} calls before the kill, {total} in all", file=sys.stderr)
     finally:
         sim.terminate()

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
+
+from simproc import sim_stats, start_sim
 
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.evaluate.sweep import parse_grid, run_sweep
@@ -33,12 +32,6 @@ from langgraph_feedit.evaluate.sweep import parse_grid, run_sweep
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "arena-hard-v0.1"
 GRID = "preset=feedback-edit; drafts=1,2,4,8; critiques=1,2; edits=1"
 LARGEST = "preset=feedback-edit; drafts=8; critiques=2; edits=1"
-
-
-def stats(base_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/_sim/stats") as reply:
-        data: dict[str, Any] = json.loads(reply.read())
-        return data
 
 
 def per_prompt_calls(drafts: int, critiques: int) -> int:
@@ -64,29 +57,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=50)
     args = parser.parse_args()
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "langgraph_feedit.testing",
-            "--seed",
-            "1",
-            "--ttft",
-            "0.02",
-            "--rate",
-            "2000",
-            "--jitter",
-            "0.3",
-            "--mean-tokens",
-            "48",
-            "--sd-tokens",
-            "16",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    sim, base_url = start_sim(
+        "--seed",
+        "1",
+        "--ttft",
+        "0.02",
+        "--rate",
+        "2000",
+        "--jitter",
+        "0.3",
+        "--mean-tokens",
+        "48",
+        "--sd-tokens",
+        "16",
     )
-    assert sim.stdout is not None
-    base_url = json.loads(sim.stdout.readline())["base_url"]
     try:
         asyncio.run(measure(args, base_url))
     finally:
@@ -112,14 +96,14 @@ async def measure(args: argparse.Namespace, base_url: str) -> None:
         points = parse_grid(GRID)
         judge_calls = 2 * args.prompts * len(points)
 
-        before = stats(base_url)["call_count"]
+        before = sim_stats(base_url)["call_count"]
         sweep_wall = await sweep(config, questions, GRID, work / "sweep")
-        sweep_calls = stats(base_url)["call_count"] - before
+        sweep_calls = sim_stats(base_url)["call_count"] - before
         print(f"sweep: {sweep_wall:.1f} s, {sweep_calls} calls", file=sys.stderr)
 
-        before = stats(base_url)["call_count"]
+        before = sim_stats(base_url)["call_count"]
         largest_wall = await sweep(config, questions, LARGEST, work / "largest")
-        largest_calls = stats(base_url)["call_count"] - before - 2 * args.prompts
+        largest_calls = sim_stats(base_url)["call_count"] - before - 2 * args.prompts
         print(f"largest point: {largest_wall:.1f} s", file=sys.stderr)
     separate = (
         sum(
