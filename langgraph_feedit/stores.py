@@ -54,10 +54,8 @@ async def open_stores(
         if store.cache_url:
             cache: BaseCache[Any] = _redis(store.cache_url)
         else:
-            from langgraph.cache.sqlite import SqliteCache
-
             _ensure(folder)
-            cache = SqliteCache(path=str(folder / "cache.sqlite"))
+            cache = await _sqlite_cache(folder / "cache.sqlite")
         yield saver, cache
 
 
@@ -67,6 +65,27 @@ async def _try_lock(conn: Any) -> bool:
 
 
 _SETUP_LOCK = 0x6665656469  # "feedi": any constant shared by every feedit process
+
+
+async def _sqlite_cache(path: Path) -> BaseCache[Any]:
+    """LangGraph's SQLite cache, opened even while another process opens the same file.
+
+    Opening switches the file to WAL mode, and SQLite answers "database is locked" at once,
+    without waiting, when another process is doing the same: shards that start together on
+    one store would fail. Retry for a while instead.
+    """
+    import sqlite3
+
+    from langgraph.cache.sqlite import SqliteCache
+
+    for attempt in range(100):
+        try:
+            return SqliteCache(path=str(path))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise StoreError(f"cannot open the call cache {path}: {exc}") from exc
+            await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _ensure(folder: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -418,3 +420,31 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "6/6" in screen and "prompt" in screen and "failed=0" in screen
     assert "batch: " not in screen  # the bar, not the line-oriented form
+
+
+def test_the_call_cache_opens_while_another_process_holds_its_file(tmp_path: Path) -> None:
+    from langgraph_feedit.config import StoreConfig
+    from langgraph_feedit.stores import open_stores
+
+    # another process holds the cache file locked for longer than SQLite's 5 s busy wait, as a
+    # shard starting at the same moment can while it switches the file to WAL mode
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, time; c = sqlite3.connect(r'%s', isolation_level=None); "
+            "c.execute('create table if not exists t(x)'); c.execute('BEGIN EXCLUSIVE'); "
+            "print('locked', flush=True); time.sleep(6.5); c.execute('COMMIT')"
+            % (tmp_path / "cache.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+
+    async def open_them() -> None:
+        async with open_stores(StoreConfig(), path=tmp_path) as (saver, cache):
+            assert cache is not None and saver is not None
+
+    asyncio.run(open_them())
+    assert holder.wait(timeout=30) == 0
