@@ -258,9 +258,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> int:
     from langgraph_feedit.graph import create_feedit_graph
+    from langgraph_feedit.inputs import decode_text
     from langgraph_feedit.state import Trace
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    # Bytes, decoded here: an undecodable stdin is the user's input error, named by line.
+    prompt = (
+        decode_text(sys.stdin.buffer.read(), path="<stdin>") if args.prompt == "-" else args.prompt
+    )
     if not prompt.strip():
         raise UserError("the prompt is empty")
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))

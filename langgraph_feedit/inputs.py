@@ -13,10 +13,40 @@ from typing import Any, Literal
 
 from langgraph_feedit.errors import InputError
 
-__all__ = ["InputFormat", "Prompt", "read_prompts"]
+__all__ = [
+    "MESSAGE_ROLES",
+    "ConversationError",
+    "InputFormat",
+    "Prompt",
+    "check_conversation",
+    "decode_text",
+    "find_unencodable",
+    "read_prompts",
+]
 
 InputFormat = Literal["auto", "jsonl", "text"]
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+MESSAGE_ROLES = ("system", "developer", "user", "assistant")
+"""The roles a conversation may hold. Tool calls and their results are not: the answer is chosen
+among free-text candidates, and a tool message is meaningless without the call it answers."""
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+# Content parts, by the roles that may send them (as in OpenAI's chat-completions API).
+_USER_PARTS = frozenset({"text", "image_url", "input_audio", "file"})
+_ASSISTANT_PARTS = frozenset({"text", "refusal"})
+_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+class ConversationError(InputError):
+    """A conversation is malformed.
+
+    Attributes:
+        field: where, as a path into the request (``messages[2].content[0].text``).
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +60,159 @@ class Prompt:
     """Fields of the input line kept for exports (Arena-Hard's ``category``, ...)."""
 
 
+def check_conversation(
+    value: Any,
+    *,
+    label: str = "messages",
+    require_user: bool = True,
+    unknown_keys: Literal["drop", "refuse"] = "drop",
+) -> list[dict[str, Any]]:
+    """The conversation as OpenAI-style message dicts, checked so that no backend, cache key or
+    store can choke on it later: every surface that takes a conversation from outside (input
+    files, ``feedit serve``, the graph's start) goes through this one check.
+
+    Each message is an object with a ``role`` of :data:`MESSAGE_ROLES`, a ``content`` that is
+    a string or a list of content parts (objects with a string ``type``; a ``text`` part's
+    ``text`` a string; non-text parts from the user only), and an optional string ``name``.
+    No string may hold an unpaired UTF-16 surrogate (JSON's ``"\\ud800"``), which has no
+    UTF-8 form. Messages are kept whole (system, developer and earlier turns).
+
+    Args:
+        value: the conversation.
+        label: its name, for the errors.
+        require_user: refuse a conversation with no non-empty user message.
+        unknown_keys: other message keys (``tool_calls``...): dropped, or refused unless
+            ``null``.
+
+    Raises:
+        ConversationError: the first problem, with its ``field`` (``messages[1].content``);
+            the message names the field, never its value.
+    """
+    if not isinstance(value, list) or not value:
+        raise ConversationError(f"'{label}' must be a non-empty list", field=label)
+    bad = find_unencodable(value, label)
+    if bad is not None:
+        raise ConversationError(unencodable_message(bad), field=bad)
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(value):
+        where = f"{label}[{i}]"
+        if not isinstance(message, dict):
+            raise ConversationError(
+                f"{where} must be an object with 'role' and 'content'", field=where
+            )
+        for key in ("role", "content"):
+            if key not in message:
+                raise ConversationError(f"{where}.{key} is missing", field=f"{where}.{key}")
+        role = message["role"]
+        if role in ("tool", "function"):
+            raise ConversationError(
+                f"{where}.role: {role} messages are not supported: feedit answers "
+                "free-text conversations (system, developer, user and assistant turns)",
+                field=f"{where}.role",
+            )
+        if role not in MESSAGE_ROLES:
+            raise ConversationError(
+                f"{where}.role is an unknown role: use one of {', '.join(MESSAGE_ROLES)}",
+                field=f"{where}.role",
+            )
+        _check_content(message["content"], role, f"{where}.content")
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ConversationError(f"{where}.name must be a string", field=f"{where}.name")
+        extra = [k for k in message if k not in _MESSAGE_KEYS and message[k] is not None]
+        if extra and unknown_keys == "refuse":
+            raise ConversationError(
+                f"{where}.{extra[0]} is not supported", field=f"{where}.{extra[0]}"
+            )
+        out.append({k: message[k] for k in ("role", "content", "name") if k in message})
+        if out[-1].get("name") is None:
+            out[-1].pop("name", None)
+    if require_user and not any(_text(m["content"]).strip() for m in out if m["role"] == "user"):
+        raise ConversationError("the conversation has no non-empty user message", field=label)
+    return out
+
+
+def _check_content(content: Any, role: str, where: str) -> None:
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise ConversationError(f"{where} must be a string or a list of content parts", field=where)
+    allowed = (
+        _USER_PARTS if role == "user" else _ASSISTANT_PARTS if role == "assistant" else {"text"}
+    )
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise ConversationError(
+                f"{at} must be a content part: an object with a string 'type'", field=at
+            )
+        kind = part["type"]
+        if kind not in allowed:
+            raise ConversationError(
+                f"{at}.type: {role} messages take {', '.join(sorted(allowed))} parts only",
+                field=f"{at}.type",
+            )
+        if kind in ("text", "refusal") and not isinstance(part.get(kind), str):
+            raise ConversationError(f"{at}.{kind} must be a string", field=f"{at}.{kind}")
+
+
+def find_unencodable(value: Any, where: str = "") -> str | None:
+    """The path of the first string (or key) in ``value`` that has no UTF-8 form, or ``None``.
+
+    JSON can escape half a surrogate pair (``"\\ud800"``); Python decodes it to a string that
+    every later step (the HTTP request, the cache key, the store) fails to encode.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and find_unencodable(key) is not None:
+                return where or "(key)"
+            found = find_unencodable(item, at)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = find_unencodable(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def unencodable_message(where: str) -> str:
+    return (
+        f"{where} holds an unpaired UTF-16 surrogate (an escape such as \\ud800 without its "
+        "pair), which is not text: fix the line's escapes"
+    )
+
+
+def decode_text(data: bytes, *, path: str) -> str:
+    """Text from bytes: UTF-8, a leading byte-order mark dropped.
+
+    Raises:
+        InputError: the bytes are not UTF-8, naming the line and column of the first bad byte.
+    """
+    if data.startswith(_UTF16_BOMS):
+        raise InputError(
+            "the text is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8",
+            path=path,
+        )
+    data = data.removeprefix(_BOM)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(
+            f"not UTF-8: byte 0x{data[exc.start]:02x} at column {column}", path=path, line=line
+        ) from None
+
+
 def _detect(path: Path, raw: list[bytes]) -> Literal["jsonl", "text"]:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
@@ -40,28 +223,13 @@ def _detect(path: Path, raw: list[bytes]) -> Literal["jsonl", "text"]:
     return "text"
 
 
-def _messages(value: Any, path: str, line: int) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise InputError("'messages' must be a non-empty list", path=path, line=line)
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise InputError(
-                f"messages[{i}] must be an object with 'role' and 'content'", path=path, line=line
-            )
-        if m["role"] not in _ROLES:
-            raise InputError(f"messages[{i}] has unknown role {m['role']!r}", path=path, line=line)
-        out.append({"role": m["role"], "content": m["content"]})
-    if not any(_text(m["content"]).strip() for m in out if m["role"] == "user"):
-        raise InputError("the conversation has no non-empty user message", path=path, line=line)
-    return out
-
-
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -74,9 +242,15 @@ def _parse_json_line(text: str, path: str, line: int) -> Prompt:
         ) from None
     if not isinstance(data, dict):
         raise InputError("each line must be a JSON object", path=path, line=line)
+    bad = find_unencodable(data)
+    if bad is not None:
+        raise InputError(unencodable_message(repr(bad)), path=path, line=line)
     pid = data.get("id", data.get("uid"))
     if "messages" in data:
-        messages = _messages(data["messages"], path, line)
+        try:
+            messages = check_conversation(data["messages"])
+        except ConversationError as exc:
+            raise InputError(str(exc), path=path, line=line) from None
         if pid is None:
             pid = str(line)
     elif "prompt" in data:
@@ -92,7 +266,7 @@ def _parse_json_line(text: str, path: str, line: int) -> Prompt:
         raise InputError(
             "missing field: expected 'prompt' (with 'uid') or 'messages'", path=path, line=line
         )
-    if not isinstance(pid, str | int) or str(pid) == "":
+    if not isinstance(pid, str | int) or isinstance(pid, bool) or str(pid) == "":
         raise InputError("'id'/'uid' must be a non-empty string or number", path=path, line=line)
     extra = {k: v for k, v in data.items() if k not in ("id", "uid", "messages", "prompt")}
     return Prompt(id=str(pid), messages=messages, line=line, extra=extra)
@@ -108,9 +282,16 @@ def read_prompts(
     """
     p = Path(path)
     try:
-        raw = p.read_bytes().split(b"\n")
+        whole = p.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read input: {exc.strerror}", path=str(p)) from None
+    if whole.startswith(_UTF16_BOMS):
+        raise InputError(
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8",
+            path=str(p),
+        )
+    # Editors on Windows start UTF-8 files with a byte-order mark: it is not part of line 1.
+    raw = whole.removeprefix(_BOM).split(b"\n")
     kind = _detect(p, raw) if fmt == "auto" else fmt
     prompts: list[Prompt] = []
     errors: list[InputError] = []

@@ -175,11 +175,11 @@ def test_usage_sums_every_call_of_the_tree(client: OpenAI, sim: SimServer) -> No
 # -- streaming ----------------------------------------------------------------------------------
 
 
-def test_stream_sends_progress_then_the_answer(client: OpenAI) -> None:
+def test_stream_sends_progress_chunks_on_request_then_the_answer(client: OpenAI) -> None:
     request: dict[str, Any] = {
         "model": "feedback-edit",
         "messages": USER,
-        "extra_body": {"feedit": {"drafts": 2}},
+        "extra_body": {"feedit": {"drafts": 2, "progress": True}},
     }
     expected = client.chat.completions.create(**request).choices[0].message.content
     chunks = list(
@@ -187,17 +187,37 @@ def test_stream_sends_progress_then_the_answer(client: OpenAI) -> None:
             **request, stream=True, stream_options={"include_usage": True}
         )
     )
-    progress = [
-        c.model_extra["feedit"] for c in chunks if c.model_extra and "feedit" in c.model_extra
-    ]
-    assert {"started", "done", "scored", "finished"} <= {p["event"] for p in progress}
-    assert all(not c.choices for c in chunks if c.model_extra and "feedit" in c.model_extra)
+    progress = [c for c in chunks if c.model_extra and "feedit" in c.model_extra]
+    events = {c.model_extra["feedit"]["event"] for c in progress if c.model_extra}
+    assert {"started", "done", "scored", "finished"} <= events
+    # A progress chunk still holds one choice, with nothing in it: the plain streaming loop
+    # (`chunk.choices[0].delta.content`) reads None and goes on.
+    for c in progress:
+        assert len(c.choices) == 1 and c.choices[0].delta.content is None
+        assert c.choices[0].finish_reason is None
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == expected
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert chunks[-1].usage is not None and not chunks[-1].choices
-    assert chunks[-1].usage.completion_tokens > 0
+    # Only the closing usage chunk has no choice, as OpenAI sends it.
+    assert [c for c in chunks if not c.choices] == chunks[-1:]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert len({c.id for c in chunks}) == 1
+
+
+def test_stream_progress_is_sse_comments_by_default(url: str) -> None:
+    body = {"model": "feedback-edit", "messages": USER, "stream": True, "feedit": {"drafts": 2}}
+    with httpx.stream("POST", f"{url}/chat/completions", json=body) as reply:
+        lines = [line for line in reply.iter_lines() if line]
+    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    # Every data chunk is a chat.completion.chunk with a choice; progress is only in comments.
+    assert all(c["object"] == "chat.completion.chunk" and len(c["choices"]) == 1 for c in chunks)
+    assert not any("feedit" in c for c in chunks)
+    comments = [line for line in lines if line.startswith(": feedit ")]
+    events = {json.loads(line.removeprefix(": feedit "))["event"] for line in comments}
+    assert {"started", "done", "scored", "finished"} <= events
+    assert len(lines) == len(data) + len(comments)  # nothing else on the wire
 
 
 def test_stream_keeps_alive_and_carries_the_trace_on_request() -> None:
@@ -352,7 +372,7 @@ def feedit(**settings: Any) -> dict[str, Any]:
         (feedit(roles={"draft": {"top_p": 2}}), 400, "feedit.roles.draft.top_p", None),
         (chat(stream="yes"), 400, "stream", None),
         (feedit(dafts=2), 400, "feedit.dafts", "unknown_parameter"),
-        (feedit(width={"dafts": 2}), 400, "feedit.width.dafts", None),
+        (feedit(width={"dafts": 2}), 400, "feedit.width.dafts", "unknown_parameter"),
         (feedit(drafts=0), 400, "feedit.width.drafts", None),
         (feedit(drafts=2, width={"drafts": 3}), 400, "feedit.drafts", None),
         (chat(max_tokens=5, max_completion_tokens=6), 400, "max_completion_tokens", None),
@@ -473,9 +493,9 @@ def test_stream_disconnect_cancels_the_tree() -> None:
             # Held in a name: a line iterator that is dropped closes the connection at once.
             lines = reply.iter_lines()
             for line in lines:
-                if line.startswith("data: ") and '"feedit"' in line:
+                if line.startswith(": feedit "):
                     break
-            assert json.loads(line.removeprefix("data: "))["feedit"]["event"] == "started"
+            assert json.loads(line.removeprefix(": feedit "))["event"] == "started"
             assert wait_for(lambda: sim.in_flight == 4)  # every draft waits on the backend
         # Closing the stream must close them all.
         assert wait_for(lambda: sim.in_flight == 0)

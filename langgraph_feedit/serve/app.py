@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -35,13 +35,16 @@ from langgraph_feedit.config import PRESETS, FeeditConfig
 from langgraph_feedit.endpoints import aclose_endpoints
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.graph import create_feedit_graph
-from langgraph_feedit.serve.guards import authorize, key_digest, read_body
+from langgraph_feedit.overrides import check_allow_patterns
+from langgraph_feedit.serve.guards import authorize, key_digest, read_body, require_json
 from langgraph_feedit.serve.protocol import APIError, ChatRequest, parse_chat_request
 from langgraph_feedit.serve.replies import (
+    choices_of,
     chunk_body,
     completion_body,
     failure_error,
     sse,
+    sse_comment,
     usage_body,
 )
 
@@ -63,6 +66,7 @@ class _Server:
     max_body_bytes: int
     max_fanout: int
     keepalive_s: float
+    allow_overrides: tuple[str, ...]
     created: int
     fingerprint: str
 
@@ -74,6 +78,7 @@ def build_app(
     max_body_bytes: int = 1_000_000,
     max_fanout: int = 256,
     keepalive_s: float = 15.0,
+    allow_overrides: Collection[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app serving every preset of ``config`` as a model.
@@ -92,10 +97,16 @@ def build_app(
         max_fanout: requests whose tree could hold more drafts, critiques and edits than this
             are refused with 400.
         keepalive_s: seconds of silence after which a stream sends an SSE comment.
+        allow_overrides: per-request keys opened beyond the default policy, as dotted
+            patterns (``roles.*.model``); see
+            :func:`langgraph_feedit.overrides.check_untrusted_overrides`. Opening
+            ``roles.*.base_url`` together with ``roles.*.api_key_env`` lets any client have
+            the server send any of its environment variables to a host of its choice.
         env: where to read ``api_key_env`` (default ``os.environ``).
 
     Raises:
-        ConfigError: a bad configuration, or ``api_key_env`` names an unset variable.
+        ConfigError: a bad configuration, ``api_key_env`` names an unset variable, or an
+            ``allow_overrides`` entry matches no setting.
 
     Example:
         ```python
@@ -109,6 +120,7 @@ def build_app(
     """
     if max_body_bytes < 1 or max_fanout < 1 or keepalive_s <= 0:
         raise ConfigError("max_body_bytes, max_fanout and keepalive_s must be positive")
+    check_allow_patterns(allow_overrides)
     server = _Server(
         config=config,
         graphs={p: _preset_graph(config, p) for p in PRESETS},
@@ -116,6 +128,7 @@ def build_app(
         max_body_bytes=max_body_bytes,
         max_fanout=max_fanout,
         keepalive_s=keepalive_s,
+        allow_overrides=tuple(allow_overrides),
         created=int(time.time()),
         fingerprint=f"feedit-{__version__}",
     )
@@ -175,12 +188,17 @@ def build_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
         authorize(request, server.key_digest)
+        require_json(request)
         try:
             raw = await read_body(request, server.max_body_bytes)
         except ClientDisconnect:
             return Response(status_code=_CLIENT_GONE)  # gone before its request was whole
         chat = parse_chat_request(
-            raw, config=server.config, presets=list(server.graphs), max_fanout=server.max_fanout
+            raw,
+            config=server.config,
+            presets=list(server.graphs),
+            max_fanout=server.max_fanout,
+            allow=server.allow_overrides,
         )
         if chat.stream:
             return StreamingResponse(
@@ -257,7 +275,7 @@ async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Res
         request_id=_request_id(),
         created=int(time.time()),
         model=chat.preset,
-        answer=str(out["messages"][-1].content),
+        choices=choices_of(out, chat.n),
         usage=trace["usage"]["total"],
         trace=trace if chat.trace else None,
         fingerprint=server.fingerprint,
@@ -272,11 +290,14 @@ async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Res
 
 
 async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
-    """The SSE body: a role chunk, progress chunks, the answer, the ending, usage, ``[DONE]``.
+    """The SSE body: role chunks, progress, the answers, their endings, usage, ``[DONE]``.
 
-    Progress chunks carry an empty ``choices`` list and a ``feedit`` field, so OpenAI's clients
-    yield them without adding anything to the answer. A failure after the headers went out is an
-    ``error`` event, which OpenAI's clients raise as an ``APIError``.
+    Every ``data:`` chunk but the closing usage chunk (as OpenAI sends it) holds a choice, so
+    the loop OpenAI's examples teach (``chunk.choices[0].delta.content``) never meets an empty
+    list. Progress goes out as SSE comments, which every client skips, unless the request asked
+    for it as chunks (``"progress": true``: an empty delta and a ``feedit`` field) or for none.
+    A failure after the headers went out is an ``error`` event, which OpenAI's clients raise as
+    an ``APIError``.
     """
     started = time.monotonic()
     head: dict[str, Any] = {
@@ -289,7 +310,10 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
     # The run starts before the first chunk is written, so the two overlap.
     pump = asyncio.create_task(_pump(server.graphs[chat.preset], chat, queue))
     try:
-        yield sse(chunk_body(**head, delta={"role": "assistant", "content": ""}))
+        yield b"".join(
+            sse(chunk_body(**head, delta={"role": "assistant", "content": ""}, index=i))
+            for i in range(chat.n)
+        )
         while True:
             try:
                 async with asyncio.timeout(server.keepalive_s):
@@ -304,7 +328,10 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
             out = bytearray()
             for kind, item in items:
                 if kind == "progress":
-                    out += sse(chunk_body(**head, feedit=item))
+                    if chat.progress:
+                        out += sse(chunk_body(**head, delta={}, feedit=item))
+                    else:
+                        out += sse_comment(item)
                 elif kind == "error":
                     yield bytes(out + sse(_failure(item, chat, started).body()))
                     return
@@ -327,14 +354,13 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
 
 
 def _ending(head: Mapping[str, Any], chat: ChatRequest, output: Mapping[str, Any]) -> bytes:
-    """The answer as one content chunk, the ``stop`` chunk, usage if asked for, ``[DONE]``."""
+    """Each answer as one content chunk and its finish chunk, usage if asked for, ``[DONE]``."""
     trace = output["trace"]
-    answer = str(output["messages"][-1].content)
-    extra = {"feedit_trace": trace} if chat.trace else {}
-    parts = [
-        sse(chunk_body(**head, delta={"content": answer})),
-        sse(chunk_body(**head, delta={}, finish_reason="stop", **extra)),
-    ]
+    parts = []
+    for i, (text, reason) in enumerate(choices_of(output, chat.n)):
+        extra = {"feedit_trace": trace} if chat.trace and i == 0 else {}
+        parts.append(sse(chunk_body(**head, delta={"content": text}, index=i)))
+        parts.append(sse(chunk_body(**head, delta={}, finish_reason=reason, index=i, **extra)))
     if chat.include_usage:
         parts.append(sse(chunk_body(**head, usage=usage_body(trace["usage"]["total"]))))
     parts.append(sse("[DONE]"))
@@ -349,7 +375,7 @@ async def _pump(
     """Run the graph, putting its progress events and then its output (or error) on ``queue``."""
     try:
         final: Any = None
-        if not chat.progress:
+        if chat.progress is False:
             final = await graph.ainvoke({"messages": chat.messages}, context=chat.context)
         else:
             stream = graph.astream(

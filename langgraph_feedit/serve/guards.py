@@ -15,7 +15,7 @@ from starlette.requests import Request
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.serve.protocol import APIError
 
-__all__ = ["authorize", "key_digest", "read_body"]
+__all__ = ["authorize", "key_digest", "read_body", "require_json"]
 
 
 def key_digest(api_key_env: str | None, env: Mapping[str, str]) -> bytes | None:
@@ -52,6 +52,31 @@ def authorize(request: Request, digest: bytes | None) -> None:
     # content shows in the timing; the key the client sent is never echoed.
     if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), digest):
         raise APIError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+def require_json(request: Request) -> None:
+    """Let the request through if its body is declared JSON, or not declared at all.
+
+    A body sent as ``text/plain`` or a form (``curl -d`` without ``-H``) is usually a client
+    that meant something else: refusing it says so, where parsing it anyway would not.
+
+    Raises:
+        APIError: 415, the ``Content-Type`` names another media type.
+    """
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.partition(";")[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise APIError(
+        415,
+        "the request body must be JSON: send it with 'Content-Type: application/json'",
+        param="Content-Type",
+        code="unsupported_media_type",
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,102 +1,70 @@
 """What ``feedit serve`` accepts: OpenAI chat-completions requests, validated.
 
 Nothing here knows about HTTP frameworks: :func:`parse_chat_request` turns a request body into a
-:class:`ChatRequest`, or an :class:`APIError` naming the offending field. Keeping the format apart
-from the server lets it be read (and checked) against OpenAI's reference in one place.
+:class:`ChatRequest`, or an :class:`APIError` naming the offending field. The body's shape is one
+pydantic model, :class:`ChatCompletionRequest` (``extra="forbid"``, strict types: ``true`` is not
+a number), whose validation errors map to OpenAI-shaped 400s in one place (:func:`api_error`);
+the conversation goes through the same check as input files
+(:func:`langgraph_feedit.inputs.check_conversation`), and per-request settings through the
+per-run policy of :mod:`langgraph_feedit.overrides`.
 
 Request fields, beyond ``model`` (a preset name) and ``messages``:
 
-- ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``stop``,
-  ``presence_penalty`` and ``frequency_penalty`` apply to the **draft** role only: they shape the
-  candidate answers, while critiques, edits and the judge keep the server's settings (a
-  temperature meant for answers would make a judge noisy).
+- ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``stop``
+  (a string or a list), ``presence_penalty`` and ``frequency_penalty`` apply to the **draft**
+  role only: they shape the candidate answers, while critiques, edits and the judge keep the
+  server's settings (a temperature meant for answers would make a judge noisy).
+- ``n``: the ``n`` best candidates as ``n`` choices (the selected answer first, then the others
+  by judged score); the tree must hold at least ``n`` drafts.
 - ``stream`` and ``stream_options.include_usage`` as in OpenAI's API.
 - ``feedit`` (``extra_body={"feedit": {...}}`` in the official clients): per-request width, depth,
-  budget and role sampling, flat (``drafts``, ``critiques``, ``edits``, ``rounds``, ``beam``,
-  ``stop_score``, ``skip_perfect``, ``judge``, ``deadline``, ``token_budget``) or nested as in the
-  configuration file (``width``, ``depth``, ``budget``, ``roles``); plus ``trace`` (add the whole
-  tree as ``feedit_trace``) and ``progress`` (stream progress chunks; default true). A request's
-  ``roles`` may set sampling (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop``),
-  a built-in ``template`` set and the judge's ``kind``; endpoints, key variables, limits and
-  retries stay with the server.
-- ``user``, ``metadata``, ``store``, ``service_tier`` and ``parallel_tool_calls`` are accepted
-  and have no effect; ``n`` must be 1; tools, logprobs and structured output are refused (an
-  empty ``tools``, ``tool_choice: "none"``, ``logprobs: false`` or a text ``response_format``
-  asks for nothing and passes), since the answer is chosen among free-text candidates. Any
-  other field is refused with its name, as OpenAI does.
+  budget and role sampling, flat (the names of :data:`~langgraph_feedit.overrides.FLAT_KEYS`:
+  ``drafts``, ``critiques``, ``edits``, ``rounds``, ``beam``, ``stop_score``, ``skip_perfect``,
+  ``judge``, ``deadline``, ``token_budget``) or nested as in the configuration file (``width``,
+  ``depth``, ``budget``, ``roles``); plus ``trace`` (add the whole tree as ``feedit_trace``) and
+  ``progress`` (streams only: ``true`` sends progress as chunks carrying a ``feedit`` field and an
+  empty delta, ``false`` sends none; by default progress goes out as SSE comments, which every
+  client skips). A request's ``roles`` may set sampling (``temperature``, ``top_p``,
+  ``max_tokens``, ``seed``, ``stop``), a built-in ``template`` set and the judge's ``kind``;
+  endpoints, key variables, limits and retries stay with the server unless its operator opens
+  a key (``feedit serve --allow-override``).
+- ``user``, ``metadata``, ``store``, ``service_tier``, ``parallel_tool_calls``,
+  ``prompt_cache_key``, ``safety_identifier`` and ``stream_options.include_obfuscation`` are
+  accepted and have no effect; tools, logprobs and structured output are refused (an empty
+  ``tools``, ``tool_choice: "none"``, ``logprobs: false`` or a text ``response_format`` asks for
+  nothing and passes), since the answer is chosen among free-text candidates. Any other field
+  is refused with its name, as OpenAI does.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from langgraph_feedit.config import FeeditConfig, RoleConfig, resolve_config
+from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.errors import ConfigError
-from langgraph_feedit.prompts import BUILTIN_TEMPLATES
-
-__all__ = ["APIError", "ChatRequest", "error_body", "parse_chat_request", "tree_calls"]
-
-# Request fields that set the draft role's sampling, by the RoleConfig field each one sets.
-_SAMPLING = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "max_completion_tokens": "max_tokens",
-    "seed": "seed",
-    "stop": "stop",
-}
-_PENALTIES = ("presence_penalty", "frequency_penalty")
-# Accepted for compatibility; none changes the answer (``parallel_tool_calls`` means nothing
-# without tools, and some clients send it regardless).
-_NO_EFFECT = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
-_UNSUPPORTED = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "functions",
-        "function_call",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "response_format",
-        "audio",
-        "modalities",
-        "prediction",
-        "web_search_options",
-    }
+from langgraph_feedit.inputs import (
+    ConversationError,
+    check_conversation,
+    find_unencodable,
+    unencodable_message,
 )
-_KNOWN = frozenset(
-    {"model", "messages", "stream", "stream_options", "n", "feedit", *_SAMPLING, *_PENALTIES}
-)
+from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides
 
-# Flat ``feedit`` keys and the configuration key each one sets.
-_FLAT: dict[str, tuple[str, ...]] = {
-    "drafts": ("width", "drafts"),
-    "critiques": ("width", "critiques"),
-    "edits": ("width", "edits"),
-    "rounds": ("depth", "max_rounds"),
-    "beam": ("depth", "beam"),
-    "stop_score": ("depth", "stop_score"),
-    "skip_perfect": ("depth", "skip_perfect"),
-    "judge": ("roles", "judge", "kind"),
-    "deadline": ("budget", "deadline_s"),
-    "token_budget": ("budget", "max_tokens"),
-}
-_SECTIONS = ("width", "depth", "budget", "roles")
-_OPTIONS = ("trace", "progress")
-# What a request may set on a role. Endpoints, key variables, limits, retries and template files
-# stay with the server's configuration: a client able to set ``base_url`` and ``api_key_env``
-# could have the server send any of its environment variables to a host of the client's choice.
-_ROLE_FIELDS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "template", "kind"})
-_REQUEST_ROLES = ("default", "draft", "critique", "edit", "judge")
-_MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant"})
-_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+__all__ = [
+    "APIError",
+    "ChatCompletionRequest",
+    "ChatRequest",
+    "api_error",
+    "error_body",
+    "parse_chat_request",
+    "tree_calls",
+]
 
 
 class APIError(Exception):
@@ -131,6 +99,99 @@ def error_body(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+# -- the request's shape --------------------------------------------------------------------------
+
+
+class _Wire(BaseModel):
+    # Strict: a JSON ``true`` is not a count and ``"2"`` is not a temperature.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+    """Accepted, no effect: feedit's chunks carry no padding to turn off."""
+
+
+class ChatCompletionRequest(_Wire):
+    """The body of ``POST /v1/chat/completions``, as far as its shape goes.
+
+    What depends on the server (the model is a preset, the tree fits ``max_fanout``) and the
+    conversation itself are checked by :func:`parse_chat_request`.
+    """
+
+    model: str
+    messages: list[Any]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    feedit: dict[str, Any] | None = None
+    # Accepted for compatibility; none changes the answer (``parallel_tool_calls`` means nothing
+    # without tools, and some clients send it regardless).
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # Refused when they ask for something (see ``_UNSUPPORTED``).
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    logit_bias: Any = None
+    response_format: Any = None
+    audio: Any = None
+    modalities: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        # OpenAI's API takes one stop sequence as a plain string.
+        return [value] if isinstance(value, str) else value
+
+
+_UNSUPPORTED = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "response_format",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+)
+# Request fields that set the draft role's sampling, by the RoleConfig field each one sets.
+_SAMPLING = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "seed": "seed",
+    "stop": "stop",
+}
+_PENALTIES = ("presence_penalty", "frequency_penalty")
+_SECTIONS = ("width", "depth", "budget", "roles")
+_OPTIONS = ("trace", "progress")
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One validated chat-completions request."""
@@ -142,7 +203,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     trace: bool = False
-    progress: bool = True
+    progress: bool | None = None
+    """Streams: ``True`` progress chunks, ``False`` none, ``None`` SSE comments."""
+    n: int = 1
     deadline_s: float | None = None
     """The run's resolved deadline, to tell a timed-out run from a failed one."""
     calls: int = 0
@@ -150,9 +213,22 @@ class ChatRequest:
 
 
 def parse_chat_request(
-    raw: bytes, *, config: FeeditConfig, presets: Collection[str], max_fanout: int
+    raw: bytes,
+    *,
+    config: FeeditConfig,
+    presets: Collection[str],
+    max_fanout: int,
+    allow: Collection[str] = (),
 ) -> ChatRequest:
     """Validate a request body against the server's configuration.
+
+    Args:
+        raw: the body.
+        config: the server's configuration, which the request's settings are laid over.
+        presets: the model names served.
+        max_fanout: the most drafts, critiques and edits one request's tree may hold.
+        allow: per-run keys the operator opens beyond the default policy
+            (see :func:`langgraph_feedit.overrides.check_untrusted_overrides`).
 
     Raises:
         APIError: 400 for malformed JSON, a missing or bad field, an unknown or forbidden
@@ -166,56 +242,59 @@ def parse_chat_request(
         ) from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
-    for key in body:
-        if key in _UNSUPPORTED and _present(body[key]):
+    bad = find_unencodable(body)
+    if bad is not None:
+        raise APIError(400, unencodable_message(f"{bad!r}"), param=bad)
+    try:
+        request = ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise api_error(exc, presets=presets) from None
+    for name in _UNSUPPORTED:
+        if _present(getattr(request, name)):
             raise APIError(
                 400,
-                f"{key!r} is not supported: feedit answers with one free-text answer chosen "
+                f"{name!r} is not supported: feedit answers with free-text answers chosen "
                 "among several candidates",
-                param=key,
+                param=name,
                 code="unsupported_parameter",
             )
-        if key not in _KNOWN and key not in _NO_EFFECT and key not in _UNSUPPORTED:
-            raise APIError(
-                400,
-                f"Unrecognized request argument supplied: {key}",
-                param=key,
-                code="unknown_parameter",
-            )
-    preset = _model(body, presets)
-    messages = _messages(body.get("messages"))
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise APIError(400, "'n' must be 1: feedit returns one selected answer", param="n")
-    stream = _flag("stream", body.get("stream"))
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    include_usage = _flag("stream_options.include_usage", (options or {}).get("include_usage"))
-    feedit = body.get("feedit")
-    if feedit is None:
-        feedit = {}
-    if not isinstance(feedit, dict):
-        raise APIError(400, "'feedit' must be an object", param="feedit")
+    if request.model not in presets:
+        shown = request.model if len(request.model) <= 100 else "(not a preset name)"
+        raise APIError(
+            404,
+            f"The model {shown!r} does not exist: choose a preset ({', '.join(presets)})",
+            param="model",
+            code="model_not_found",
+        )
+    try:
+        messages = check_conversation(request.messages, require_user=False, unknown_keys="refuse")
+    except ConversationError as exc:
+        raise APIError(400, str(exc), param=exc.field) from None
+    feedit = request.feedit or {}
     origins: dict[tuple[str, ...], str] = {}
     context = _context(feedit, origins)
-    for name in _SAMPLING:
-        if body.get(name) is not None:
-            _put(context, ("roles", "draft", _SAMPLING[name]), body[name], name, origins)
-    penalties = {k: body[k] for k in _PENALTIES if body.get(k) is not None}
-    for name, value in penalties.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or not -2 <= value <= 2:
-            raise APIError(400, f"{name!r} must be a number from -2 to 2", param=name)
+    for name, key in _SAMPLING.items():
+        value = getattr(request, name)
+        if value is not None:
+            _put(context, ("roles", "draft", key), value, name, origins)
+    try:
+        check_untrusted_overrides(context, allow=allow)
+    except ConfigError as exc:
+        raise _setting_error(exc, origins) from None
+    # Penalties have no RoleConfig field: they travel in the draft role's extra_body, which a
+    # caller may not set itself (it reaches the backend unchecked).
+    penalties = {k: getattr(request, k) for k in _PENALTIES if getattr(request, k) is not None}
     if penalties:
-        path = ("roles", "draft", "extra_body")
-        _put(context, path, penalties, next(iter(penalties)), origins)
-    _check_sampling(context, origins)
+        _put(context, ("roles", "draft", "extra_body"), penalties, next(iter(penalties)), origins)
     try:
         resolved = resolve_config(
-            config, preset=preset, overrides=context, source="the request's feedit settings"
+            config,
+            preset=request.model,
+            overrides=context,
+            source="the request's feedit settings",
         )
     except ConfigError as exc:
-        raise APIError(400, str(exc), param=f"feedit.{exc.key}" if exc.key else "feedit") from None
+        raise _setting_error(exc, origins) from None
     calls = tree_calls(resolved)
     if calls > max_fanout:
         w, d = resolved.width, resolved.depth
@@ -228,17 +307,54 @@ def parse_chat_request(
             param="feedit",
             code="fanout_too_large",
         )
+    n = request.n or 1
+    if n > resolved.width.drafts:
+        raise APIError(
+            400,
+            f"'n' asks for {n} choices, the {n} best candidates, but the tree has "
+            f"{resolved.width.drafts} draft(s): set feedit drafts to at least n, or use a "
+            "preset with several drafts",
+            param="n",
+        )
     return ChatRequest(
-        preset=preset,
+        preset=request.model,
         messages=messages,
         context=context,
-        stream=stream,
-        include_usage=include_usage,
-        trace=_flag("feedit.trace", feedit.get("trace")),
-        progress=_flag("feedit.progress", feedit.get("progress"), default=True),
+        stream=bool(request.stream),
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        trace=_flag("feedit.trace", feedit.get("trace")) or False,
+        progress=_flag("feedit.progress", feedit.get("progress")),
+        n=n,
         deadline_s=resolved.budget.deadline_s,
         calls=calls,
     )
+
+
+def api_error(exc: ValidationError, *, presets: Collection[str] = ()) -> APIError:
+    """The OpenAI-shaped 400 for a request that fails :class:`ChatCompletionRequest`.
+
+    It names the first offending field (``param`` as OpenAI writes it: ``stream_options.
+    include_usage``, ``messages[0]``) and what was wrong, never the value sent.
+    """
+    err = exc.errors()[0]
+    param = _param(err["loc"])
+    kind = err["type"]
+    if kind == "missing":
+        hint = f" (a preset: {', '.join(presets)})" if param == "model" and presets else ""
+        return APIError(
+            400,
+            f"Missing required parameter: {param!r}{hint}",
+            param=param,
+            code="missing_required_parameter",
+        )
+    if kind == "extra_forbidden":
+        return APIError(
+            400,
+            f"Unrecognized request argument supplied: {param}",
+            param=param,
+            code="unknown_parameter",
+        )
+    return APIError(400, f"Invalid {param!r}: {err['msg']}", param=param)
 
 
 def tree_calls(config: FeeditConfig) -> int:
@@ -260,6 +376,13 @@ def tree_calls(config: FeeditConfig) -> int:
 # -- request parts ------------------------------------------------------------------------------
 
 
+def _param(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _present(value: Any) -> bool:
     """Whether an unsupported field asks for something: ``logprobs: false``, ``tools: []``,
     ``tool_choice: "none"`` and a text ``response_format`` ask for nothing."""
@@ -268,75 +391,24 @@ def _present(value: Any) -> bool:
     return not (isinstance(value, dict) and value.get("type") == "text")
 
 
-def _flag(name: str, value: Any, *, default: bool = False) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
+def _flag(name: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
         raise APIError(400, f"{name!r} must be true or false", param=name)
     return value
 
 
-def _model(body: Mapping[str, Any], presets: Collection[str]) -> str:
-    model = body.get("model")
-    if model is None:
-        raise APIError(
-            400,
-            "Missing required parameter: 'model' (a preset: " + ", ".join(presets) + ")",
-            param="model",
-            code="missing_required_parameter",
-        )
-    if not isinstance(model, str) or model not in presets:
-        shown = model if isinstance(model, str) and len(model) <= 100 else "(not a preset name)"
-        raise APIError(
-            404,
-            f"The model {shown!r} does not exist: choose a preset ({', '.join(presets)})",
-            param="model",
-            code="model_not_found",
-        )
-    return model
-
-
-def _messages(raw: Any) -> list[dict[str, Any]]:
-    """The conversation as OpenAI-style dicts, whole: system, developer and earlier turns."""
-    if raw is None:
-        raise APIError(
-            400,
-            "Missing required parameter: 'messages'",
-            param="messages",
-            code="missing_required_parameter",
-        )
-    if not isinstance(raw, list) or not raw:
-        raise APIError(400, "'messages' must be a non-empty array", param="messages")
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise APIError(400, f"{where} must be an object", param=where)
-        role = message.get("role")
-        if role not in _MESSAGE_ROLES:
-            raise APIError(
-                400,
-                f"{where}.role must be one of system, developer, user or assistant "
-                "(tool messages are not supported)",
-                param=f"{where}.role",
-            )
-        extra = [k for k in message if k not in _MESSAGE_KEYS and message[k] is not None]
-        if extra:
-            raise APIError(400, f"{where}.{extra[0]} is not supported", param=f"{where}.{extra[0]}")
-        content = message.get("content")
-        if not isinstance(content, str) and not (
-            isinstance(content, list) and all(isinstance(p, dict) for p in content)
-        ):
-            raise APIError(
-                400,
-                f"{where}.content must be a string or an array of content parts",
-                param=f"{where}.content",
-            )
-        name = message.get("name")
-        if name is not None and not isinstance(name, str):
-            raise APIError(400, f"{where}.name must be a string", param=f"{where}.name")
-        out.append({k: v for k, v in message.items() if v is not None})
-    return out
+def _setting_error(exc: ConfigError, origins: Mapping[tuple[str, ...], str]) -> APIError:
+    """A bad per-request setting as a 400: ``param`` is the top-level request field that set it
+    (``temperature``), else its key under ``feedit`` (``feedit.width.drafts``); the message says
+    which name the client used when it was another (``feedit.drafts``)."""
+    if exc.key is None:
+        return APIError(400, str(exc), param="feedit")
+    origin = origins.get(tuple(exc.key.split(".")))
+    top_level = origin is not None and not origin.startswith("feedit.")
+    param = origin if origin is not None and top_level else f"feedit.{exc.key}"
+    message = str(exc) if origin is None else f"{exc} (sent as {origin!r})"
+    code = "unknown_parameter" if str(exc).startswith("unknown ") else None
+    return APIError(400, message, param=param, code=code)
 
 
 def _context(feedit: Mapping[str, Any], origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
@@ -352,9 +424,9 @@ def _context(feedit: Mapping[str, Any], origins: dict[tuple[str, ...], str]) -> 
     for key, value in feedit.items():
         if key in _SECTIONS or key in _OPTIONS:
             continue
-        path = _FLAT.get(key)
-        if path is None:
-            choices = ", ".join([*_FLAT, *_SECTIONS, *_OPTIONS])
+        dotted = FLAT_KEYS.get(key)
+        if dotted is None:
+            choices = ", ".join([*FLAT_KEYS, *_SECTIONS, *_OPTIONS])
             raise APIError(
                 400,
                 f"unknown key 'feedit.{key}': choose from {choices}",
@@ -362,61 +434,8 @@ def _context(feedit: Mapping[str, Any], origins: dict[tuple[str, ...], str]) -> 
                 code="unknown_parameter",
             )
         if value is not None:
-            _put(context, path, value, f"feedit.{key}", origins)
-    _check_roles(context.get("roles"))
+            _put(context, tuple(dotted.split(".")), value, f"feedit.{key}", origins)
     return context
-
-
-def _check_roles(roles: Any) -> None:
-    if roles is None:
-        return
-    for role, settings in roles.items():
-        where = f"feedit.roles.{role}"
-        if role not in _REQUEST_ROLES:
-            raise APIError(
-                400,
-                f"unknown key {where!r}: roles are {', '.join(_REQUEST_ROLES)}",
-                param=where,
-                code="unknown_parameter",
-            )
-        if not isinstance(settings, dict):
-            raise APIError(400, f"{where!r} must be an object", param=where)
-        for key, value in settings.items():
-            if key not in RoleConfig.model_fields:
-                raise APIError(
-                    400,
-                    f"unknown key '{where}.{key}'",
-                    param=f"{where}.{key}",
-                    code="unknown_parameter",
-                )
-            if key not in _ROLE_FIELDS:
-                raise APIError(
-                    400,
-                    f"'{where}.{key}' cannot be set per request: endpoints, keys, limits and "
-                    "retries belong to the server's configuration",
-                    param=f"{where}.{key}",
-                )
-            if key == "template" and value not in BUILTIN_TEMPLATES:
-                raise APIError(
-                    400,
-                    f"'{where}.template' must name a built-in template set "
-                    f"({', '.join(BUILTIN_TEMPLATES)})",
-                    param=f"{where}.template",
-                )
-
-
-def _check_sampling(context: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> None:
-    """Check the draft role's sampling now, naming the field the client sent it in."""
-    draft = (context.get("roles") or {}).get("draft")
-    if not draft:
-        return
-    try:
-        RoleConfig.model_validate({k: v for k, v in draft.items() if k != "extra_body"})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        name = origins.get(("roles", "draft", field), f"feedit.roles.draft.{field}")
-        raise APIError(400, f"invalid {name!r}: {err['msg']}", param=name) from None
 
 
 def _put(

@@ -8,13 +8,24 @@ and endpoint, and running out of time a 504.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph_feedit.errors import EndpointTimeout, FeeditError, NoCandidateError, UserError
+from langgraph_feedit.judges import tree_order
 from langgraph_feedit.serve.protocol import APIError
 
-__all__ = ["chunk_body", "completion_body", "failure_error", "sse", "usage_body"]
+__all__ = [
+    "Choice",
+    "choices_of",
+    "chunk_body",
+    "completion_body",
+    "failure_error",
+    "finish_reason",
+    "sse",
+    "sse_comment",
+    "usage_body",
+]
 
 
 def usage_body(total: Mapping[str, Any]) -> dict[str, Any]:
@@ -29,12 +40,51 @@ def usage_body(total: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+Choice = tuple[str, str]
+"""One choice of a reply: the answer's text and its ``finish_reason``."""
+
+
+def finish_reason(node: Mapping[str, Any] | None) -> str:
+    """OpenAI's ``finish_reason`` for the candidate a trace node holds: the endpoint's own
+    (``length`` when ``max_tokens`` cut it off), or ``stop``."""
+    reason = node.get("finish_reason") if node is not None else None
+    return reason if reason in ("length", "content_filter") else "stop"
+
+
+def choices_of(output: Mapping[str, Any], n: int = 1) -> list[Choice]:
+    """The reply's choices from a run's output: the selected answer, then (for ``n > 1``) the
+    other candidates by judged score, as the graph ranks them (unscored last, ties in tree
+    order). Fewer than ``n`` when fewer candidates came through."""
+    trace = output["trace"]
+    nodes = {node["id"]: node for node in trace["nodes"]}
+    selected = trace["selected"]
+    out = [(str(output["messages"][-1].content), finish_reason(nodes.get(selected)))]
+    if n > 1:
+        others = [
+            node
+            for node in trace["nodes"]
+            if node["id"] != selected
+            and node["kind"] != "critique"
+            and node.get("error") is None
+            and node.get("text") is not None
+        ]
+        others.sort(
+            key=lambda node: (
+                node.get("score") is None,
+                -(node.get("score") or 0.0),
+                tree_order(node["id"]),
+            )
+        )
+        out += [(str(node["text"]), finish_reason(node)) for node in others[: n - 1]]
+    return out
+
+
 def completion_body(
     *,
     request_id: str,
     created: int,
     model: str,
-    answer: str,
+    choices: Sequence[Choice],
     usage: Mapping[str, Any],
     trace: Mapping[str, Any] | None,
     fingerprint: str,
@@ -47,11 +97,12 @@ def completion_body(
         "system_fingerprint": fingerprint,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer, "refusal": None},
+                "index": i,
+                "message": {"role": "assistant", "content": text, "refusal": None},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": reason,
             }
+            for i, (text, reason) in enumerate(choices)
         ],
         "usage": usage_body(usage),
     }
@@ -68,14 +119,21 @@ def chunk_body(
     fingerprint: str,
     delta: Mapping[str, Any] | None = None,
     finish_reason: str | None = None,
+    index: int = 0,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A ``chat.completion.chunk``; with no ``delta`` its ``choices`` list is empty (a progress or
-    usage chunk, which OpenAI's clients pass through without touching the answer)."""
+    """A ``chat.completion.chunk`` with one choice; with no ``delta`` its ``choices`` list is
+    empty, which OpenAI sends only for the closing usage chunk (clients that loop on
+    ``chunk.choices[0]`` break on any other)."""
     choices: list[dict[str, Any]] = []
     if delta is not None:
         choices.append(
-            {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}
+            {
+                "index": index,
+                "delta": dict(delta),
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
         )
     body: dict[str, Any] = {
         "id": request_id,
@@ -87,6 +145,12 @@ def chunk_body(
     }
     body.update(extra)
     return body
+
+
+def sse_comment(data: Mapping[str, Any]) -> bytes:
+    """An SSE comment (``: ...``): readable on the wire, skipped by every client's parser."""
+    text = json.dumps(data, separators=(",", ":"), default=_json, ensure_ascii=True)
+    return f": feedit {text}\n\n".encode()
 
 
 def sse(data: Mapping[str, Any] | str) -> bytes:

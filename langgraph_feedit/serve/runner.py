@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import ConfigError, UserError
+from langgraph_feedit.overrides import set_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -75,6 +76,15 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="NAME of the variable holding the key clients must send (Authorization: Bearer)",
     )
     serve.add_argument(
+        "--allow-override",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="let clients set this per-request key too, a dotted pattern such as "
+        "'roles.*.model' (repeatable; by default clients may set width, depth, budget and "
+        "sampling, never endpoints, models, keys, limits or retries)",
+    )
+    serve.add_argument(
         "--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted"
     )
     serve.add_argument(
@@ -104,7 +114,7 @@ def config_from_args(args: argparse.Namespace) -> FeeditConfig:
         ("roles.default.api_key_env", args.api_key_env),
     ):
         if value is not None:
-            _set_path(overrides, key, value)
+            set_path(overrides, key, value)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -113,16 +123,8 @@ def config_from_args(args: argparse.Namespace) -> FeeditConfig:
             parsed: Any = json.loads(value)
         except ValueError:
             parsed = value
-        _set_path(overrides, key.strip(), parsed)
+        set_path(overrides, key.strip(), parsed)
     return FeeditConfig.load(args.config, overrides=overrides)
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -146,6 +148,7 @@ def run_serve(args: argparse.Namespace) -> int:
         api_key_env=args.client_key_env,
         max_body_bytes=args.max_body_bytes,
         max_fanout=args.max_fanout,
+        allow_overrides=args.allow_override,
     )
     # Everything built so far (modules, graphs, models) lives as long as the process: moved out
     # of the collector's reach, it no longer makes full collections long. Measured with
