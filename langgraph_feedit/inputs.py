@@ -186,8 +186,8 @@ def find_unencodable(value: Any, where: str = "") -> str | None:
 
 def unencodable_message(where: str) -> str:
     return (
-        f"{where} holds an unpaired UTF-16 surrogate (an escape such as \\ud800 without its "
-        "pair), which is not text: fix the line's escapes"
+        f"{where} holds an unpaired UTF-16 surrogate (one half of a JSON surrogate-pair escape, "
+        "the other missing), which is not text: fix the escapes"
     )
 
 

@@ -445,6 +445,218 @@ def test_unknown_routes_are_openai_shaped(url: str) -> None:
     assert httpx.get(f"{url}/chat/completions").status_code == 405
 
 
+@pytest.mark.parametrize(
+    ("content", "param", "said"),
+    [
+        (
+            chat(messages=[USER[0], {"role": "tool", "content": "r", "tool_call_id": "c1"}]),
+            "messages[1].role",
+            "tool messages are not supported",
+        ),
+        (
+            chat(messages=[{"role": "assistant", "content": 42}, *USER]),
+            "messages[0].content",
+            "string or a list",
+        ),
+        (
+            chat(messages=[{"role": "system", "content": ["x"]}, *USER]),
+            "messages[0].content[0]",
+            "content part",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "text", "text": 7}]}]),
+            "messages[0].content[0].text",
+            "must be a string",
+        ),
+        # The escape arrives as JSON text: json.dumps would refuse to write the lone half.
+        (
+            b'{"model": "single", "messages": [{"role": "user", "content": "a\\ud800"}]}',
+            "messages[0].content",
+            "unpaired UTF-16 surrogate",
+        ),
+        (b'{"model": "single", "messages": [], "user": "\\udfff"}', "user", "surrogate"),
+        (feedit(drafts=True), "feedit.width.drafts", "valid integer (sent as 'feedit.drafts')"),
+        (feedit(width={"edits": "2"}), "feedit.width.edits", "valid integer"),
+        (chat(seed=True), "seed", "valid integer"),
+        (chat(n=True), "n", "valid integer"),
+        (feedit(trace="yes"), "feedit.trace", "true or false"),
+        (chat(stop=[1]), "stop[0]", "valid string"),
+        (chat(stream_options={"include_usage": 1}), "stream_options.include_usage", "boolean"),
+        (chat(stream_options={"x": 1}), "stream_options.x", "Unrecognized"),
+    ],
+)
+def test_valid_looking_requests_are_400_not_500(
+    url: str, content: Any, param: str, said: str
+) -> None:
+    data = content if isinstance(content, bytes) else json.dumps(content).encode()
+    reply = httpx.post(
+        f"{url}/chat/completions", content=data, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == 400, reply.text
+    error = error_of(reply)
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert said in error["message"]
+    assert "\\ud800" not in reply.text and "udfff" not in reply.text  # never the value
+
+
+def test_only_json_bodies_are_read(url: str) -> None:
+    data = json.dumps(chat()).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        reply = httpx.post(
+            f"{url}/chat/completions", content=data, headers={"Content-Type": content_type}
+        )
+        assert reply.status_code == 415, content_type
+        assert error_of(reply)["code"] == "unsupported_media_type"
+    for content_type in ("application/json", "application/json; charset=utf-8", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        reply = httpx.post(f"{url}/chat/completions", content=data, headers=headers)
+        assert reply.status_code == 200, (content_type, reply.text)
+
+
+@pytest.mark.parametrize("stop", ["\n", ["\n", "END"]])
+def test_stop_is_a_string_or_a_list(client: OpenAI, sim: SimServer, stop: Any) -> None:
+    client.chat.completions.create(model="single", messages=USER, stop=stop)
+    assert sim.requests[0].body["stop"] == (stop if isinstance(stop, list) else [stop])
+
+
+def test_n_choices_are_the_n_best_candidates(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="best-of-n",
+        messages=USER,
+        n=3,
+        extra_body={"feedit": {"drafts": 4, "trace": True}},
+    )
+    trace = Trace.model_validate((reply.model_extra or {})["feedit_trace"])
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert reply.choices[0].message.content == trace.answer
+    ranked = sorted(
+        (n for n in trace.nodes if n.is_candidate and n.id != trace.selected),
+        key=lambda n: (n.score is None, -(n.score or 0.0)),
+    )
+    assert [c.message.content for c in reply.choices[1:]] == [n.text for n in ranked[:2]]
+    stream = client.chat.completions.create(
+        model="best-of-n", messages=USER, n=3, stream=True, extra_body={"feedit": {"drafts": 4}}
+    )
+    texts = ["", "", ""]
+    ends: dict[int, str | None] = {}
+    for chunk in stream:
+        choice = chunk.choices[0]
+        texts[choice.index] += choice.delta.content or ""
+        if choice.finish_reason:
+            ends[choice.index] = choice.finish_reason
+    assert texts == [c.message.content for c in reply.choices]
+    assert ends == {0: "stop", 1: "stop", 2: "stop"}
+
+
+def test_n_above_the_drafts_is_refused(url: str) -> None:
+    reply = httpx.post(f"{url}/chat/completions", json=chat(model="best-of-n", n=5))
+    assert reply.status_code == 400
+    assert error_of(reply)["param"] == "n" and "drafts" in error_of(reply)["message"]
+
+
+def test_finish_reason_is_the_selected_candidates(client: OpenAI, sim: SimServer) -> None:
+    from langgraph_feedit.state import TraceNode
+
+    if "finish_reason" not in TraceNode.model_fields:
+        pytest.skip("the trace records no finish_reason per node in this version")
+    cut = client.chat.completions.create(
+        model="single", messages=USER, max_tokens=2, extra_body={"feedit": {"trace": True}}
+    )
+    assert sim.requests[0].body["max_tokens"] == 2
+    assert cut.choices[0].finish_reason == "length"
+    streamed = list(
+        client.chat.completions.create(model="single", messages=USER, max_tokens=2, stream=True)
+    )
+    assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "length"
+    whole = client.chat.completions.create(model="single", messages=USER)
+    assert whole.choices[0].finish_reason == "stop"
+
+
+# -- the per-run policy -------------------------------------------------------------------------
+
+
+def test_untrusted_overrides_policy() -> None:
+    from langgraph_feedit.overrides import (
+        FLAT_KEYS,
+        check_allow_patterns,
+        check_untrusted_overrides,
+        expand_flat,
+        set_path,
+    )
+
+    fine: dict[str, Any] = {
+        "preset": "beam",
+        "width": {"drafts": 4, "critiques": 2, "edits": 1},
+        "depth": {"max_rounds": 2, "beam": 2, "stop_score": 9, "skip_perfect": True},
+        "budget": {"deadline_s": 30, "max_tokens": 5000},
+        "roles": {
+            "draft": {"temperature": 1, "top_p": 0.9, "max_tokens": 64, "seed": 3, "stop": ["x"]},
+            "critique": {"template": "nemotron"},
+            "judge": {"kind": "pairwise"},
+        },
+    }
+    check_untrusted_overrides(fine)
+    refused = {
+        "roles.draft.base_url": {"roles": {"draft": {"base_url": "http://attacker/v1"}}},
+        "roles.default.api_key_env": {"roles": {"default": {"api_key_env": "HOME"}}},
+        "roles.judge.model": {"roles": {"judge": {"model": "m"}}},
+        "roles.edit.extra_body": {"roles": {"edit": {"extra_body": {"n": 100}}}},
+        "roles.draft.max_concurrency": {"roles": {"draft": {"max_concurrency": 999}}},
+        "roles.draft.timeout": {"roles": {"draft": {"timeout": 1e9}}},
+        "roles.draft.max_retries": {"roles": {"draft": {"max_retries": 20}}},
+        "roles.edit.template": {"roles": {"edit": {"template": "/etc/passwd"}}},
+        "store": {"store": {"path": "/tmp/x"}},
+        "embedded_model": {"embedded_model": "/x.gguf"},
+        "cache_key": {"cache_key": "k"},
+        "width.drafts": {"width": {"drafts": True}},
+        "depth.stop_score": {"depth": {"stop_score": "9"}},
+        "width.dafts": {"width": {"dafts": 2}},
+        "roles.evaluator": {"roles": {"evaluator": {"temperature": 0}}},
+    }
+    for key, overrides in refused.items():
+        with pytest.raises(ConfigError) as caught:
+            check_untrusted_overrides(overrides)
+        assert caught.value.key == key, key
+        assert "attacker" not in str(caught.value) and "passwd" not in str(caught.value)
+    # The operator opens keys explicitly; nothing else opens with them.
+    check_untrusted_overrides(refused["roles.draft.base_url"], allow=("roles.*.base_url",))
+    check_untrusted_overrides(refused["roles.edit.template"], allow=("roles.edit.template",))
+    with pytest.raises(ConfigError, match="api_key_env"):
+        check_untrusted_overrides(refused["roles.default.api_key_env"], allow=("roles.*.base_url",))
+    check_allow_patterns(("roles.*.model", "width.drafts"))
+    with pytest.raises(ConfigError) as caught:
+        check_allow_patterns(("roles.*.bse_url",))
+    assert caught.value.key == "roles.*.bse_url"
+    # One source for the aliases and the dotted writer.
+    assert expand_flat({"drafts": 8, "rounds": 2, "judge": "consensus", "beam": None}) == {
+        "width": {"drafts": 8},
+        "depth": {"max_rounds": 2},
+        "roles": {"judge": {"kind": "consensus"}},
+    }
+    assert set(FLAT_KEYS) >= {"drafts", "critiques", "edits", "rounds", "deadline"}
+    data: dict[str, Any] = {"width": 3}
+    with pytest.raises(ConfigError) as caught:
+        set_path(data, "width.drafts", 2)
+    assert caught.value.key == "width"
+    set_path(data, "roles.draft.seed", 1)
+    assert data["roles"] == {"draft": {"seed": 1}}
+
+
+def test_an_operator_can_open_a_key_to_clients() -> None:
+    with SimServer(seed=13) as sim, SimServer(seed=14) as other:
+        app = build_app(sim_config(sim.base_url), allow_overrides=("roles.draft.base_url",))
+        with serve_in_thread(app) as url:
+            body = feedit(roles={"draft": {"base_url": other.base_url}})
+            assert httpx.post(f"{url}/chat/completions", json=body).status_code == 200
+            assert other.call_count == 1 and sim.call_count == 0
+            body = feedit(roles={"draft": {"model": "x"}})
+            reply = httpx.post(f"{url}/chat/completions", json=body)
+            assert reply.status_code == 400
+            assert error_of(reply)["param"] == "feedit.roles.draft.model"
+    with pytest.raises(ConfigError, match="matches no per-run setting"):
+        build_app(sim_config(sim.base_url), allow_overrides=("roles.*.bse_url",))
+
+
 # -- backend failures ---------------------------------------------------------------------------
 
 
@@ -504,10 +716,19 @@ def test_stream_disconnect_cancels_the_tree() -> None:
 
 def test_plain_request_disconnect_cancels_the_tree() -> None:
     with door(SimServer(seed=11, ttft=30.0)) as (sim, url):
-        body = {"model": "best-of-n", "messages": USER, "feedit": {"drafts": 3}}
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{url}/chat/completions", json=body, timeout=0.5)
-        assert sim.in_flight == 3  # the client gave up while every draft was waiting
+        body = json.dumps({"model": "best-of-n", "messages": USER, "feedit": {"drafts": 3}})
+        host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+        # A raw socket, closed at a moment of the test's choosing: a client timeout would race
+        # the run's start on a loaded machine.
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                (
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n{body}"
+                ).encode()
+            )
+            assert wait_for(lambda: sim.in_flight == 3)  # every draft waits on the backend
         assert wait_for(lambda: sim.in_flight == 0)
         assert sim.call_count == sim.disconnects == 3
 
