@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langgraph_feedit.calls import RoleCaller
-from langgraph_feedit.config import ROLE_NAMES, FeeditConfig
+from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import EmbeddedError, EndpointError, InputError
 from langgraph_feedit.evaluate.arena import (
     ArenaAnswer,
@@ -60,12 +59,7 @@ class JudgeSummary:
 
 
 def _caller(config: FeeditConfig) -> RoleCaller:
-    run = {
-        "key": uuid.uuid4().hex,
-        "roles": {r: config.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES},
-        "embedded_model": config.embedded_model,
-    }
-    return RoleCaller(run)
+    return RoleCaller.for_config(config)
 
 
 async def _game(
