@@ -261,3 +261,29 @@ def test_judge_command_warns_and_takes_baselines_per_category(
         assert "no baseline for question category 'poetry' (1 question(s)" in err
         assert "--baseline CATEGORY=FILE" in err and "Traceback" not in err
         assert sim.call_count == calls
+
+
+async def test_sweep_scores_one_baselines_categories(tmp_path: Path) -> None:
+    with SimServer(seed=105) as sim:
+        config = sim_config(sim.base_url)
+        kw = {"questions": V2 / "question.jsonl", "baseline": None, "grid": "preset=single"}
+        with pytest.raises(UserError, match=r"different baselines .*--category"):
+            await run_sweep(config, output=tmp_path / "all", **kw)  # type: ignore[arg-type]
+        assert sim.call_count == 0
+        result = await run_sweep(
+            config,
+            output=tmp_path / "cw",
+            categories=["creative_writing"],
+            rounds=20,
+            **kw,  # type: ignore[arg-type]
+        )
+    assert result["report"]["baseline"] == "gemini-2.0-flash-001"
+    assert result["report"]["confidence"] == 0.90
+    (row,) = result["rows"]
+    assert row["prompts"] == 3 and row["score"] is not None
+    (path,) = (tmp_path / "cw" / "model_judgment").rglob("*.jsonl")
+    rows = read_judgments(path)
+    assert {(r.category, r.baseline) for r in rows} == {
+        ("creative_writing", "gemini-2.0-flash-001")
+    }
+    assert "with 90% bootstrap intervals" in (tmp_path / "cw" / "report.md").read_text()
