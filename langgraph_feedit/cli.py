@@ -165,9 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--category",
-        nargs="+",
-        action="extend",
-        metavar="CATEGORY",
+        action="append",
+        metavar="CATEGORY[,CATEGORY...]",
         help=(
             "score only these question categories (default: all; each baseline's categories "
             "are scored apart, as arena-hard-auto v2.0 does)"
@@ -253,9 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--category",
-        nargs="+",
-        action="extend",
-        metavar="CATEGORY",
+        action="append",
+        metavar="CATEGORY[,CATEGORY...]",
         help="only questions of these categories (v2.0: one baseline's, e.g. hard_prompt)",
     )
     sweep.add_argument("--grid", required=True, help='e.g. "preset=best-of-n; drafts=1,2,4"')
@@ -459,6 +457,13 @@ def _confidence(value: float) -> float:
     return coverage
 
 
+def _categories(values: list[str] | None) -> list[str] | None:
+    """``--category`` values, repeatable and comma-separated."""
+    if not values:
+        return None
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
+
+
 def _score(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate import require_extra
 
@@ -488,7 +493,7 @@ def _score(args: argparse.Namespace) -> int:
     reports = score_by_baseline(
         judgments,
         baseline=parse_baseline_args(args.baseline),
-        categories=args.category,
+        categories=_categories(args.category),
         metadata=metadata,
         rounds=args.bootstrap,
         seed=args.seed,
@@ -543,7 +548,7 @@ async def _sweep(args: argparse.Namespace) -> int:
         limit=args.limit,
         rounds=args.bootstrap,
         confidence=confidence,
-        categories=args.category,
+        categories=_categories(args.category),
         warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr, flush=True),
     )
     for row in result["rows"]:

@@ -362,7 +362,7 @@ def test_score_command_on_a_v2_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     single = json.loads(out_json.read_text())
     assert single["baseline"] == "gemini-2.0-flash-001" and single["confidence"] == 0.95
 
-    assert main(["score", str(V2), "--category", "coding"]) == 2
+    assert main(["score", str(V2), "--category", "coding,math"]) == 2
     assert "hold: creative_writing, hard_prompt" in capsys.readouterr().err
     assert main(["score", str(V2), "--confidence", "100"]) == 2
     assert "--confidence" in capsys.readouterr().err

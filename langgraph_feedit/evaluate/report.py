@@ -119,7 +119,8 @@ class ScoreReport:
                 sections.append((f"category {category}", entries))
         percent = round(self.confidence * 100)
         parts = [
-            f"Arena-Hard win rate against {self.baseline} (judge: {', '.join(self.judges) or '?'};"
+            f"Arena-Hard win rate against {self.baseline} on {', '.join(categories) or '?'}"
+            f" (judge: {', '.join(self.judges) or '?'};"
             f" {percent}% interval from {self.rounds} bootstrap rounds)"
         ]
         for title, entries in sections:
