@@ -143,3 +143,31 @@ def test_tiktoken_counts_with_a_given_encoding_file(tmp_path: Path) -> None:
     broken.write_text("not base64 at all\n")
     with pytest.raises(UserError, match=r"broken.tiktoken:1: not a tiktoken encoding line"):
         token_counter("tiktoken", tiktoken_file=broken)
+
+
+PUBLISHED = Path(__file__).parent / "data" / "arena" / "published"
+
+
+def test_markdown_counts_match_arena_hard_autos_published_metadata(tmp_path: Path) -> None:
+    # Lines of arena-hard-auto's own files: v2.0's o3-mini answers carry the metadata its
+    # add_markdown_info.py wrote; counted again here from the text alone, they must agree.
+    published = lines(PUBLISHED / "o3-mini-2025-01-31.jsonl")
+    assert any(sum(r["metadata"][k].values()) for r in published for k in ("header_count",))
+    stripped = tmp_path / "o3-mini-2025-01-31.jsonl"
+    stripped.write_text(
+        "".join(
+            json.dumps({k: v for k, v in r.items() if k != "metadata"}) + "\n" for r in published
+        )
+    )
+    add_markdown_info(stripped, stripped, token_len="words")
+    for new, old in zip(lines(stripped), published, strict=True):
+        for key in ("header_count", "list_count", "bold_count"):
+            assert new["metadata"][key] == old["metadata"][key], (old["uid"], key)
+    # v0.1's published baseline has no metadata at all: it gets it, nothing else changes.
+    v01 = lines(PUBLISHED / "gpt-4-0314.jsonl")
+    assert all("metadata" not in r for r in v01)
+    out = tmp_path / "gpt-4-0314.jsonl"
+    assert add_markdown_info(PUBLISHED / "gpt-4-0314.jsonl", out, token_len="chars").answers == 3
+    for new, old in zip(lines(out), v01, strict=True):
+        assert {k: v for k, v in new.items() if k != "metadata"} == old
+        assert new["metadata"]["token_len"] == len(old["messages"][-1]["content"]["answer"])
