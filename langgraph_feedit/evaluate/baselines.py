@@ -92,16 +92,16 @@ def parse_baseline_args(
     return BaselineChoice(default, categories)
 
 
-def standard_baseline_warning(category: str, baseline: str) -> str | None:
+def standard_baseline_warning(category: str, baseline: str, *, hint: str = "") -> str | None:
     """A warning when ``category`` is judged or scored against another baseline than
-    arena-hard-auto's for it; None when it agrees or the category is not one of its own."""
+    arena-hard-auto's for it; None when it agrees or the category is not one of its own.
+    ``hint`` (what the user can do about it) ends the message."""
     standard = DEFAULT_BASELINES.get(category)
     if standard is None or standard == baseline:
         return None
     return (
         f"category {category!r} is against {baseline!r}, but arena-hard-auto uses "
-        f"{standard!r} for it: its scores will not compare with the published ones "
-        f"(pass --baseline {category}=... to choose its baseline)"
+        f"{standard!r} for it: its scores will not compare with the published ones{hint}"
     )
 
 

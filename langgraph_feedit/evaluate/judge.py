@@ -93,6 +93,9 @@ async def _game(
     return game_record(parse_verdict(reply), reply, messages, thought=thought)
 
 
+_HINT = " (--baseline {}=FILE chooses its baseline)"
+
+
 def resolve_baseline_files(
     baseline: Path | str | BaselineChoice | None,
     questions: Sequence[ArenaQuestion],
@@ -139,7 +142,8 @@ def resolve_baseline_files(
     warnings = [
         w
         for category, path in sorted(files.items())
-        if (w := standard_baseline_warning(category, path.stem)) is not None
+        if (w := standard_baseline_warning(category, path.stem, hint=_HINT.format(category)))
+        is not None
     ]
     return files, warnings
 
