@@ -52,19 +52,19 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import convert_to_openai_messages
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit import FeeditConfig, Trace, create_feedit_graph
-from langgraph_feedit.calls import RoleCaller, forget_budget
-from langgraph_feedit.config import ROLE_NAMES, resolve_config
+from langgraph_feedit.calls import RoleCaller
+from langgraph_feedit.config import resolve_config
 from langgraph_feedit.endpoints import Endpoint
 from langgraph_feedit.judges import score_candidate
 from langgraph_feedit.prompts import (
@@ -243,11 +243,14 @@ def recorded_service(requests: Sequence[RecordedRequest], tree: Tree) -> dict[st
 # -- the two graphs -----------------------------------------------------------------------------
 
 
-async def run_ours(graph: Any, sim: SimServer, config: FeeditConfig) -> tuple[float, Tree]:
+async def run_ours(
+    graph: Any, sim: SimServer, config: FeeditConfig, callbacks: Sequence[Any] = ()
+) -> tuple[float, Tree]:
     sim.reset_stats()
     gc.collect()  # every timed section starts without another's garbage to collect
     start = time.perf_counter()
-    out = await graph.ainvoke({"messages": [("user", PROMPT)]})
+    run_config = {"callbacks": list(callbacks)} if callbacks else None
+    out = await graph.ainvoke({"messages": [("user", PROMPT)]}, run_config)
     wall = time.perf_counter() - start
     trace = Trace.model_validate(out["trace"])
     failed = [f"{n.id}: {n.error}" for n in trace.nodes if n.error]
@@ -272,16 +275,15 @@ class Task(TypedDict, total=False):
     candidate: dict[str, Any]
 
 
-def barrier_graph(run: Mapping[str, Any]) -> Any:
+def barrier_graph(caller: RoleCaller, conv: list[dict[str, Any]]) -> Any:
     """The same tree with one superstep per stage: each stage waits for all of the previous one.
 
     The drafts' judges run beside the critiques (the earliest stage they can join), which is the
     fastest a staged graph can be; every call has the index, hence the seed, ours gives it.
     """
-    caller = RoleCaller(run)
-    conv = run["conversation"]
-    roles = run["roles"]
-    templates = {r: load_templates(roles[r].get("template")) for r in ("critique", "edit", "judge")}
+    templates = {
+        r: load_templates(caller.settings(r).template) for r in ("critique", "edit", "judge")
+    }
 
     async def draft(state: Task) -> dict[str, Any]:
         result = await caller.complete("draft", conv, index=state["index"])
@@ -359,21 +361,12 @@ def barrier_graph(run: Mapping[str, Any]) -> Any:
 
 async def run_barrier(sim: SimServer, config: FeeditConfig, tree: Tree) -> float:
     cfg = resolve_config(config, preset=PRESET)
-    run = {
-        "key": uuid.uuid4().hex,
-        "deadline_at": None,
-        "max_tokens": None,
-        "conversation": conversation(),
-        "roles": {r: cfg.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES},
-        "embedded_model": None,
-    }
-    graph = barrier_graph(run)
+    graph = barrier_graph(RoleCaller.for_config(cfg), conversation())
     sim.reset_stats()
     gc.collect()
     start = time.perf_counter()
     out = await graph.ainvoke({})
     wall = time.perf_counter() - start
-    forget_budget(run)
     if len(out.get("scores", [])) != DRAFTS + DRAFTS * CRITIQUES * EDITS:
         raise RuntimeError("the barrier graph did not judge every candidate")
     recorded_service(sim.requests, tree)  # raises unless it sent exactly our requests
@@ -504,9 +497,20 @@ async def replay(endpoint: Endpoint, bodies: Sequence[dict[str, Any]], workers: 
     return time.perf_counter() - start
 
 
+class _Listener(AsyncCallbackHandler):
+    """A handler that listens to model calls (as LangSmith's tracer would) and keeps a count."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
 async def overhead_runs(repeats: int) -> dict[str, Any]:
     """(d): our graph and the bare endpoint on a zero-latency server, in the same run."""
     graph_runs: list[float] = []
+    traced_runs: list[float] = []
     bare: dict[str, list[float]] = {"sequential": [], "concurrent": []}
     workers = {"sequential": 1, "concurrent": 16}
     with SimServer(seed=5, ttft=0.0, rate=float("inf"), mean_tokens=8) as sim:
@@ -522,6 +526,10 @@ async def overhead_runs(repeats: int) -> dict[str, Any]:
             for _ in range(repeats):
                 wall, _tree = await run_ours(graph, sim, config)
                 graph_runs.append(wall / calls)
+                # The same run with a LangChain callback handler attached: every call is then
+                # reported as a chat-model run (and streamed when the handler is a streaming one).
+                wall, _tree = await run_ours(graph, sim, config, [_Listener()])
+                traced_runs.append(wall / calls)
                 for mode, width in workers.items():
                     sim.reset_stats()
                     gc.collect()
@@ -529,9 +537,15 @@ async def overhead_runs(repeats: int) -> dict[str, Any]:
         finally:
             await endpoint.aclose()
     graph_us = statistics.median(graph_runs) * 1e6
+    traced_us = statistics.median(traced_runs) * 1e6
     result: dict[str, Any] = {
         "calls": calls,
         "graph_us_per_call": round(graph_us, 1),
+        "graph_with_handler_us_per_call": round(traced_us, 1),
+        "handler_cost_us_per_call": round(
+            statistics.median(t - g for t, g in zip(traced_runs, graph_runs, strict=True)) * 1e6,
+            1,
+        ),
         "graph_runs_wall_s": [round(v * calls, 4) for v in graph_runs],
     }
     for mode in workers:

@@ -20,7 +20,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.graph import create_feedit_graph
@@ -102,20 +102,28 @@ def feedit_runnable(
     """An LCEL runnable: a string, prompt value or messages in, the selected ``AIMessage`` out.
 
     Composes with ``|`` (``prompt | feedit_runnable() | StrOutputParser()``) and supports
-    ``ainvoke``, ``abatch`` and ``astream`` like any runnable.
+    ``invoke``, ``batch``, ``stream`` and their async twins like any runnable (a stream
+    yields the selected message once it is chosen).
     """
     compiled = graph or create_feedit_graph(config, preset=preset).compile()
 
-    def to_input(value: Any) -> dict[str, Any]:
-        return {"messages": to_messages(value)}
+    # The graph is invoked whole (not streamed through the chain): its output is one message,
+    # known only once the judge has chosen. Callbacks, ``astream_events`` and the graph's
+    # own streams still see every call inside, since the run's config is passed on.
+    def run(value: Any, config: RunnableConfig) -> AIMessage:
+        return _answer(compiled.invoke({"messages": to_messages(value)}, config))
 
-    def to_output(out: Mapping[str, Any]) -> AIMessage:
-        message = out["messages"][-1]
-        assert isinstance(message, AIMessage)
-        return message
+    async def arun(value: Any, config: RunnableConfig) -> AIMessage:
+        return _answer(await compiled.ainvoke({"messages": to_messages(value)}, config))
 
-    chain = RunnableLambda(to_input) | compiled | RunnableLambda(to_output)
-    return chain.with_config(run_name="feedit")
+    return RunnableLambda(run, afunc=arun, name="feedit")
+
+
+def _answer(out: Mapping[str, Any]) -> AIMessage:
+    message = out["messages"][-1]
+    if not isinstance(message, AIMessage):  # pragma: no cover - the graph always appends one
+        raise TypeError(f"the graph's last message is a {type(message).__name__}")
+    return message
 
 
 def feedit_node(
@@ -130,8 +138,12 @@ def feedit_node(
     not leak into the parent's."""
     compiled = graph or create_feedit_graph(config, preset=preset).compile()
 
-    async def run(state: Mapping[str, Any]) -> dict[str, list[AnyMessage]]:
-        out = await compiled.ainvoke({"messages": list(state[messages_key])})
+    def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        out = compiled.invoke({"messages": list(state[messages_key])}, config)
         return {messages_key: [out["messages"][-1]]}
 
-    return RunnableLambda(run, name="feedit")
+    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        out = await compiled.ainvoke({"messages": list(state[messages_key])}, config)
+        return {messages_key: [out["messages"][-1]]}
+
+    return RunnableLambda(run, afunc=arun, name="feedit")

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.cache.base import BaseCache
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
@@ -28,7 +29,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
-from langgraph_feedit.calls import BudgetExhausted, RoleCaller, run_budget
+from langgraph_feedit._sync import both
+from langgraph_feedit.calls import ActiveRun, BudgetExhausted, active_run
 from langgraph_feedit.errors import EmbeddedError, EndpointError, EndpointTimeout
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
@@ -38,31 +40,46 @@ from langgraph_feedit.prompts import (
     load_templates,
     parse_verdict,
 )
-from langgraph_feedit.state import merge_nodes
+from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
+from langgraph_feedit.tracing import CallInfo
 
-__all__ = ["BranchState", "branch_graphs", "emit", "failure_text", "rounds_enabled"]
+__all__ = ["BranchState", "branch_graphs", "emit", "failure_kind", "failure_text"]
+
+
+class Target(TypedDict):
+    """The text a branch works on: a candidate to critique, or a critique to follow."""
+
+    id: str
+    text: str
 
 
 class BranchOutput(TypedDict):
-    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
+    feedit_nodes: Annotated[list[NodeDict], merge_nodes]
 
 
 class BranchState(TypedDict, total=False):
-    """A branch's private state: what it was sent, and what it has made so far."""
+    """A branch's private state: what it was sent, and what it has made so far.
 
-    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
-    feedit_run: dict[str, Any]
-    index: int
-    round: int
-    parent: dict[str, Any] | None
-    critique: dict[str, Any] | None
-    candidate: dict[str, Any] | None
+    Every key has a reducer that keeps the first value: the values are set once per branch,
+    and under ``astream_events`` LangGraph hands each child branch's whole state back to its
+    parent, so parallel children write these keys in one step (see ``keep_first``).
+    """
+
+    feedit_nodes: Annotated[list[NodeDict], merge_nodes]
+    # ``X | None`` (not ``X``): LangGraph starts a reducer channel at ``X()`` when it can,
+    # which would be a first value of ``{}`` or ``0``; for a union it starts empty.
+    spec: Annotated[RunSpec | None, keep_first]
+    index: Annotated[int | None, keep_first]
+    round: Annotated[int | None, keep_first]
+    parent: Annotated[Target | None, keep_first]
+    critique: Annotated[Target | None, keep_first]
+    candidate: Annotated[Target | None, keep_first]
 
 
 class NodeFailed(Exception):
     """A call node's call failed; ``node`` is the trace node recording why."""
 
-    def __init__(self, node: dict[str, Any]) -> None:
+    def __init__(self, node: NodeDict) -> None:
         self.node = node
         super().__init__(node.get("error") or node.get("judge_note"))
 
@@ -77,10 +94,6 @@ def emit(runtime: Runtime[Any], event: str, node: Mapping[str, Any], **extra: An
         **extra,
     }
     runtime.stream_writer({"feedit": payload})
-
-
-def rounds_enabled(run: Mapping[str, Any]) -> bool:
-    return bool(run["depth"]["max_rounds"] >= 1 and run["width"]["critiques"] >= 1)
 
 
 def failure_text(exc: BaseException) -> str:
@@ -99,41 +112,49 @@ def failure_kind(exc: BaseException) -> str:
     return "backend"
 
 
-def _templates(run: Mapping[str, Any], role: str) -> TemplateSet:
-    return load_templates(run["roles"][role].get("template"))
+def _spec(state: BranchState) -> RunSpec:
+    spec = state.get("spec")
+    if spec is None:  # pragma: no cover - every Send carries one
+        raise RuntimeError("a branch was sent without its run spec")
+    return spec
 
 
-def _head(kind: str, state: BranchState) -> dict[str, Any]:
+def _templates(spec: RunSpec, role: str) -> TemplateSet:
+    return load_templates(spec["roles"][role].get("template"))
+
+
+def _head(kind: str, state: BranchState) -> NodeDict:
     """The fixed part of a node: id, kind, parent, round and role, from the branch's input."""
-    i = state.get("index", 0)
+    i = state.get("index") or 0
     if kind == "draft":
         return {"id": f"d{i}", "kind": "draft", "parent": None, "round": 0, "role": "draft"}
     if kind == "critique":
-        parent = cast(dict[str, Any], state["parent"])["id"]
+        parent = cast(Target, state["parent"])["id"]
         return {
             "id": f"{parent}.c{i}",
             "kind": "critique",
             "parent": parent,
-            "round": state["round"],
+            "round": (state.get("round") or 0),
             "role": "critique",
         }
-    crit = cast(dict[str, Any], state["critique"])["id"]
+    crit = cast(Target, state["critique"])["id"]
     return {
         "id": f"{crit}.e{i}",
         "kind": "edit",
         "parent": crit,
-        "round": state["round"],
+        "round": (state.get("round") or 0),
         "role": "edit",
     }
 
 
 async def _call(
     runtime: Runtime[Any],
-    node: dict[str, Any],
-    run: Mapping[str, Any],
+    config: RunnableConfig,
+    node: NodeDict,
+    run: ActiveRun,
     messages: Sequence[Mapping[str, Any]],
     index: int,
-) -> dict[str, Any]:
+) -> NodeDict:
     """Make one node's call and fill in its text, model, usage and timings.
 
     Raises:
@@ -141,20 +162,36 @@ async def _call(
     """
     node["started"] = time.time()
     emit(runtime, "started", node)
+    info = CallInfo(role=node["role"], node_id=node["id"], kind=node["kind"], round=node["round"])
     try:
-        result = await RoleCaller(run).complete(node["role"], messages, index=index)
+        result = await run.caller.complete(
+            node["role"], messages, index=index, config=config, info=info
+        )
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         # A backend failure ends this branch only; a user's mistake (a missing key
         # variable, a bad template file) propagates and fails the run, saying so.
-        node.update(error=failure_text(exc), failure=failure_kind(exc), ended=time.time())
+        node.update(
+            {
+                "error": failure_text(exc),
+                "failure": failure_kind(exc),  # type: ignore[typeddict-item]
+                "ended": time.time(),
+                "attempt": run.attempt,
+            }
+        )
         emit(runtime, "failed", node, error=node["error"])
         raise NodeFailed(node) from exc
     node.update(
-        text=result.texts[0],
-        model=result.model,
-        usage=result.usage.as_dict(),
-        ended=time.time(),
-        origin=run["key"],
+        {
+            "text": result.texts[0],
+            "model": result.model,
+            "usage": result.usage.as_dict(),
+            "ended": time.time(),
+            "origin": run.attempt,
+            "finish_reason": result.finish_reasons[0] if result.finish_reasons else None,
+            # A resumed retry replaces an earlier attempt's failure (nodes merge by field).
+            "error": None,
+            "failure": None,
+        }
     )
     emit(runtime, "done", node, tokens=result.usage.total_tokens)
     return node
@@ -163,61 +200,77 @@ async def _call(
 # -- nodes --------------------------------------------------------------------------------------
 
 
-async def draft(state: BranchState, runtime: Runtime[Any]) -> dict[str, Any]:
+async def draft(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
     """Sample one draft of the conversation."""
-    run = state["feedit_run"]
-    node = await _call(runtime, _head("draft", state), run, run["conversation"], state["index"])
-    return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
-
-
-async def critique(state: BranchState, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Critique one candidate: what is wrong, missing or could be better."""
-    run = state["feedit_run"]
-    parent = cast(dict[str, Any], state["parent"])
-    messages = critique_messages(run["conversation"], parent["text"], _templates(run, "critique"))
-    node = await _call(runtime, _head("critique", state), run, messages, state["index"])
-    node["verdict"] = parse_verdict(node["text"])
-    if run["depth"].get("skip_perfect") and node["verdict"] == "perfectly":
-        node["skipped"] = "perfect"
-    return {"feedit_nodes": [node], "critique": None if node.get("skipped") else node}
-
-
-async def edit(state: BranchState, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Revise a candidate according to one critique."""
-    run = state["feedit_run"]
-    parent = cast(dict[str, Any], state["parent"])
-    crit = cast(dict[str, Any], state["critique"])
-    messages = edit_messages(
-        run["conversation"], parent["text"], crit["text"], _templates(run, "edit")
+    spec = _spec(state)
+    run = active_run(spec)
+    node = await _call(
+        runtime, config, _head("draft", state), run, spec["conversation"], (state.get("index") or 0)
     )
-    node = await _call(runtime, _head("edit", state), run, messages, state["index"])
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
-async def judge(state: BranchState, runtime: Runtime[Any]) -> dict[str, Any]:
+async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+    """Critique one candidate: what is wrong, missing or could be better."""
+    spec = _spec(state)
+    parent = cast(Target, state["parent"])
+    messages = critique_messages(spec["conversation"], parent["text"], _templates(spec, "critique"))
+    node = await _call(
+        runtime,
+        config,
+        _head("critique", state),
+        active_run(spec),
+        messages,
+        (state.get("index") or 0),
+    )
+    node["verdict"] = parse_verdict(node.get("text") or "")
+    if spec["skip_perfect"] and node["verdict"] == "perfectly":
+        node["skipped"] = "perfect"
+    target = None if node.get("skipped") else {"id": node["id"], "text": node.get("text") or ""}
+    return {"feedit_nodes": [node], "critique": target}
+
+
+async def edit(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+    """Revise a candidate according to one critique."""
+    spec = _spec(state)
+    parent = cast(Target, state["parent"])
+    crit = cast(Target, state["critique"])
+    messages = edit_messages(
+        spec["conversation"], parent["text"], crit["text"], _templates(spec, "edit")
+    )
+    node = await _call(
+        runtime, config, _head("edit", state), active_run(spec), messages, (state.get("index") or 0)
+    )
+    return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
+
+
+async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
     """Score the branch's candidate the moment it exists (pointwise judges only)."""
-    run = state["feedit_run"]
+    spec = _spec(state)
     cand = state.get("candidate")
-    if not cand or run["judge"] not in POINTWISE or run["trivial"]:
+    if not cand or spec["judge"] not in POINTWISE or spec["trivial"]:
         return {}
+    run = active_run(spec)
     try:
         result = await score_candidate(
-            run["judge"],
-            RoleCaller(run),
-            run["conversation"],
+            spec["judge"],  # type: ignore[arg-type]
+            run.caller,
+            spec["conversation"],
             cand["text"],
-            _templates(run, "judge"),
-            index=state.get("index", 0),
+            _templates(spec, "judge"),
+            index=(state.get("index") or 0),
+            config=config,
+            info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
         )
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
-        note = {"id": cand["id"], "judge_note": f"not scored: {failure_text(exc)}"}
+        note: NodeDict = {"id": cand["id"], "judge_note": f"not scored: {failure_text(exc)}"}
         emit(runtime, "scored", note, score=None, error=note["judge_note"])
         raise NodeFailed(note) from exc
-    update: dict[str, Any] = {
+    update: NodeDict = {
         "id": cand["id"],
         "score": result.score,
         "judge_usage": result.usage.as_dict(),
-        "judge_origin": run["key"],
+        "judge_origin": run.attempt,
     }
     if result.note:
         update["judge_note"] = result.note
@@ -245,39 +298,36 @@ def route(state: BranchState) -> dict[str, Any]:
 def _after_draft(state: BranchState) -> list[Send | str] | str:
     """The draft's judge and its critiques start together: a critique never waits for a
     score it does not need."""
-    run = state["feedit_run"]
+    spec = _spec(state)
     cand = state.get("candidate")
     if not cand:
         return END
     nxt: list[Send | str] = ["judge"]
-    if rounds_enabled(run) and not run_budget(run).exhausted:
+    if rounds_enabled(spec) and not active_run(spec).budget.exhausted:
         nxt += [
-            Send(
-                "critique_branch",
-                {"feedit_run": run, "parent": cand, "round": 1, "index": j},
-            )
-            for j in range(run["width"]["critiques"])
+            Send("critique_branch", {"spec": spec, "parent": cand, "round": 1, "index": j})
+            for j in range(spec["critiques"])
         ]
     return nxt
 
 
 def _fan_edits(state: BranchState) -> list[Send] | str:
-    run = state["feedit_run"]
+    spec = _spec(state)
     crit = state.get("critique")
-    if not crit or run_budget(run).exhausted:
+    if not crit or active_run(spec).budget.exhausted:
         return END
     return [
         Send(
             "edit_branch",
             {
-                "feedit_run": run,
+                "spec": spec,
                 "parent": state["parent"],
-                "critique": {"id": crit["id"], "text": crit["text"]},
-                "round": state["round"],
+                "critique": crit,
+                "round": (state.get("round") or 0),
                 "index": k,
             },
         )
-        for k in range(run["width"]["edits"])
+        for k in range(spec["edits"])
     ]
 
 
@@ -297,11 +347,11 @@ _CALL_SETTINGS = (
 )
 
 
-def _endpoint_identity(run: Mapping[str, Any], role: str) -> dict[str, Any]:
-    settings = run["roles"][role]
+def _endpoint_identity(spec: RunSpec, role: str) -> dict[str, Any]:
+    settings = spec["roles"][role]
     ident = {k: settings.get(k) for k in _CALL_SETTINGS}
     if not ident["base_url"]:
-        ident["base_url"] = f"embedded:{run.get('embedded_model') or 'default'}"
+        ident["base_url"] = f"embedded:{spec['embedded_model'] or 'default'}"
     return ident
 
 
@@ -309,34 +359,34 @@ def _key(kind: str) -> Any:
     """The cache key function of one node kind (a JSON string LangGraph hashes)."""
 
     def key(state: BranchState) -> str:
-        run = state["feedit_run"]
+        spec = _spec(state)
         payload: dict[str, Any] = {
             "node": kind,
-            "conversation": run["conversation"],
-            "cache_key": run.get("cache_key", ""),
+            "conversation": spec["conversation"],
+            "cache_key": spec["cache_key"],
         }
         if kind == "judge":
-            cand = state.get("candidate") or {}
+            cand: Mapping[str, Any] = state.get("candidate") or {}
             payload.update(
-                endpoint=_endpoint_identity(run, "judge"),
-                judge=run["judge"],
-                trivial=run["trivial"],
+                endpoint=_endpoint_identity(spec, "judge"),
+                judge=spec["judge"],
+                trivial=spec["trivial"],
                 id=cand.get("id"),
                 text=cand.get("text"),
             )
         else:
-            payload.update(endpoint=_endpoint_identity(run, kind), id=_head(kind, state)["id"])
+            payload.update(endpoint=_endpoint_identity(spec, kind), id=_head(kind, state)["id"])
             if kind in ("critique", "edit"):
-                payload["parent"] = cast(dict[str, Any], state["parent"])["text"]
+                payload["parent"] = cast(Target, state["parent"])["text"]
             if kind == "edit":
-                payload["critique"] = cast(dict[str, Any], state["critique"])["text"]
+                payload["critique"] = cast(Target, state["critique"])["text"]
         return json.dumps(payload, sort_keys=True, ensure_ascii=False)
 
     return key
 
 
-def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any]:
-    """The compiled per-draft and per-critique subgraphs.
+def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
+    """The compiled per-draft, per-critique and per-edit subgraphs.
 
     ``cache`` is given to each subgraph's ``compile``: LangGraph does not hand a parent's
     cache down to its subgraphs, and the calls live in the subgraphs.
@@ -345,29 +395,34 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any]:
     def policy(kind: str) -> CachePolicy[Any]:
         return CachePolicy(key_func=_key(kind))
 
+    recorded: Any = _recorded
+
     leaf = StateGraph(BranchState, output_schema=BranchOutput)
-    leaf.add_node("edit", edit, cache_policy=policy("edit"), error_handler=_recorded)
-    leaf.add_node("judge", judge, cache_policy=policy("judge"), error_handler=_recorded)
+    leaf.add_node("edit", both(edit), cache_policy=policy("edit"), error_handler=recorded)
+    leaf.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
     leaf.add_edge(START, "edit")
     leaf.add_edge("edit", "judge")
     leaf.add_edge("judge", END)
 
     crit = StateGraph(BranchState, output_schema=BranchOutput)
-    crit.add_node("critique", critique, cache_policy=policy("critique"), error_handler=_recorded)
+    crit.add_node(
+        "critique", both(critique), cache_policy=policy("critique"), error_handler=recorded
+    )
     crit.add_node("route", route)
-    crit.add_node("edit_branch", leaf.compile(name="edit_branch", cache=cache))
+    edit_branch = leaf.compile(name="edit_branch", cache=cache)
+    crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
     crit.add_conditional_edges("route", _fan_edits, ["edit_branch", END])
     critique_branch = crit.compile(name="critique_branch", cache=cache)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
-    drafts.add_node("draft", draft, cache_policy=policy("draft"), error_handler=_recorded)
-    drafts.add_node("judge", judge, cache_policy=policy("judge"), error_handler=_recorded)
+    drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
+    drafts.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
     drafts.add_node("route", route)
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
     drafts.add_edge("draft", "route")
     drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
     drafts.add_edge("judge", END)
-    return drafts.compile(name="draft_branch", cache=cache), critique_branch
+    return drafts.compile(name="draft_branch", cache=cache), critique_branch, edit_branch

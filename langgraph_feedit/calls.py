@@ -4,21 +4,41 @@ This is the one seam between the graph and the endpoints: a node says "ask role 
 text and usage back. :class:`RunBudget` is shared by every branch of one run (in the same
 process): when the deadline passes or the token budget is spent, it cancels the calls in
 flight, so their HTTP requests close and the servers see a disconnect, and refuses new ones.
+
+:func:`active_run` turns a run's plain :class:`~langgraph_feedit.state.RunSpec` into its typed,
+process-local view once: the roles' :class:`RoleConfig` objects, the resolved endpoints, the
+budget and the *attempt* id. An attempt is one process working on the run: the first
+invocation, or a resume (``ainvoke(None, config)``, a batch rerun after a kill, a LangGraph
+Server retry). Each attempt has its own deadline and token budget (a resumed run gets fresh
+ones: the deadline bounds how long its caller waits), and calls made by an earlier attempt
+count as reused, not bought.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from langgraph_feedit.config import RoleConfig
-from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
+from langchain_core.runnables import RunnableConfig
 
-__all__ = ["BudgetExhausted", "RoleCaller", "RunBudget", "run_budget"]
+from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, RoleConfig
+from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
+from langgraph_feedit.state import RunSpec
+from langgraph_feedit.tracing import CallInfo, traced_chat
+
+__all__ = [
+    "ActiveRun",
+    "BudgetExhausted",
+    "RoleCaller",
+    "RunBudget",
+    "active_run",
+    "forget_run",
+]
 
 T = TypeVar("T")
 
@@ -32,14 +52,18 @@ class BudgetExhausted(Exception):
 
 
 class RunBudget:
-    """The deadline and token budget of one run, shared by all its branches."""
+    """The deadline and token budget of one attempt at a run, shared by all its branches."""
 
-    def __init__(self, *, deadline_at: float | None, max_tokens: int | None) -> None:
-        self.deadline_at = deadline_at
+    def __init__(self, *, deadline_s: float | None, max_tokens: int | None) -> None:
+        self.deadline_at = None if deadline_s is None else time.time() + deadline_s
         self.max_tokens = max_tokens
         self.spent = 0
         self.reason: str | None = None
         self._event: asyncio.Event | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.deadline_at is not None or self.max_tokens is not None
 
     @property
     def exhausted(self) -> bool:
@@ -67,7 +91,7 @@ class RunBudget:
         if self.exhausted:
             _close(call)
             raise BudgetExhausted(self.reason or "budget")
-        if self.deadline_at is None and self.max_tokens is None:
+        if not self.limited:
             return await call
         if self._event is None:
             self._event = asyncio.Event()
@@ -96,69 +120,99 @@ def _close(call: Awaitable[Any]) -> None:
         close()
 
 
-_budgets: OrderedDict[str, RunBudget] = OrderedDict()
-_MAX_BUDGETS = 4096
-
-
-def run_budget(run: Mapping[str, Any]) -> RunBudget:
-    """The shared budget of the run described by ``run`` (the state's ``feedit_run``)."""
-    key = str(run["key"])
-    budget = _budgets.get(key)
-    if budget is None:
-        budget = RunBudget(deadline_at=run.get("deadline_at"), max_tokens=run.get("max_tokens"))
-        _budgets[key] = budget
-        while len(_budgets) > _MAX_BUDGETS:
-            _budgets.popitem(last=False)
-    return budget
-
-
-def forget_budget(run: Mapping[str, Any]) -> None:
-    _budgets.pop(str(run["key"]), None)
-
-
 class RoleCaller:
-    """Calls on behalf of one run: resolves each role's endpoint and applies its settings."""
+    """Calls on behalf of one run: each role's endpoint, resolved once, and its settings.
 
-    def __init__(self, run: Mapping[str, Any]) -> None:
-        self.run = run
-        self.budget = run_budget(run)
+    Build one from typed settings (``RoleCaller(roles)``, or :meth:`for_config`); the graph's
+    nodes get theirs from :func:`active_run`.
+    """
+
+    def __init__(
+        self,
+        roles: Mapping[str, RoleConfig],
+        *,
+        embedded_model: str | None = None,
+        budget: RunBudget | None = None,
+    ) -> None:
+        self.roles = dict(roles)
+        self.embedded_model = embedded_model
+        self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
+        self._endpoints: dict[tuple[str, int], tuple[Endpoint, str | None]] = {}
+
+    @classmethod
+    def for_config(cls, config: FeeditConfig) -> RoleCaller:
+        """A caller for every role of ``config`` (no deadline or token budget)."""
+        return cls({r: config.role(r) for r in ROLE_NAMES}, embedded_model=config.embedded_model)
 
     def settings(self, role: str) -> RoleConfig:
-        return RoleConfig.model_validate(self.run["roles"][role])
+        return self.roles[role]
 
     async def _endpoint(self, role: str) -> tuple[Endpoint, str | None, RoleConfig]:
-        rc = self.settings(role)
-        if rc.base_url:
-            return get_endpoint(rc, role=role), rc.model, rc
-        from langgraph_feedit.embedded import EmbeddedSettings, get_embedded_server
+        rc = self.roles[role]
+        # Endpoints belong to one event loop (see endpoints.py): resolve once per loop.
+        key = (role, id(asyncio.get_running_loop()))
+        found = self._endpoints.get(key)
+        if found is None:
+            if rc.base_url:
+                found = (get_endpoint(rc, role=role), rc.model)
+            else:
+                from langgraph_feedit.embedded import EmbeddedSettings, get_embedded_server
 
-        model_path = self.run.get("embedded_model")
-        settings = EmbeddedSettings(model_path=Path(model_path) if model_path else None)
-        server = await asyncio.to_thread(get_embedded_server, settings)
-        return get_endpoint(rc, role=role, base_url=server.base_url), server.model, rc
+                path = self.embedded_model
+                settings = EmbeddedSettings(model_path=Path(path) if path else None)
+                server = await asyncio.to_thread(get_embedded_server, settings)
+                found = (get_endpoint(rc, role=role, base_url=server.base_url), server.model)
+            self._endpoints[key] = found
+        return found[0], found[1], rc
 
     async def model_name(self, role: str) -> str:
         endpoint, model, _ = await self._endpoint(role)
         return model or await endpoint.default_model()
 
     async def complete(
-        self, role: str, messages: Sequence[Mapping[str, Any]], *, index: int = 0
+        self,
+        role: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        index: int = 0,
+        config: RunnableConfig | None = None,
+        info: CallInfo | None = None,
     ) -> ChatResult:
-        """One completion by ``role``; sample ``index`` shifts a configured seed."""
+        """One completion by ``role``; sample ``index`` shifts a configured seed.
+
+        With ``config`` (a node's run configuration), the call is reported to its LangChain
+        callbacks as a chat-model run, streamed from the endpoint when a handler listens.
+        """
         endpoint, model, rc = await self._endpoint(role)
-        result = await self.budget.run(
-            endpoint.chat(
-                messages,
-                model=model,
-                role=role,
-                temperature=rc.temperature,
-                top_p=rc.top_p,
-                max_tokens=rc.max_tokens,
-                seed=None if rc.seed is None else rc.seed + index,
-                stop=rc.stop,
-                extra_body=rc.extra_body,
+
+        def request(on_token: Any) -> Awaitable[ChatResult]:
+            return self.budget.run(
+                endpoint.chat(
+                    messages,
+                    model=model,
+                    role=role,
+                    temperature=rc.temperature,
+                    top_p=rc.top_p,
+                    max_tokens=rc.max_tokens,
+                    seed=None if rc.seed is None else rc.seed + index,
+                    stop=rc.stop,
+                    extra_body=rc.extra_body,
+                    on_token=on_token,
+                )
             )
-        )
+
+        if config is None:
+            result = await request(None)
+        else:
+            result = await traced_chat(
+                config,
+                info or CallInfo(role=role),
+                messages,
+                request,
+                model=model,
+                endpoint=endpoint.base_url,
+                settings=rc,
+            )
         self.budget.charge(result.usage)
         return result
 
@@ -168,3 +222,43 @@ class RoleCaller:
         score, usage = await self.budget.run(endpoint.reward(messages, model=model))
         self.budget.charge(usage)
         return score, usage, model or await endpoint.default_model()
+
+
+class ActiveRun:
+    """The typed, process-local view of one run: its caller, budget and attempt id."""
+
+    __slots__ = ("attempt", "budget", "caller", "spec")
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.attempt = uuid.uuid4().hex
+        self.budget = RunBudget(deadline_s=spec["deadline_s"], max_tokens=spec["max_tokens"])
+        # Validated once by ``start``; rebuilt here without validating again.
+        roles = {r: RoleConfig.model_construct(**spec["roles"][r]) for r in spec["roles"]}
+        self.caller = RoleCaller(roles, embedded_model=spec["embedded_model"], budget=self.budget)
+
+
+# Runs active in this process, least recently used first. A run touches its entry on every
+# call, so only runs idle for longer than thousands of others take to start are evicted; an
+# evicted run that comes back starts a new attempt (fresh budget), never a crash.
+_active: OrderedDict[str, ActiveRun] = OrderedDict()
+_MAX_ACTIVE = 16384
+
+
+def active_run(spec: RunSpec) -> ActiveRun:
+    """The process-local view of the run ``spec`` describes, made on first use."""
+    key = spec["key"]
+    run = _active.get(key)
+    if run is None:
+        run = ActiveRun(spec)
+        _active[key] = run
+        while len(_active) > _MAX_ACTIVE:
+            _active.popitem(last=False)
+    else:
+        _active.move_to_end(key)
+    return run
+
+
+def forget_run(spec: RunSpec) -> None:
+    """End this process's attempt at the run (its budget and attempt id go with it)."""
+    _active.pop(spec["key"], None)

@@ -128,7 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     judge.add_argument("--questions", type=Path, required=True, help="question.jsonl")
     judge.add_argument("--answers", type=Path, required=True, help="model_answer/MODEL.jsonl")
-    judge.add_argument("--baseline", type=Path, required=True, help="the baseline's answers")
+    judge.add_argument(
+        "--baseline",
+        action="append",
+        metavar="[CATEGORY=]FILE",
+        help=(
+            "the baseline's answers: FILE for every category, CATEGORY=FILE for one "
+            "(repeatable); default: arena-hard-auto's baseline of each category beside "
+            "--answers (v2.0: o3-mini-2025-01-31.jsonl for hard_prompt, "
+            "gemini-2.0-flash-001.jsonl for creative_writing; v0.1: gpt-4-0314.jsonl)"
+        ),
+    )
     judge.add_argument("--output", type=Path, required=True, help="model_judgment folder")
     judge.add_argument("--judge-name", help="the judge's name in the files (default: its model)")
     judge.add_argument("--concurrency", type=int, help="questions judged at once")
@@ -139,13 +149,80 @@ def build_parser() -> argparse.ArgumentParser:
         help="Arena-Hard scores with bootstrap intervals from judgment files",
         description="Bradley-Terry win rates against the baseline, as arena-hard-auto computes.",
     )
-    score.add_argument("judgments", type=Path, help="a judgment file or a folder of them")
-    score.add_argument("--baseline", help="the baseline model (default: the one in the files)")
+    score.add_argument(
+        "judgments",
+        type=Path,
+        help="a judgment file, a folder of them, or a bench folder holding model_judgment/",
+    )
+    score.add_argument(
+        "--baseline",
+        action="append",
+        metavar="[CATEGORY=]MODEL",
+        help=(
+            "the baseline of judgments that name none (v0.1 files), MODEL for all or "
+            "CATEGORY=MODEL for one (repeatable); judgments that name one must agree"
+        ),
+    )
+    score.add_argument(
+        "--category",
+        action="append",
+        metavar="CATEGORY[,CATEGORY...]",
+        help=(
+            "score only these question categories (default: all; each baseline's categories "
+            "are scored apart, as arena-hard-auto v2.0 does)"
+        ),
+    )
     score.add_argument("--answers-dir", type=Path, help="model_answer folder, for style control")
     score.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
     score.add_argument("--seed", type=int, default=42, help="bootstrap seed")
+    score.add_argument(
+        "--confidence",
+        type=float,
+        default=0.90,
+        help=(
+            "the intervals' coverage, as a fraction or percent (default 0.90: arena-hard-auto "
+            "v2.0's 5th to 95th percentile; 0.95 is v0.1's)"
+        ),
+    )
     score.add_argument("--json", type=Path, dest="json_out", help="write the scores as JSON")
     score.add_argument("--csv", type=Path, help="write the scores as CSV")
+
+    info = sub.add_parser(
+        "markdown-info",
+        help="add the metadata style control needs to Arena-Hard answer files",
+        description=(
+            "Write answers with the metadata arena-hard-auto's add_markdown_info.py adds "
+            "(token_len and header, list and bold counts, fenced code left out), so that "
+            "`feedit score --answers-dir` can control for style. Other fields are kept."
+        ),
+        epilog=(
+            "token_len: arena-hard-auto counts the answer in tiktoken's gpt-4o encoding "
+            "(--token-len tiktoken, read offline from tiktoken's cache or --tiktoken-file, "
+            "never downloaded); `feedit export --arena-hard` writes the endpoint's completion "
+            "tokens (reasoning included, the endpoint's tokenizer). Count every file scored "
+            "together the same way.\n"
+            "examples:\n"
+            "  feedit markdown-info model_answer --in-place --token-len words\n"
+            "  feedit markdown-info gpt-4-0314.jsonl --output model_answer/gpt-4-0314.jsonl"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.add_argument("source", type=Path, help="an answer file or a model_answer folder")
+    where = info.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", type=Path, help="the file (or folder) to write")
+    where.add_argument("--in-place", action="store_true", help="replace the source files")
+    info.add_argument(
+        "--token-len",
+        choices=("tiktoken", "words", "chars", "keep"),
+        default="tiktoken",
+        help=(
+            "how token_len is counted: tiktoken's gpt-4o encoding as arena-hard-auto "
+            "(default), whitespace words, characters, or keep the file's own"
+        ),
+    )
+    info.add_argument(
+        "--tiktoken-file", type=Path, help="the o200k_base.tiktoken encoding file to count with"
+    )
 
     sweep = sub.add_parser(
         "sweep",
@@ -163,11 +240,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sweep.add_argument("--questions", type=Path, required=True, help="question.jsonl")
-    sweep.add_argument("--baseline", type=Path, required=True, help="the baseline's answers")
+    sweep.add_argument(
+        "--baseline",
+        action="append",
+        metavar="[CATEGORY=]FILE",
+        help=(
+            "the baseline's answers, FILE for all or CATEGORY=FILE for one (repeatable); "
+            "default: arena-hard-auto's baseline of each category in model_answer/ beside "
+            "--questions. The swept questions must share one baseline (see --category)"
+        ),
+    )
+    sweep.add_argument(
+        "--category",
+        action="append",
+        metavar="CATEGORY[,CATEGORY...]",
+        help="only questions of these categories (v2.0: one baseline's, e.g. hard_prompt)",
+    )
     sweep.add_argument("--grid", required=True, help='e.g. "preset=best-of-n; drafts=1,2,4"')
     sweep.add_argument("--output", type=Path, required=True, help="the sweep's folder")
     sweep.add_argument("--limit", type=int, help="only the first N questions")
     sweep.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
+    sweep.add_argument(
+        "--confidence",
+        type=float,
+        default=0.90,
+        help="the intervals' coverage, a fraction or percent (default 0.90, as arena-hard-auto)",
+    )
     _config_options(sweep)
 
     from langgraph_feedit.serve import add_serve_parser
@@ -336,21 +434,38 @@ def _export(args: argparse.Namespace) -> int:
 
 
 async def _judge(args: argparse.Namespace) -> int:
+    from langgraph_feedit.evaluate.baselines import parse_baseline_args
     from langgraph_feedit.evaluate.judge import judge_answers
 
+    baselines = parse_baseline_args(args.baseline, files=True)
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     summary = await judge_answers(
         config,
         questions=args.questions,
         answers=args.answers,
-        baseline=args.baseline,
+        baseline=baselines,
         output=args.output,
         judge_name=args.judge_name,
         concurrency=args.concurrency,
+        warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr, flush=True),
     )
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _confidence(value: float) -> float:
+    coverage = value / 100.0 if value > 1.0 else value
+    if not 0.0 < coverage < 1.0:
+        raise UserError(f"--confidence {value:g}: expected a fraction (0.9) or a percent (90)")
+    return coverage
+
+
+def _categories(values: list[str] | None) -> list[str] | None:
+    """``--category`` values, repeatable and comma-separated."""
+    if not values:
+        return None
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -362,23 +477,59 @@ def _score(args: argparse.Namespace) -> int:
         read_answer_dir,
         read_judgments,
     )
-    from langgraph_feedit.evaluate.scoring import score_judgments
+    from langgraph_feedit.evaluate.baselines import parse_baseline_args
+    from langgraph_feedit.evaluate.report import reports_to_csv, reports_to_json
+    from langgraph_feedit.evaluate.scoring import score_by_baseline
 
-    files = sorted(args.judgments.rglob("*.jsonl")) if args.judgments.is_dir() else [args.judgments]
+    confidence = _confidence(args.confidence)
+    if args.bootstrap < 1:
+        raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 round")
+    source: Path = args.judgments
+    if source.is_dir() and (source / "model_judgment").is_dir():
+        source = source / "model_judgment"  # arena-hard-auto's data/<bench> folder
+    files = sorted(source.rglob("*.jsonl")) if source.is_dir() else [source]
     if not files:
-        raise UserError(f"no judgment files (*.jsonl) in {args.judgments}")
+        raise UserError(f"no judgment files (*.jsonl) in {source}")
     judgments = [j for f in files for j in read_judgments(f)]
     metadata = (
         metadata_from_answers(read_answer_dir(args.answers_dir)) if args.answers_dir else None
     )
-    report = score_judgments(
-        judgments, baseline=args.baseline, metadata=metadata, rounds=args.bootstrap, seed=args.seed
+    reports = score_by_baseline(
+        judgments,
+        baseline=parse_baseline_args(args.baseline),
+        categories=_categories(args.category),
+        metadata=metadata,
+        rounds=args.bootstrap,
+        seed=args.seed,
+        confidence=confidence,
     )
-    print(report.table())
+    print("\n\n".join(report.table() for report in reports))
+    for report in reports:
+        for message in report.warnings:
+            print(f"feedit: warning: {message}", file=sys.stderr)
     if args.json_out:
-        args.json_out.write_text(report.to_json(), encoding="utf-8")
+        args.json_out.write_text(reports_to_json(reports), encoding="utf-8")
     if args.csv:
-        args.csv.write_text(report.to_csv(), encoding="utf-8")
+        args.csv.write_text(reports_to_csv(reports), encoding="utf-8")
+    return 0
+
+
+def _markdown_info(args: argparse.Namespace) -> int:
+    from langgraph_feedit.evaluate.markdown_info import add_markdown_info
+
+    output = args.source if args.in_place else args.output
+    summary = add_markdown_info(
+        args.source,
+        output,
+        token_len=args.token_len,
+        tiktoken_file=args.tiktoken_file,
+        warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr),
+    )
+    print(
+        f"{summary.answers} answer(s) in {summary.files} file(s) written to {output}"
+        f" (token_len: {args.token_len})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -386,17 +537,23 @@ async def _sweep(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate import require_extra
 
     require_extra()
+    from langgraph_feedit.evaluate.baselines import parse_baseline_args
     from langgraph_feedit.evaluate.sweep import run_sweep
 
+    confidence = _confidence(args.confidence)
+    baselines = parse_baseline_args(args.baseline, files=True)
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     result = await run_sweep(
         config,
         questions=args.questions,
-        baseline=args.baseline,
+        baseline=baselines,
         grid=args.grid,
         output=args.output,
         limit=args.limit,
         rounds=args.bootstrap,
+        confidence=confidence,
+        categories=_categories(args.category),
+        warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr, flush=True),
     )
     for row in result["rows"]:
         score = "n/a" if row["score"] is None else f"{row['score']:.1f}"
@@ -427,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_judge(args))
         if args.command == "score":
             return _score(args)
+        if args.command == "markdown-info":
+            return _markdown_info(args)
         if args.command == "sweep":
             return asyncio.run(_sweep(args))
         if args.command == "serve":

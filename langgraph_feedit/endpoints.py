@@ -21,7 +21,7 @@ import json
 import random
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -219,12 +219,15 @@ class Endpoint:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        on_token: Callable[[str], Awaitable[None]] | None = None,
     ) -> ChatResult:
         """Sample ``n`` completions of ``messages``.
 
         With ``use_n`` one request asks for ``n`` choices; missing choices (a server that
         ignores ``n``) and servers that reject ``n > 1`` fall back to parallel single calls.
         Single call ``i`` of a fallback uses ``seed + i`` so seeded samples still differ.
+        With ``on_token`` (one sample only) the reply is streamed and each piece of text is
+        handed to ``on_token`` as it arrives; the result is the same as without.
 
         Raises:
             EndpointError: the call failed after retries, or with a non-retryable error.
@@ -237,6 +240,13 @@ class Endpoint:
             "stop": list(stop) if stop else None,
         }
         params = {k: v for k, v in params.items() if v is not None}
+        if on_token is not None and n == 1:
+            streamed: ChatResult = await self._call(
+                lambda: self._stream(messages, model, seed, params, extra_body, on_token),
+                model=model,
+                role=role,
+            )
+            return streamed
         texts: list[str] = []
         reasons: list[str | None] = []
         usage = Usage()
@@ -307,6 +317,54 @@ class Endpoint:
         texts = [c.message.content or "" for c in choices]
         reasons: list[str | None] = [c.finish_reason for c in choices]
         return texts, reasons, _usage_of(response.usage)
+
+    async def _stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        seed: int | None,
+        params: Mapping[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        on_token: Callable[[str], Awaitable[None]],
+    ) -> ChatResult:
+        """One streamed completion (made inside :meth:`_call`, so it retries like any other).
+
+        A retried attempt streams again from the start; pieces already handed on are not
+        taken back, as with any streaming client.
+        """
+        kwargs: dict[str, Any] = dict(params)
+        if seed is not None:
+            kwargs["seed"] = seed
+        if extra_body:
+            kwargs["extra_body"] = dict(extra_body)
+        msgs = cast(Any, [dict(m) for m in messages])
+        stream = await self.client.chat.completions.create(
+            model=model,
+            messages=msgs,
+            stream=True,
+            stream_options={"include_usage": True},
+            **kwargs,
+        )
+        pieces: list[str] = []
+        reason: str | None = None
+        usage: Usage | None = None
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage_of(chunk.usage)
+                for choice in chunk.choices or ():
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        pieces.append(piece)
+                        await on_token(piece)
+                    if choice.finish_reason:
+                        reason = choice.finish_reason
+        return ChatResult(
+            texts=["".join(pieces)],
+            usage=usage or Usage(calls=1),
+            model=model,
+            finish_reasons=[reason],
+        )
 
     async def reward(
         self,

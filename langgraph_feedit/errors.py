@@ -30,8 +30,13 @@ __all__ = [
 _BODY_LIMIT = 2000
 
 
-class FeeditError(Exception):
-    """Base class of every error raised by langgraph-feedit."""
+class FeeditError(RuntimeError):
+    """Base class of every error raised by langgraph-feedit.
+
+    A ``RuntimeError`` (and a user's mistake a ``ValueError``): LangGraph Server shows a failed
+    run's message to its client only for exception types it knows, built-ins among them.
+    Messages never hold a key, so they are safe to show.
+    """
 
 
 class UserError(FeeditError, ValueError):

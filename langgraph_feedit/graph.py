@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from langchain_core.messages import AIMessage, convert_to_openai_messages
+from langchain_core.runnables import RunnableConfig
 from langgraph.cache.base import BaseCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, Send
+from langgraph.types import Command, Overwrite, Send
 from typing_extensions import TypedDict
 
-from langgraph_feedit.branches import branch_graphs, emit, failure_text, rounds_enabled
-from langgraph_feedit.calls import BudgetExhausted, RoleCaller, forget_budget, run_budget
+from langgraph_feedit._sync import both
+from langgraph_feedit.branches import Target, branch_graphs, emit, failure_text
+from langgraph_feedit.calls import BudgetExhausted, active_run, forget_run
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
+from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
@@ -40,16 +43,19 @@ from langgraph_feedit.errors import (
     NoCandidateError,
 )
 from langgraph_feedit.judges import POINTWISE, rank_round, tree_order
+from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
     FeeditOutput,
     FeeditState,
+    NodeDict,
+    RunSpec,
     Trace,
     TraceNode,
-    add_usage,
-    empty_usage,
+    UsageDict,
     merge_nodes,
+    rounds_enabled,
 )
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
@@ -73,56 +79,63 @@ def _is_candidate(node: Mapping[str, Any]) -> bool:
     return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
 
 
-def _ranked(candidates: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int], ...]]:
     """Highest score first; unscored last; ties to the earliest in tree order."""
-    return sorted(
-        candidates,
-        key=lambda n: (n.get("score") is None, -(n.get("score") or 0.0), tree_order(n["id"])),
-    )
+    score = node.get("score")
+    return (score is None, -(score or 0.0), tree_order(node["id"]))
 
 
-def _best(candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    return _ranked(candidates)[0] if candidates else None
+def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
+    roles: dict[str, dict[str, Any]] = {
+        r: config.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES
+    }
+    w, d = config.width, config.depth
+    return {
+        "key": uuid.uuid4().hex,
+        "started": time.time(),
+        "conversation": conversation,
+        "roles": roles,
+        "drafts": w.drafts,
+        "critiques": w.critiques,
+        "edits": w.edits,
+        "max_rounds": d.max_rounds,
+        "stop_score": d.stop_score,
+        "beam": d.beam,
+        "skip_perfect": d.skip_perfect,
+        "deadline_s": config.budget.deadline_s,
+        "max_tokens": config.budget.max_tokens,
+        "judge": roles["judge"].get("kind", "llm"),
+        "trivial": w.drafts == 1 and not (d.max_rounds >= 1 and w.critiques >= 1),
+        "embedded_model": config.embedded_model,
+        "cache_key": config.cache_key,
+        "preset": config.preset,
+    }
 
 
-def _make_start(config: FeeditConfig, preset: str | None) -> Any:
-    async def start(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
+def _make_start(
+    base: FeeditConfig, preset: str | None, context_allow: Collection[str] | None
+) -> Any:
+    async def start(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
         """Resolve this run's settings and conversation; reset the tree of an earlier turn."""
         context = runtime.context
         overrides: Mapping[str, Any] | None = None
         if context is not None:
             overrides = context if isinstance(context, Mapping) else dict(vars(context))
-        cfg = resolve_config(config, preset=preset, overrides=overrides)
+        if overrides and context_allow is not None:
+            check_untrusted_overrides(overrides, allow=context_allow)
+        cfg = resolve_config(base, preset=preset, overrides=overrides)
         conversation: list[dict[str, Any]] = convert_to_openai_messages(state["messages"])
         if not conversation:
             raise InputError("the conversation is empty: give at least one user message")
-        roles = {r: cfg.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES}
         for r in ("critique", "edit", "judge"):
-            load_templates(roles[r].get("template"))  # fail now, not mid-run
-        now = time.time()
-        run = {
-            "key": uuid.uuid4().hex,
-            "started": now,
-            "deadline_at": None if cfg.budget.deadline_s is None else now + cfg.budget.deadline_s,
-            "max_tokens": cfg.budget.max_tokens,
-            "conversation": conversation,
-            "roles": roles,
-            "width": cfg.width.model_dump(),
-            "depth": cfg.depth.model_dump(),
-            "judge": roles["judge"].get("kind", "llm"),
-            "trivial": cfg.width.drafts == 1
-            and not rounds_enabled(
-                {"width": cfg.width.model_dump(), "depth": cfg.depth.model_dump()}
-            ),
-            "embedded_model": cfg.embedded_model,
-            "cache_key": cfg.cache_key,
-            "preset": cfg.preset,
-        }
+            load_templates(cfg.role(r).template)  # fail now, not mid-run
+        spec = _spec(cfg, conversation)
+        active_run(spec)  # the deadline counts from here
         return {
-            "feedit_run": run,
+            "feedit_spec": spec,
             "feedit_nodes": Overwrite([]),
             "feedit_judge_usage": Overwrite([]),
-            "feedit_round": 1 if rounds_enabled(run) else 0,
+            "feedit_round": 1 if rounds_enabled(spec) else 0,
             "feedit_stopped": None,
             "feedit_next": [],
         }
@@ -131,61 +144,62 @@ def _make_start(config: FeeditConfig, preset: str | None) -> Any:
 
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
-    run = state["feedit_run"]
+    spec = state["feedit_spec"]
     return [
-        Send("draft_branch", {"feedit_run": run, "index": i, "round": 0})
-        for i in range(run["width"]["drafts"])
+        Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
 
 
-async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
+async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
     """Rank the round, then decide: stop, or carry the best ``beam`` into another round."""
-    run = state["feedit_run"]
+    spec = state["feedit_spec"]
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
     update: dict[str, Any] = {}
     candidates = [n for n in nodes if _is_candidate(n)]
-    budget = run_budget(run)
-    if run["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
+    run = active_run(spec)
+    budget = run.budget
+    if spec["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
         try:
             ranked = await rank_round(
-                run["judge"],
-                RoleCaller(run),
-                run["conversation"],
-                [(n["id"], n["text"]) for n in candidates],
-                load_templates(run["roles"]["judge"].get("template")),
+                spec["judge"],  # type: ignore[arg-type]
+                run.caller,
+                spec["conversation"],
+                [(n["id"], n.get("text") or "") for n in candidates],
+                load_templates(spec["roles"]["judge"].get("template")),
+                config=config,
             )
         except BudgetExhausted as exc:
             emit(runtime, "judge_failed", {"id": None}, error=failure_text(exc))
         except FeeditError as exc:
             # Without the comparison there is no ground to choose on. Fail the run instead of
             # picking blindly: the tree is in the checkpoint, so resuming the thread once the
-            # judge is back (``ainvoke(None, config)``) redoes only this comparison.
+            # judge is back (``ainvoke(None, config)``) redoes only this comparison, as a new
+            # attempt with a fresh budget.
             emit(runtime, "judge_failed", {"id": None}, error=failure_text(exc))
+            forget_run(spec)
             raise
         else:
-            scored = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
+            scored: list[NodeDict] = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
             nodes = merge_nodes(nodes, scored)
             candidates = [n for n in nodes if _is_candidate(n)]
             update["feedit_nodes"] = scored
             update["feedit_judge_usage"] = [ranked.usage.as_dict()]
-    best = _best(candidates)
-    depth = run["depth"]
+    best = min(candidates, key=_rank_key) if candidates else None
     stopped: str | None = None
-    next_round: list[dict[str, Any]] = []
+    next_round: list[Target] = []
+    stop_score = spec["stop_score"]
     if best is None:
         stopped = "no_candidates"
     elif budget.exhausted:
         stopped = budget.reason
-    elif depth.get("stop_score") is not None and (best.get("score") or float("-inf")) >= float(
-        depth["stop_score"]
-    ):
+    elif stop_score is not None and (best.get("score") or float("-inf")) >= stop_score:
         stopped = "stop_score"
-    elif rnd >= depth["max_rounds"] or not rounds_enabled(run):
+    elif rnd >= spec["max_rounds"] or not rounds_enabled(spec):
         stopped = "max_rounds"
     else:
-        latest = _ranked([n for n in candidates if n.get("round", 0) == rnd])
-        next_round = [{"id": n["id"], "text": n["text"]} for n in latest[: depth["beam"]]]
+        latest = sorted((n for n in candidates if n.get("round", 0) == rnd), key=_rank_key)
+        next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: spec["beam"]]]
         if not next_round:
             stopped = "no_candidates"
     emit(
@@ -206,79 +220,137 @@ async def select(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
 def _deepen(state: FeeditState) -> list[Send] | str:
     if state.get("feedit_stopped") or not state.get("feedit_next"):
         return "finish"
-    run = state["feedit_run"]
+    spec = state["feedit_spec"]
     rnd = state["feedit_round"]
     return [
-        Send(
-            "critique_branch",
-            {"feedit_run": run, "parent": parent, "round": rnd, "index": j},
-        )
+        Send("critique_branch", {"spec": spec, "parent": parent, "round": rnd, "index": j})
         for parent in state["feedit_next"]
-        for j in range(run["width"]["critiques"])
+        for j in range(spec["critiques"])
     ]
 
 
-async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
-    """Pick the best candidate, append it to the conversation and write the trace."""
-    run = state["feedit_run"]
-    reused = empty_usage()
+def _usage(usage: Usage) -> UsageDict:
+    return cast(UsageDict, usage.as_dict())
+
+
+def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
+    """The branches to send again for the failed calls in ``nodes``: each failed draft,
+    critique or edit, with the parent it answered (found in the tree)."""
+    by_id = {n["id"]: n for n in nodes}
+
+    def target(node_id: str | None) -> Target | None:
+        n = by_id.get(node_id or "")
+        if n is None or n.get("error") or n.get("text") is None:
+            return None
+        return {"id": n["id"], "text": n.get("text") or ""}
+
+    sends: list[Send] = []
+    for n in nodes:
+        if not n.get("error"):
+            continue
+        index = int(n["id"].rsplit(".", 1)[-1][1:])
+        rnd = n.get("round", 0)
+        if n["kind"] == "draft":
+            sends.append(Send("draft_branch", {"spec": spec, "index": index, "round": 0}))
+        elif n["kind"] == "critique" and (parent := target(n.get("parent"))):
+            sends.append(
+                Send(
+                    "critique_branch",
+                    {"spec": spec, "parent": parent, "round": rnd, "index": index},
+                )
+            )
+        elif n["kind"] == "edit" and (crit := target(n.get("parent"))):
+            parent = target(by_id[crit["id"]].get("parent"))
+            if parent is not None:
+                payload = {
+                    "spec": spec,
+                    "parent": parent,
+                    "critique": crit,
+                    "round": rnd,
+                    "index": index,
+                }
+                sends.append(Send("edit_branch", payload))
+    return sends
+
+
+async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+    """Pick the best candidate, append it to the conversation and write the trace.
+
+    With no candidate at all the run fails. When that failure is resumed (``ainvoke(None,
+    config)`` on the thread: a new attempt), the failed calls are sent again instead.
+    """
+    spec = state["feedit_spec"]
+    run = active_run(spec)
+    raw_nodes = list(state.get("feedit_nodes", []))
+    if not any(_is_candidate(n) for n in raw_nodes):
+        failed = [n for n in raw_nodes if n.get("error")]
+        resumed = all(n.get("attempt") not in (None, run.attempt) for n in failed)
+        if failed and resumed and (sends := _retries(spec, raw_nodes)):
+            emit(runtime, "retry", {"id": None}, calls=len(sends))
+            return Command(goto=sends)
+    reused = Usage()
     nodes = []
-    for raw in state.get("feedit_nodes", []):
+    for raw in raw_nodes:
         data = dict(raw)
-        # A node whose call was made by another run came from the call cache.
+        # A node whose call was made by another attempt came from the call cache or from
+        # the checkpoint of an earlier attempt at this run.
         origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)
+        data.pop("attempt", None)
         node = TraceNode.model_validate(data)
-        if origin is not None and origin != run["key"]:
+        if origin is not None and origin != run.attempt:
             node.reused = True
-            reused = add_usage(reused, node.usage)
-        if judge_origin is not None and judge_origin != run["key"]:
-            reused = add_usage(reused, node.judge_usage)
+            reused += Usage.from_dict(node.usage)
+        if judge_origin is not None and judge_origin != run.attempt:
+            reused += Usage.from_dict(node.judge_usage)
         nodes.append(node)
     nodes.sort(key=lambda n: tree_order(n.id))
-    candidates = [n.model_dump() for n in nodes if n.is_candidate]
-    best = _best(candidates)
-    forget_budget(run)
-    usage: dict[str, Any] = {r: empty_usage() for r in ("draft", "critique", "edit", "judge")}
+    candidates = [n for n in nodes if n.is_candidate]
+    best = (
+        min(candidates, key=lambda n: (n.score is None, -(n.score or 0.0), tree_order(n.id)))
+        if candidates
+        else None
+    )
+    forget_run(spec)
+    per_role: dict[str, Usage] = {r: Usage() for r in ("draft", "critique", "edit", "judge")}
     for n in nodes:
-        usage[n.role] = add_usage(usage.setdefault(n.role, empty_usage()), n.usage)
-        usage["judge"] = add_usage(usage["judge"], n.judge_usage)
+        per_role[n.role] = per_role.get(n.role, Usage()) + Usage.from_dict(n.usage)
+        per_role["judge"] += Usage.from_dict(n.judge_usage)
     for u in state.get("feedit_judge_usage", []):
-        usage["judge"] = add_usage(usage["judge"], u)
-    total = empty_usage()
-    for u in usage.values():
-        total = add_usage(total, u)
-    usage["total"] = total
+        per_role["judge"] += Usage.from_dict(u)
+    total = sum(per_role.values(), Usage())
     trace = Trace(
         nodes=nodes,
-        selected=best["id"] if best else None,
-        answer=best["text"] if best else None,
-        usage=usage,
-        reused=reused,
-        wall_s=round(time.time() - run["started"], 6),
+        selected=best.id if best else None,
+        answer=best.text if best else None,
+        usage={**{r: _usage(u) for r, u in per_role.items()}, "total": _usage(total)},
+        reused=_usage(reused),
+        wall_s=round(time.time() - spec["started"], 6),
         stopped=state.get("feedit_stopped"),
-        judge=run["judge"],
+        judge=spec["judge"],
         rounds=max((n.round for n in nodes), default=0),
     )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None:
-        failed = [n for n in nodes if n.error]
+        failed_nodes = [n for n in nodes if n.error]
         raise NoCandidateError(
             f"no candidate answer: all {len(nodes)} branch(es) failed",
-            errors=[f"{n.id}: {n.error}" for n in failed],
-            timed_out=bool(failed) and all(n.failure in ("timeout", "deadline") for n in failed),
+            errors=[f"{n.id}: {n.error}" for n in failed_nodes],
+            timed_out=bool(failed_nodes)
+            and all(n.failure in ("timeout", "deadline") for n in failed_nodes),
         )
     message = AIMessage(
         content=trace.answer or "",
         name="feedit",
         response_metadata={
-            "feedit": {"selected": trace.selected, "score": best.get("score")},
-            "model_name": best.get("model"),
+            "feedit": {"selected": trace.selected, "score": best.score},
+            "model_name": best.model,
+            "finish_reason": best.finish_reason,
         },
         usage_metadata={
-            "input_tokens": total["prompt_tokens"],
-            "output_tokens": total["completion_tokens"],
-            "total_tokens": total["prompt_tokens"] + total["completion_tokens"],
-            "input_token_details": {"cache_read": total["cached_tokens"]},
+            "input_tokens": total.prompt_tokens,
+            "output_tokens": total.completion_tokens,
+            "total_tokens": total.total_tokens,
+            "input_token_details": {"cache_read": total.cached_tokens},
         },
     )
     return {"messages": [message], "trace": trace.model_dump(mode="json")}
@@ -289,6 +361,15 @@ async def finish(state: FeeditState, runtime: Runtime[Any]) -> dict[str, Any]:
 _REQUIRED_KEYS = tuple(get_type_hints(FeeditState, include_extras=True))
 
 
+class FeeditGraph(StateGraph[Any, Any, Any, Any]):
+    """The uncompiled feedit graph: a ``StateGraph`` whose ``compile()`` keeps its name."""
+
+    graph_name: str = "feedit"
+
+    def compile(self, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        return super().compile(*args, name=name or self.graph_name, **kwargs)
+
+
 def create_feedit_graph(
     config: FeeditConfig | str | Path | None = None,
     *,
@@ -297,6 +378,7 @@ def create_feedit_graph(
     context_schema: type[Any] | None = None,
     name: str = "feedit",
     cache: BaseCache[Any] | None = None,
+    context_allow: Collection[str] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the draft-critique-edit-judge graph (uncompiled).
 
@@ -307,10 +389,15 @@ def create_feedit_graph(
             its width and depth apply where the configuration sets none.
         state_schema: a state that extends :class:`~langgraph_feedit.state.FeeditState`.
         context_schema: a per-run context type (default :class:`FeeditContext`).
-        name: the graph's name.
+        name: the graph's name (``compile()`` keeps it; LangGraph Server shows it).
         cache: a LangGraph cache (``SqliteCache``, ``InMemoryCache``, a Redis cache) for call
             reuse. It must be given here, not only to ``compile``: the calls live in the
             branch subgraphs, and LangGraph does not hand a parent's cache down to them.
+        context_allow: treat each run's ``context`` as untrusted input (as on a shared
+            LangGraph Server, where any client sends it): it may set width, depth, budget and
+            role sampling, and only the keys listed here beyond that (dotted, ``*`` for any
+            role: ``("roles.*.model",)``). ``None`` (the default for graphs you run yourself)
+            trusts the context like any other argument.
 
     Returns:
         A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
@@ -343,23 +430,30 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    draft_branch, critique_branch = branch_graphs(cache)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+    draft_branch, critique_branch, edit_branch = branch_graphs(cache)
+    builder = FeeditGraph(
         state_schema or FeeditState,
         context_schema=context_schema or FeeditContext,
         input_schema=FeeditInput,
         output_schema=FeeditOutput,
     )
-    builder.add_node("start", _make_start(config, preset))
+    builder.graph_name = name
+    builder.add_node("start", both(_make_start(config, preset, context_allow), name="start"))
     builder.add_node("draft_branch", draft_branch)
     builder.add_node("critique_branch", critique_branch)
-    builder.add_node("select", select)
-    builder.add_node("finish", finish)
+    # Only a resumed failure sends single edits from the top (see ``finish``).
+    builder.add_node("edit_branch", edit_branch)
+    builder.add_node("select", both(select))
+    builder.add_node(
+        "finish",
+        both(finish),
+        destinations=("draft_branch", "critique_branch", "edit_branch", END),
+    )
     builder.add_edge(START, "start")
     builder.add_conditional_edges("start", _fan_drafts, ["draft_branch"])
     builder.add_edge("draft_branch", "select")
     builder.add_edge("critique_branch", "select")
+    builder.add_edge("edit_branch", "select")
     builder.add_conditional_edges("select", _deepen, ["critique_branch", "finish"])
     builder.add_edge("finish", END)
-    builder.name = name  # type: ignore[attr-defined]
     return builder

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.config import JudgeKind
 from langgraph_feedit.endpoints import Usage
@@ -33,6 +35,7 @@ from langgraph_feedit.prompts import (
     parse_score,
     rating_messages,
 )
+from langgraph_feedit.tracing import CallInfo
 
 __all__ = [
     "POINTWISE",
@@ -75,8 +78,13 @@ async def score_candidate(
     templates: TemplateSet,
     *,
     index: int = 0,
+    config: RunnableConfig | None = None,
+    info: CallInfo | None = None,
 ) -> JudgeResult:
-    """Score one candidate with a pointwise judge (``reward`` or ``llm``)."""
+    """Score one candidate with a pointwise judge (``reward`` or ``llm``).
+
+    ``config`` (the node's run configuration) reports a chat call to its callbacks.
+    """
     if kind == "reward":
         score, usage, model = await caller.reward(
             [*conversation, {"role": "assistant", "content": text}]
@@ -84,7 +92,11 @@ async def score_candidate(
         return JudgeResult(score, usage, model=model)
     if kind == "llm":
         result = await caller.complete(
-            "judge", rating_messages(conversation, text, templates), index=index
+            "judge",
+            rating_messages(conversation, text, templates),
+            index=index,
+            config=config,
+            info=info,
         )
         reply = result.texts[0] if result.texts else ""
         rating = parse_score(reply)
@@ -99,13 +111,15 @@ async def rank_round(
     conversation: Sequence[Mapping[str, Any]],
     candidates: Sequence[tuple[str, str]],
     templates: TemplateSet,
+    *,
+    config: RunnableConfig | None = None,
 ) -> RoundResult:
     """Score a set of ``(id, text)`` candidates with a comparing judge."""
     ordered = sorted(candidates, key=lambda c: tree_order(c[0]))
     if kind == "consensus":
         return RoundResult(consensus_scores(ordered))
     if kind == "pairwise":
-        return await _knockout(caller, conversation, ordered, templates)
+        return await _knockout(caller, conversation, ordered, templates, config)
     raise ValueError(f"judge kind {kind!r} scores candidates one at a time")
 
 
@@ -141,6 +155,7 @@ async def _knockout(
     conversation: Sequence[Mapping[str, Any]],
     candidates: Sequence[tuple[str, str]],
     templates: TemplateSet,
+    config: RunnableConfig | None,
 ) -> RoundResult:
     wins = {cid: 0.0 for cid, _ in candidates}
     usage = Usage()
@@ -152,7 +167,7 @@ async def _knockout(
         bye = [alive[-1]] if len(alive) % 2 else []
         results = await asyncio.gather(
             *(
-                _match(caller, conversation, a, b, templates, match_index + i)
+                _match(caller, conversation, a, b, templates, match_index + i, config)
                 for i, (a, b) in enumerate(pairs)
             )
         )
@@ -175,14 +190,24 @@ async def _match(
     b: tuple[str, str],
     templates: TemplateSet,
     index: int,
+    config: RunnableConfig | None,
 ) -> tuple[tuple[str, str], Usage, str | None]:
     """Judge ``a`` against ``b`` in both orders; ``a`` (first in tree order) wins ties."""
+    info = CallInfo(role="judge", node_id=f"{a[0]} vs {b[0]}", kind="pairwise")
     first, second = await asyncio.gather(
         caller.complete(
-            "judge", pairwise_messages(conversation, a[1], b[1], templates), index=2 * index
+            "judge",
+            pairwise_messages(conversation, a[1], b[1], templates),
+            index=2 * index,
+            config=config,
+            info=info,
         ),
         caller.complete(
-            "judge", pairwise_messages(conversation, b[1], a[1], templates), index=2 * index + 1
+            "judge",
+            pairwise_messages(conversation, b[1], a[1], templates),
+            index=2 * index + 1,
+            config=config,
+            info=info,
         ),
     )
     v1 = parse_pairwise(first.texts[0] if first.texts else "")

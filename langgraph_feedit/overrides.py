@@ -224,8 +224,9 @@ def check_untrusted_overrides(overrides: Mapping[str, Any], *, allow: Collection
         if not any(_matches(p, dotted) for p in patterns):
             raise ConfigError(
                 f"{dotted!r} cannot be set per run: endpoints, models, keys, limits and retries "
-                "belong to the server's configuration",
+                "belong to the server's configuration (its operator can allow a key)",
                 key=dotted,
+                source="run context",
             )
         path_given = value is not None and value not in BUILTIN_TEMPLATES
         if (

@@ -19,7 +19,7 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -31,7 +31,9 @@ __all__ = [
     "FeeditInput",
     "FeeditOutput",
     "FeeditState",
+    "NodeDict",
     "NodeKind",
+    "RunSpec",
     "Trace",
     "TraceNode",
     "UsageDict",
@@ -95,7 +97,10 @@ class TraceNode(BaseModel):
     skipped: str | None = None
     """Why no edit follows this critique (``perfect``: it found nothing to change)."""
     reused: bool = False
-    """The call was not made by this run: its result came from the call cache."""
+    """The call was not made by this run: its result came from the call cache, or from an
+    earlier attempt of this run that was resumed from its checkpoint."""
+    finish_reason: str | None = None
+    """Why the endpoint stopped generating this node's text (``stop``, ``length``...)."""
 
     @property
     def is_candidate(self) -> bool:
@@ -131,15 +136,91 @@ class Trace(BaseModel):
         return [n for n in self.nodes if n.is_candidate]
 
 
+class NodeDict(TypedDict, total=False):
+    """A trace node as it travels in state (plain data, so every checkpointer keeps it).
+
+    The keys are :class:`TraceNode`'s, plus ``origin`` and ``judge_origin``: the attempt that
+    made the node's call and its judge's call, which tell reused calls from bought ones.
+    """
+
+    id: str
+    kind: NodeKind
+    parent: str | None
+    round: int
+    role: str
+    model: str | None
+    text: str | None
+    score: float | None
+    verdict: str | None
+    usage: dict[str, int]
+    judge_usage: dict[str, int]
+    judge_note: str | None
+    started: float | None
+    ended: float | None
+    error: str | None
+    failure: Literal["backend", "timeout", "deadline", "budget"] | None
+    skipped: str | None
+    finish_reason: str | None
+    origin: str
+    judge_origin: str
+    attempt: str
+
+
+class RunSpec(TypedDict):
+    """One run's settings, validated once by ``start`` and then read by every node.
+
+    Plain data (what any checkpointer keeps, with no custom types to allow-list), so the
+    checkpoint of a thread is self-describing: a resumed run needs nothing but its state.
+    ``roles`` holds each role's resolved :class:`~langgraph_feedit.config.RoleConfig` (unset
+    fields left out); the typed objects are rebuilt once per process (``calls.active_run``).
+    """
+
+    key: str
+    """Identifies the run (one per thread turn); keys the process-local budget and caller."""
+    started: float
+    conversation: list[dict[str, Any]]
+    roles: dict[str, dict[str, Any]]
+    drafts: int
+    critiques: int
+    edits: int
+    max_rounds: int
+    stop_score: float | None
+    beam: int
+    skip_perfect: bool
+    deadline_s: float | None
+    max_tokens: int | None
+    judge: str
+    trivial: bool
+    """One draft and no rounds: nothing to choose, so no judge call."""
+    embedded_model: str | None
+    cache_key: str
+    preset: str | None
+
+
+def rounds_enabled(spec: RunSpec) -> bool:
+    """Whether the run critiques and edits at all."""
+    return spec["max_rounds"] >= 1 and spec["critiques"] >= 1
+
+
+def keep_first(left: Any, right: Any) -> Any:
+    """Reducer for values set once per branch: the first value stays.
+
+    LangGraph's ``astream_events`` hands a subgraph's whole state back to its parent, so
+    parallel child branches all write the keys they share with the parent in one step; a plain
+    key would fail there ("can receive only one value per step"), a reducer merges them.
+    """
+    return right if left is None else left
+
+
 def merge_nodes(
-    left: Sequence[dict[str, Any]] | None, right: Sequence[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
+    left: Sequence[NodeDict] | None, right: Sequence[NodeDict] | None
+) -> list[NodeDict]:
     """Reducer for trace nodes: append new ids, update known ones field by field.
 
     Merging by id (not appending blindly) keeps the tree whole when a resumed run writes a
     node again, and lets the judge add a score to a node written by an earlier task.
     """
-    out = [dict(n) for n in (left or [])]
+    out: list[dict[str, Any]] = [dict(n) for n in (left or [])]
     index = {n["id"]: i for i, n in enumerate(out)}
     for node in right or []:
         i = index.get(node["id"])
@@ -148,7 +229,7 @@ def merge_nodes(
             out.append(dict(node))
         else:
             out[i] = {**out[i], **node}
-    return out
+    return cast(list[NodeDict], out)
 
 
 def _concat(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
@@ -173,13 +254,13 @@ class FeeditState(TypedDict, total=False):
 
     messages: Annotated[list[AnyMessage], add_messages]
     trace: dict[str, Any]
-    feedit_nodes: Annotated[list[dict[str, Any]], merge_nodes]
+    feedit_nodes: Annotated[list[NodeDict], merge_nodes]
     """Trace nodes as plain dicts, merged by id."""
-    feedit_run: dict[str, Any]
-    """The run's resolved settings, conversation, key and clock (set once, at the start)."""
+    feedit_spec: RunSpec
+    """The run's resolved settings and conversation (set once, by ``start``)."""
     feedit_round: int
     feedit_stopped: str | None
     feedit_judge_usage: Annotated[list[dict[str, int]], _concat]
+    """Usage of whole-round judging (pairwise, consensus)."""
     feedit_next: list[dict[str, Any]]
     """Candidates the next round critiques (set by ``select``)."""
-    """Usage of whole-round judging (pairwise, consensus)."""

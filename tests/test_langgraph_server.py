@@ -148,3 +148,62 @@ async def test_thread_resumes_after_a_failure(server: str, sim: SimServer) -> No
     assert len(again) == len(branch_calls)  # the tree was not bought twice
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["trace"]["judge"] == "pairwise"
+
+
+async def test_clients_cannot_redirect_calls_or_keys(server: str, sim: SimServer) -> None:
+    """A client's context may not point calls elsewhere or pick a key variable: the run fails
+    saying which key is refused, and the listener it named hears nothing."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    client = get_client(url=server)
+    thread = await client.threads.create()
+    context = {
+        "roles": {"draft": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": "PATH"}}
+    }
+    run = await client.runs.create(thread["thread_id"], "single", input=QUESTION, context=context)
+    result = await client.runs.join(thread["thread_id"], run["run_id"])
+    assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "error"
+    error = json.dumps(result)
+    assert "cannot be set per run" in error and "roles.draft." in error
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody connected
+    listener.close()
+    # sampling and width stay the client's to choose
+    out: Any = await client.runs.wait(
+        None,
+        "single",
+        input=QUESTION,
+        context={"roles": {"draft": {"temperature": 0.2}}, "width": {"drafts": 1}},
+    )
+    assert out["trace"]["selected"] == "d0"
+
+
+async def test_failed_run_says_why_and_resumes(server: str, sim: SimServer) -> None:
+    """Every branch fails (the backend is down): the client is told why; once the backend is
+    back, resuming the thread makes exactly the failed calls and finishes."""
+    client = get_client(url=server)
+    thread = await client.threads.create()
+    question = {"messages": [{"role": "user", "content": "Explain gossip protocols."}]}
+    sim.set_faults([Fault("500", rate=1.0)])
+    try:
+        run = await client.runs.create(
+            thread["thread_id"], "best-of-n", input=question, context={"width": {"drafts": 3}}
+        )
+        result = await client.runs.join(thread["thread_id"], run["run_id"])
+    finally:
+        sim.set_faults([])
+    error = json.dumps(result)
+    assert "no candidate answer" in error and "An internal error occurred" not in error
+    assert "d0:" in error and "500" in error
+    before = sim.call_count
+    out: Any = await client.runs.wait(thread["thread_id"], "best-of-n", input=None)
+    assert out["trace"]["selected"] in {"d0", "d1", "d2"}
+    # three drafts again, then the judge's three scores
+    assert sim.call_count - before == 3 + 3
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == []

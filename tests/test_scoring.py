@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from langgraph_feedit import InputError
+from langgraph_feedit.cli import main
 from langgraph_feedit.evaluate import (
     battles_from_judgments,
     elo_to_win_rate,
@@ -27,8 +28,11 @@ from langgraph_feedit.evaluate import (
     score_judgments,
     style_features,
 )
+from langgraph_feedit.evaluate.baselines import BaselineChoice
+from langgraph_feedit.evaluate.scoring import score_by_baseline
 
 DATA = Path(__file__).parent / "data" / "arena" / "arena-hard-v0.1"
+V2 = Path(__file__).parent / "data" / "arena" / "arena-hard-v2.0"
 JUDGMENTS = DATA / "model_judgment" / "gpt-4-1106-preview" / "feedit-demo.jsonl"
 
 # The model's result -> the label in game 1 (baseline is A) and game 2 (model is A).
@@ -205,6 +209,165 @@ def test_one_baseline_at_a_time() -> None:
         score_judgments([], rounds=2)
 
 
+# --- arena-hard-auto v2.0's intervals and per-category baselines ------------------------------
+
+# show_result.py's label_to_score (weight 3): the model's outcomes per game label, game 1
+# with the baseline as A (taken as 1 - s), game 2 with the model as A.
+_LABEL_TO_SCORE = {
+    "A>B": [1],
+    "A>>B": [1] * 3,
+    "A=B": [0.5],
+    "B>A": [0],
+    "B>>A": [0] * 3,
+}
+
+
+def _arena_outcomes(judgments: list[dict[str, Any]]) -> np.ndarray:
+    """The battles' outcomes as arena-hard-auto's load_judgments explodes them, in this
+    package's battle order (game 1's, then game 2's) so that the same draws can be replayed."""
+    out: list[float] = []
+    for r in judgments:
+        first, second = (g["score"] for g in r["games"])
+        out += [1 - s for s in _LABEL_TO_SCORE[first]] + _LABEL_TO_SCORE[second]
+    return np.array(out, dtype=float)
+
+
+def _arena_interval(outcomes: np.ndarray, rounds: int, seed: int) -> tuple[float, float]:
+    """arena-hard-auto v2.0's print_leaderboard on one model: the mean outcome of each
+    bootstrap round, then pandas' quantile(0.05) and quantile(0.95), on the draws this
+    package makes (its seeded generator, indices drawn with replacement)."""
+    rng = np.random.default_rng(seed)
+    n = len(outcomes)
+    means = np.array([outcomes[rng.integers(0, n, n)].mean() for _ in range(rounds)])
+    low, high = np.quantile(means, [0.05, 0.95])  # pandas' default: linear interpolation
+    return 100 * float(low), 100 * float(high)
+
+
+@pytest.mark.parametrize("seed", [1, 42])
+def test_the_default_interval_is_arena_hard_v2s_5th_to_95th_percentile(seed: int) -> None:
+    rng = random.Random(seed)
+    judgments = [row(str(i), rng.choice(list(_GAME1)), rng.choice(list(_GAME2))) for i in range(80)]
+    report = score_judgments(judgments, rounds=100, seed=seed)
+    assert report.confidence == 0.90
+    s = report.models[0].overall
+    low, high = _arena_interval(_arena_outcomes(judgments), 100, seed)
+    # Against one baseline each round's Bradley-Terry win rate is its mean outcome.
+    assert s.lower == pytest.approx(low, abs=1e-3)
+    assert s.upper == pytest.approx(high, abs=1e-3)
+    assert 100 * _arena_outcomes(judgments).mean() == pytest.approx(s.score, abs=1e-3)
+    wider = score_judgments(judgments, rounds=100, seed=seed, confidence=0.95).models[0].overall
+    assert wider.lower < s.lower and wider.upper > s.upper
+
+
+def test_per_category_baselines_are_scored_apart_as_arena_hard_v2_does() -> None:
+    judgments = [
+        row(str(i), r, r, baseline="o3-mini-2025-01-31", category="hard_prompt")
+        for i, r in enumerate(["win"] * 6 + ["loss"] * 2)
+    ] + [
+        row(f"c{i}", r, r, baseline="gemini-2.0-flash-001", category="creative_writing")
+        for i, r in enumerate(["win"] * 1 + ["tie"] * 2 + ["loss"] * 2)
+    ]
+    reports = score_by_baseline(judgments, rounds=20)
+    assert [r.baseline for r in reports] == ["o3-mini-2025-01-31", "gemini-2.0-flash-001"]
+    hard, creative = (r.models[0] for r in reports)
+    # arena-hard-auto: one category at a time, each against its own baseline (the mean
+    # outcome of that category's battles).
+    for model, rows_ in ((hard, judgments[:8]), (creative, judgments[8:])):
+        assert model.overall.score == pytest.approx(100 * _arena_outcomes(rows_).mean(), abs=1e-3)
+    assert list(hard.categories) == ["hard_prompt"]
+    assert list(creative.categories) == ["creative_writing"]
+    assert all(not r.warnings for r in reports)
+    only = score_by_baseline(judgments, rounds=5, categories=["creative_writing"])
+    assert [r.baseline for r in only] == ["gemini-2.0-flash-001"]
+    with pytest.raises(InputError, match=r"hold: creative_writing, hard_prompt"):
+        score_by_baseline(judgments, rounds=5, categories=["coding"])
+
+
+def test_rows_naming_no_baseline_take_their_categorys() -> None:
+    def old(uid: str, category: str, label: str) -> dict[str, Any]:
+        return {
+            "uid": uid,
+            "category": category,
+            "judge": "j",
+            "model": "m",
+            "games": [{"score": label}, {"score": "A=B"}],
+        }
+
+    judgments = [old("1", "x", "B>A"), old("2", "y", "A>B")]
+    choice = BaselineChoice(default="bx", categories={"y": "by"})
+    reports = score_by_baseline(judgments, baseline=choice, rounds=5)
+    assert sorted(r.baseline for r in reports) == ["bx", "by"]
+    with pytest.raises(InputError, match=r"--baseline CATEGORY=MODEL"):
+        score_by_baseline(judgments, baseline=BaselineChoice(categories={"y": "by"}), rounds=5)
+    # A row naming its baseline must agree with the one given for its category.
+    named = [row("1", "win", "win", baseline="o3", category="hard_prompt")]
+    with pytest.raises(InputError, match=r"'hard_prompt' are against 'o3', not 'gpt'"):
+        score_by_baseline(named, baseline=BaselineChoice(categories={"hard_prompt": "gpt"}))
+
+
+def test_a_category_scored_against_another_baseline_warns() -> None:
+    judgments = [
+        row(str(i), "win", "tie", baseline="o3-mini-2025-01-31", category="creative_writing")
+        for i in range(4)
+    ]
+    (report,) = score_by_baseline(judgments, rounds=5)
+    (warning,) = report.warnings
+    assert "'creative_writing'" in warning and "gemini-2.0-flash-001" in warning
+
+
+def test_score_command_on_a_v2_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json, out_csv = tmp_path / "s.json", tmp_path / "s.csv"
+    code = main(
+        ["score", str(V2), "--bootstrap", "20", "--json", str(out_json), "--csv", str(out_csv)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "win rate against o3-mini-2025-01-31" in captured.out
+    assert "win rate against gemini-2.0-flash-001" in captured.out
+    assert "90% interval" in captured.out and "warning" not in captured.err
+    # the expected scores of tests/data/arena/README.md
+    data = json.loads(out_json.read_text())
+    scores = {r["baseline"]: r["models"][0]["overall"]["score"] for r in data}
+    assert scores == pytest.approx(
+        {"o3-mini-2025-01-31": 68.75, "gemini-2.0-flash-001": 37.5}, abs=1e-3
+    )
+    table = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert {(r["category"], r["baseline"]) for r in table} == {
+        ("all", "o3-mini-2025-01-31"),
+        ("hard_prompt", "o3-mini-2025-01-31"),
+        ("all", "gemini-2.0-flash-001"),
+        ("creative_writing", "gemini-2.0-flash-001"),
+    }
+
+    code = main(
+        [
+            "score",
+            str(V2 / "model_judgment"),
+            "--category",
+            "creative_writing",
+            "--bootstrap",
+            "20",
+            "--confidence",
+            "95",
+            "--answers-dir",
+            str(V2 / "model_answer"),
+            "--json",
+            str(out_json),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "o3-mini" not in captured.out and "95% interval" in captured.out
+    assert "style ctrl" in captured.out
+    single = json.loads(out_json.read_text())
+    assert single["baseline"] == "gemini-2.0-flash-001" and single["confidence"] == 0.95
+
+    assert main(["score", str(V2), "--category", "coding,math"]) == 2
+    assert "hold: creative_writing, hard_prompt" in capsys.readouterr().err
+    assert main(["score", str(V2), "--confidence", "100"]) == 2
+    assert "--confidence" in capsys.readouterr().err
+
+
 # --- style control ---------------------------------------------------------------------------
 
 
@@ -312,7 +475,7 @@ def test_report_outputs() -> None:
     assert float(table[2]["score"]) == pytest.approx(50.0)
     assert table[0]["style_score"] == "" and table[0]["battles"] == "20"
     text = report.table()
-    assert "win rate against base" in text and "95% interval from 10 bootstrap rounds" in text
+    assert "win rate against base" in text and "90% interval from 10 bootstrap rounds" in text
     lines = text.splitlines()
     assert any(line.startswith("a ") and "70.0" in line for line in lines)
     assert any(line.startswith("base") and "50.0" in line for line in lines)

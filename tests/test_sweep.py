@@ -177,3 +177,113 @@ async def test_sweep_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
     assert len(judged) == 2
     again = await run_sweep(config, **kw)  # type: ignore[arg-type]
     assert again["calls_made"] == 0
+
+
+# --- per-category baselines (arena-hard-auto v2.0) --------------------------------------------
+
+V2 = ROOT / "tests" / "data" / "arena" / "arena-hard-v2.0"
+V2_MINE = V2 / "model_answer" / "feedit-demo.jsonl"
+
+
+async def test_judge_takes_each_categorys_baseline_from_the_v2_layout(tmp_path: Path) -> None:
+    with SimServer(seed=103) as sim:
+        summary = await judge_answers(
+            sim_config(sim.base_url),
+            questions=V2 / "question.jsonl",
+            answers=V2_MINE,
+            output=tmp_path / "j",
+            judge_name="gpt-4.1",
+        )
+    assert (summary.judged, summary.missing, summary.warnings) == (6, [], [])
+    assert summary.baselines == {
+        "hard_prompt": "o3-mini-2025-01-31",
+        "creative_writing": "gemini-2.0-flash-001",
+    }
+    # The fixture's judgments were written with arena-hard-auto's own JUDGE_SETTINGS and
+    # template: every game must have been shown the same baseline answer, in the same prompt.
+    reference = {r.uid: r for r in read_judgments(V2 / "model_judgment" / "gpt-4.1" / V2_MINE.name)}
+    rows = read_judgments(summary.path)
+    assert [r.uid for r in rows] == list(reference)
+    for r in rows:
+        want = reference[r.uid]
+        assert (r.category, r.baseline) == (want.category, want.baseline)
+        for game, wanted in zip(r.games, want.games, strict=True):
+            assert game is not None and wanted is not None
+            assert game.prompt == wanted.prompt
+
+
+def _judge_cli(
+    sim: SimServer, out: Path, *baselines: str, questions: Path = V2 / "question.jsonl"
+) -> list[str]:
+    args = ["judge", "--questions", str(questions), "--answers", str(V2_MINE)]
+    for b in baselines:
+        args += ["--baseline", b]
+    return [*args, "--output", str(out), "--base-url", sim.base_url, "--model", "sim-model"]
+
+
+def test_judge_command_warns_and_takes_baselines_per_category(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from langgraph_feedit.cli import main
+
+    o3 = str(V2 / "model_answer" / "o3-mini-2025-01-31.jsonl")
+    gemini = str(V2 / "model_answer" / "gemini-2.0-flash-001.jsonl")
+    out = tmp_path / "j"
+    with SimServer(seed=104) as sim:
+        # One file for every category: creative writing is judged against o3-mini, with a
+        # warning before any call, and its questions (not in o3-mini's file) are left out.
+        assert main(_judge_cli(sim, out, o3)) == 0
+        err = capsys.readouterr().err
+        assert "warning: category 'creative_writing' is against 'o3-mini-2025-01-31'" in err
+        assert "'gemini-2.0-flash-001'" in err and "3 without both answers" in err
+        assert sim.call_count == 3 * 2
+        # The default, and one category's own: the rest is judged against gemini.
+        assert main(_judge_cli(sim, out, o3, f"creative_writing={gemini}")) == 0
+        err = capsys.readouterr().err
+        assert "warning" not in err and "3 question(s) judged, 3 kept" in err
+        (path,) = out.rglob("*.jsonl")
+        by_category = {(r.category, r.baseline) for r in read_judgments(path)}
+        assert by_category == {
+            ("hard_prompt", "o3-mini-2025-01-31"),
+            ("creative_writing", "gemini-2.0-flash-001"),
+        }
+        # Kept rows against another baseline than this run's are refused, not mixed in.
+        calls = sim.call_count
+        assert main(_judge_cli(sim, out, o3)) == 2
+        assert "use another --output folder" in capsys.readouterr().err
+        # A category arena-hard-auto does not know, and no baseline for it: stop before calling.
+        odd = tmp_path / "question.jsonl"
+        odd.write_text(
+            (V2 / "question.jsonl").read_text().replace('"creative_writing"', '"poetry"', 1)
+        )
+        assert main(_judge_cli(sim, tmp_path / "k", questions=odd)) == 2
+        err = capsys.readouterr().err
+        assert "no baseline for question category 'poetry' (1 question(s)" in err
+        assert "--baseline CATEGORY=FILE" in err and "Traceback" not in err
+        assert sim.call_count == calls
+
+
+async def test_sweep_scores_one_baselines_categories(tmp_path: Path) -> None:
+    with SimServer(seed=105) as sim:
+        config = sim_config(sim.base_url)
+        kw = {"questions": V2 / "question.jsonl", "baseline": None, "grid": "preset=single"}
+        with pytest.raises(UserError, match=r"different baselines .*--category"):
+            await run_sweep(config, output=tmp_path / "all", **kw)  # type: ignore[arg-type]
+        assert sim.call_count == 0
+        result = await run_sweep(
+            config,
+            output=tmp_path / "cw",
+            categories=["creative_writing"],
+            rounds=20,
+            **kw,  # type: ignore[arg-type]
+        )
+    assert result["report"]["baseline"] == "gemini-2.0-flash-001"
+    assert result["report"]["confidence"] == 0.90
+    (row,) = result["rows"]
+    assert row["prompts"] == 3 and row["score"] is not None
+    (path,) = (tmp_path / "cw" / "model_judgment").rglob("*.jsonl")
+    rows = read_judgments(path)
+    assert {(r.category, r.baseline) for r in rows} == {
+        ("creative_writing", "gemini-2.0-flash-001")
+    }
+    assert "with 90% bootstrap intervals" in (tmp_path / "cw" / "report.md").read_text()

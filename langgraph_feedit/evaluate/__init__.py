@@ -47,6 +47,8 @@ from langgraph_feedit.evaluate.arena import (
     split_think,
     strip_think,
 )
+from langgraph_feedit.evaluate.baselines import BaselineChoice, parse_baseline_args
+from langgraph_feedit.evaluate.markdown_info import add_markdown_info, token_counter
 
 if TYPE_CHECKING:
     from langgraph_feedit.evaluate.plot import SweepPoint, plot_sweep
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         battles_from_judgments,
         elo_to_win_rate,
         fit_elo,
+        score_by_baseline,
         score_judgments,
         style_features,
     )
@@ -78,6 +81,7 @@ __all__ = [
     "ArenaGame",
     "ArenaJudgment",
     "ArenaQuestion",
+    "BaselineChoice",
     "Battle",
     "Battles",
     "MarkdownCounts",
@@ -86,6 +90,7 @@ __all__ = [
     "ScoreReport",
     "SweepPoint",
     "Verdict",
+    "add_markdown_info",
     "answer_record",
     "battles_from_judgments",
     "dump_record",
@@ -98,6 +103,7 @@ __all__ = [
     "markdown_counts",
     "metadata_from_answers",
     "normalize_verdict",
+    "parse_baseline_args",
     "parse_verdict",
     "plot_sweep",
     "read_answer_dir",
@@ -105,10 +111,12 @@ __all__ = [
     "read_judgments",
     "read_questions",
     "require_extra",
+    "score_by_baseline",
     "score_judgments",
     "split_think",
     "strip_think",
     "style_features",
+    "token_counter",
 ]
 
 EXTRA_HINT = (
@@ -125,6 +133,7 @@ _LAZY = {
     "battles_from_judgments": "scoring",
     "elo_to_win_rate": "scoring",
     "fit_elo": "scoring",
+    "score_by_baseline": "scoring",
     "score_judgments": "scoring",
     "style_features": "scoring",
     "SweepPoint": "plot",

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from langgraph_feedit.errors import InputError
 from langgraph_feedit.evaluate import EXTRA_HINT
+from langgraph_feedit.evaluate.baselines import BaselineChoice
 
 try:
     import numpy as np
@@ -95,13 +96,14 @@ def as_judgment(item: ArenaJudgment | Mapping[str, Any]) -> ArenaJudgment:
 def battles_from_judgments(
     judgments: Iterable[ArenaJudgment | Mapping[str, Any]],
     *,
-    baseline: str | None = None,
+    baseline: str | BaselineChoice | None = None,
     strong_weight: int = 3,
     null_policy: NullPolicy = "row",
 ) -> Battles:
     """The battles of judgment rows, in Arena-Hard's way.
 
-    ``baseline`` names the baseline of rows that lack one (v0.1 files). A game whose verdict
+    ``baseline`` names the baseline of rows that lack one (v0.1 files), one for all or per
+    category (`BaselineChoice`). A game whose verdict
     is null or not one of the five labels is null; ``null_policy`` drops its whole row
     (``"row"``) or only that game (``"game"``). Rows of the baseline against itself are
     skipped.
@@ -114,12 +116,14 @@ def battles_from_judgments(
     out: list[Battle] = []
     rows: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
+    choice = baseline if isinstance(baseline, BaselineChoice) else BaselineChoice(baseline)
     for item in judgments:
         row = as_judgment(item)
-        base = row.baseline or baseline
+        base = row.baseline or choice.get(row.category or "unknown")
         if base is None:
             raise InputError(
-                f"the judgment of {row.model!r} on {row.uid!r} names no baseline; pass baseline="
+                f"the judgment of {row.model!r} on {row.uid!r} names no baseline: pass the "
+                "baseline's model (--baseline MODEL, or --baseline CATEGORY=MODEL)"
             )
         if row.model == base:
             continue
@@ -212,7 +216,8 @@ def style_matrix(
         )
         raise InputError(
             f"style control needs answer metadata (token_len and markdown counts) for both "
-            f"answers of every battle; missing for {detail}"
+            f"answers of every battle; missing for {detail}. Add it with `feedit markdown-info` "
+            "(arena-hard-auto's add_markdown_info.py)"
         )
     return np.array(rows, dtype=np.float64)
 
@@ -353,15 +358,18 @@ def bootstrap_win_rates(
     for r in range(rounds):
         counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
         boot[r], _ = _elo(design, counts, baseline, l2)
-    tail = (1.0 - confidence) / 2.0 * 100.0
+    tail = (1.0 - confidence) / 2.0
     out: dict[str, tuple[float, float, float]] = {}
     for i, player in enumerate(design.players):
         if player == baseline:
             continue
         column = boot[:, i][~np.isnan(boot[:, i])]
-        low, high = (
-            np.percentile(column, [tail, 100.0 - tail]) if column.size else (point[i], point[i])
-        )
-        rates = _to_win_rates(np.array([point[i], low, high]))
-        out[player] = (float(rates[0]), float(rates[1]), float(rates[2]))
+        score = float(_to_win_rates(point[i : i + 1])[0])
+        if not column.size:
+            out[player] = (score, score, score)
+            continue
+        # Quantiles of the rounds' win rates, interpolated linearly between rounds: what
+        # arena-hard-auto v2.0 takes (pandas' quantile), not quantiles of the ratings.
+        low, high = np.quantile(_to_win_rates(column), [tail, 1.0 - tail])
+        out[player] = (score, float(low), float(high))
     return out, coefficients

@@ -10,7 +10,7 @@ from typing import Any
 
 from langgraph_feedit.evaluate.fit import NullPolicy
 
-__all__ = ["ModelScore", "Score", "ScoreReport"]
+__all__ = ["ModelScore", "Score", "ScoreReport", "reports_to_csv", "reports_to_json"]
 
 _OVERALL = "all"
 
@@ -47,6 +47,7 @@ class ModelScore:
 _CSV_COLUMNS = (
     "model",
     "category",
+    "baseline",
     "score",
     "lower",
     "upper",
@@ -73,6 +74,8 @@ class ScoreReport:
     strong_weight: int
     null_policy: NullPolicy
     style_coefficients: dict[str, float] | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Categories scored against another baseline than arena-hard-auto's for them."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written by `to_json`."""
@@ -84,15 +87,16 @@ class ScoreReport:
 
     def to_csv(self) -> str:
         """One row per model and category; the category ``all`` is the overall score."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(_CSV_COLUMNS)
+        return reports_to_csv([self])
+
+    def _csv_rows(self, writer: Any) -> None:
         for m in self.models:
             for category, s in [(_OVERALL, m.overall), *m.categories.items()]:
                 writer.writerow(
                     [
                         m.model,
                         category,
+                        self.baseline,
                         *(_csv_number(v) for v in (s.score, s.lower, s.upper)),
                         *(_csv_number(v) for v in (s.style_score, s.style_lower, s.style_upper)),
                         s.rows,
@@ -101,7 +105,6 @@ class ScoreReport:
                         _csv_number(m.mean_tokens),
                     ]
                 )
-        return buffer.getvalue()
 
     def table(self) -> str:
         """A plain-text leaderboard for a terminal: overall, then each category if several."""
@@ -116,7 +119,8 @@ class ScoreReport:
                 sections.append((f"category {category}", entries))
         percent = round(self.confidence * 100)
         parts = [
-            f"Arena-Hard win rate against {self.baseline} (judge: {', '.join(self.judges) or '?'};"
+            f"Arena-Hard win rate against {self.baseline} on {', '.join(categories) or '?'}"
+            f" (judge: {', '.join(self.judges) or '?'};"
             f" {percent}% interval from {self.rounds} bootstrap rounds)"
         ]
         for title, entries in sections:
@@ -159,6 +163,22 @@ class ScoreReport:
             if i == 0:
                 rendered.append("  ".join("-" * w for w in widths))
         return "\n".join(rendered)
+
+
+def reports_to_csv(reports: list[ScoreReport]) -> str:
+    """Several reports (one per baseline) as one CSV table."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    for report in reports:
+        report._csv_rows(writer)
+    return buffer.getvalue()
+
+
+def reports_to_json(reports: list[ScoreReport], *, indent: int | None = 2) -> str:
+    """One report as a JSON object; several (one per baseline) as a list of them."""
+    data: Any = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
+    return json.dumps(data, indent=indent, ensure_ascii=False)
 
 
 def _interval(score: float, lower: float, upper: float) -> str:

@@ -9,9 +9,14 @@ lmarena/arena-hard-auto, the method behind the published v0.1 scores):
    logistic regression with no intercept, ties counting half a win to each side, and the
    baseline anchored at 1000.
 3. The score is the predicted win rate against the baseline, in percent, from the fit on all
-   battles; the interval is the 2.5th and 97.5th percentiles of 100 bootstrap fits (battles
-   resampled with replacement).
-4. Style control adds, per battle, the length difference and three markdown-density
+   battles; the interval is the 5th and 95th percentiles of 100 bootstrap fits (battles
+   resampled with replacement), the 90% interval arena-hard-auto v2.0 prints
+   (``quantile(0.05)``, ``quantile(0.95)``); v0.1's scorer printed the 95% interval (2.5th and
+   97.5th percentiles), ``confidence=0.95``.
+4. Each question category is judged against its own baseline in v2.0 (``hard_prompt`` against
+   o3-mini, ``creative_writing`` against gemini-2.0-flash) and scored one baseline at a time:
+   `score_by_baseline` splits the rows by baseline and scores each group.
+5. Style control adds, per battle, the length difference and three markdown-density
    differences (headers, lists, bold), z-scored over the battles, as extra regression features
    fitted jointly with the models; the style-controlled score is the models' win rate with
    those effects taken out.
@@ -25,6 +30,9 @@ Deliberate differences from Arena-Hard's code:
   its duplicated rows), which slightly shrinks scores on small samples.
 - Ties are half-weighted soft labels instead of one duplicated win for each side: the same
   likelihood.
+- v2.0's plain leaderboard reports the mean of the bootstrap rounds' win rates (its
+  style-controlled one their median); the score here is the fit on all battles, which differs
+  from either by a small fraction of the interval.
 - The bootstrap draws from a seeded ``numpy.random.Generator`` (seed 42 by default, Arena-Hard
   seeds numpy's global state with 42), so intervals are reproducible but not the same draws.
   A model absent from a resample is left out of that round instead of becoming NaN.
@@ -49,6 +57,7 @@ from typing import Any
 
 from langgraph_feedit.errors import InputError
 from langgraph_feedit.evaluate import EXTRA_HINT
+from langgraph_feedit.evaluate.baselines import BaselineChoice, standard_baseline_warning
 
 try:
     import numpy as np
@@ -88,21 +97,25 @@ __all__ = [
     "battles_from_judgments",
     "elo_to_win_rate",
     "fit_elo",
+    "score_by_baseline",
     "score_judgments",
     "style_features",
 ]
+
+DEFAULT_CONFIDENCE = 0.90
+"""arena-hard-auto v2.0's interval: the 5th to the 95th percentile of the bootstrap rounds."""
 
 
 def score_judgments(
     judgments: Iterable[ArenaJudgment | Mapping[str, Any]],
     *,
-    baseline: str | None = None,
+    baseline: str | BaselineChoice | None = None,
     metadata: Mapping[str, Mapping[str, AnswerMetadata | Mapping[str, Any]]] | None = None,
     style: bool | None = None,
     categories: Collection[str] | None = None,
     rounds: int = 100,
     seed: int = 42,
-    confidence: float = 0.95,
+    confidence: float = DEFAULT_CONFIDENCE,
     strong_weight: int = 3,
     null_policy: NullPolicy = "row",
     style_center: bool = True,
@@ -112,19 +125,21 @@ def score_judgments(
 
     Args:
         judgments: judgment rows (read with `read_judgments`, or their dicts).
-        baseline: the baseline of rows that name none (v0.1 files); otherwise it must match.
+        baseline: the baseline of rows that name none (v0.1 files), for all or per category
+            (`BaselineChoice`); rows that name one must agree with it.
         metadata: model -> uid -> answer metadata (``token_len`` and markdown counts), for the
             models and the baseline; gives the average answer length and enables style control.
         style: run style control (default: when ``metadata`` is given).
         categories: score only rows of these question categories.
-        rounds: bootstrap rounds; ``confidence``: the interval's coverage.
+        rounds: bootstrap rounds; ``confidence``: the interval's coverage (0.90 is
+            arena-hard-auto v2.0's 5th to 95th percentile, 0.95 v0.1's).
         strong_weight: battles per strong verdict; ``null_policy``: see
             `battles_from_judgments`.
         style_center, style_l2: see the module's notes.
 
     Raises:
         InputError: no usable row, rows against several baselines (score one category at a
-            time), or missing answer metadata for style control.
+            time, or use `score_by_baseline`), or missing answer metadata for style control.
 
     Example:
         >>> rows = [{"uid": str(i), "category": "c", "judge": "j", "model": "m",
@@ -137,10 +152,7 @@ def score_judgments(
         raise ValueError("rounds must be >= 1")
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be between 0 and 1")
-    rows = [as_judgment(j) for j in judgments]
-    if categories is not None:
-        wanted = set(categories)
-        rows = [r for r in rows if (r.category or "unknown") in wanted]
+    rows = _select(judgments, categories)
     found = battles_from_judgments(
         rows, baseline=baseline, strong_weight=strong_weight, null_policy=null_policy
     )
@@ -155,11 +167,16 @@ def score_judgments(
         detail = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in by_category.items())
         raise InputError(
             f"judgments against several baselines ({detail}); score one baseline at a time "
-            "with categories="
+            "with categories=, or all of them with score_by_baseline"
         )
     anchor = baselines[0]
-    if baseline is not None and anchor != baseline:
-        raise InputError(f"the judgments are against {anchor!r}, not {baseline!r}")
+    choice = baseline if isinstance(baseline, BaselineChoice) else BaselineChoice(baseline)
+    for category in sorted({b.category for b in battles}):
+        expected = choice.get(category)
+        if expected is not None and expected != anchor:
+            raise InputError(
+                f"the judgments of category {category!r} are against {anchor!r}, not {expected!r}"
+            )
     use_style = style if style is not None else metadata is not None
     if use_style and metadata is None:
         raise InputError("style control needs answer metadata (metadata=)")
@@ -231,7 +248,63 @@ def score_judgments(
         strong_weight=strong_weight,
         null_policy=null_policy,
         style_coefficients=style_coefficients,
+        warnings=[
+            w
+            for c in sorted({b.category for b in battles})
+            if (w := standard_baseline_warning(c, anchor)) is not None
+        ],
     )
+
+
+def score_by_baseline(
+    judgments: Iterable[ArenaJudgment | Mapping[str, Any]],
+    *,
+    baseline: str | BaselineChoice | None = None,
+    categories: Collection[str] | None = None,
+    **options: Any,
+) -> list[ScoreReport]:
+    """One `score_judgments` report per baseline, as arena-hard-auto v2.0 scores each category
+    against its own baseline: the largest group first.
+
+    ``options`` are `score_judgments`'s (metadata, rounds, seed, confidence...).
+
+    Raises:
+        InputError: as `score_judgments`; a row naming no baseline that ``baseline`` does not
+            give one for; no row of the wanted ``categories`` (names those the files hold).
+
+    Example:
+        >>> rows = [{"uid": str(i), "category": c, "judge": "j", "model": "m",
+        ...          "baseline": b, "games": [{"score": "B>A"}, {"score": "B>A"}]}
+        ...         for i, (c, b) in enumerate([("hard_prompt", "o3"), ("creative", "gem")])]
+        >>> [r.baseline for r in score_by_baseline(rows, rounds=5)]
+        ['gem', 'o3']
+    """
+    rows = [as_judgment(j) for j in judgments]
+    present = sorted({r.category or "unknown" for r in rows})
+    rows = _select(rows, categories)
+    if not rows:
+        raise InputError(
+            f"no judgment row of category {', '.join(sorted(categories or ()))} "
+            f"(the judgments hold: {', '.join(present) or 'none'})"
+        )
+    choice = baseline if isinstance(baseline, BaselineChoice) else BaselineChoice(baseline)
+    groups: dict[str, list[ArenaJudgment]] = defaultdict(list)
+    for r in rows:
+        base = r.baseline or choice.get(r.category or "unknown")
+        # A row naming no baseline at all is reported by score_judgments, with its uid.
+        groups[base or ""].append(r)
+    order = sorted(groups, key=lambda b: (-len(groups[b]), b))
+    return [score_judgments(groups[b], baseline=choice, **options) for b in order]
+
+
+def _select(
+    judgments: Iterable[ArenaJudgment | Mapping[str, Any]], categories: Collection[str] | None
+) -> list[ArenaJudgment]:
+    rows = [as_judgment(j) for j in judgments]
+    if categories is None:
+        return rows
+    wanted = set(categories)
+    return [r for r in rows if (r.category or "unknown") in wanted]
 
 
 def _mean_tokens(

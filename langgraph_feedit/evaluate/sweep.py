@@ -9,6 +9,10 @@ Grid syntax: ``"preset=feedback-edit,best-of-n; drafts=1,2,4,8; critiques=1,2; e
 the cartesian product of every key's values. A preset fixes some widths (``single``: one draft,
 no critique; ``best-of-n``: no critique; ``self-refine``: one draft), so grid values for those
 keys are dropped for it and duplicate points are run once.
+
+Every point is scored against one baseline, so the sweep's questions must share one: a v0.1
+question file does; with v2.0's, whose categories have their own baselines, pick one baseline's
+categories with ``categories=`` (``--category hard_prompt``), and only those questions are run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import itertools
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from typing import Any
 from langgraph_feedit.batch import BatchOptions, run_batch
 from langgraph_feedit.config import PRESETS, FeeditConfig
 from langgraph_feedit.errors import InputError, UserError
+from langgraph_feedit.evaluate.baselines import BaselineChoice
 from langgraph_feedit.exports import export_arena_answers, read_answers_file
 
 __all__ = ["SweepPoint", "parse_grid", "run_sweep"]
@@ -108,23 +114,61 @@ async def run_sweep(
     config: FeeditConfig,
     *,
     questions: Path,
-    baseline: Path,
+    baseline: Path | str | BaselineChoice | None,
     grid: str,
     output: Path,
     limit: int | None = None,
     rounds: int = 100,
     seed: int = 42,
+    confidence: float = 0.90,
+    categories: Sequence[str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run, judge and score every point; write ``sweep.csv``, ``sweep.png`` and ``report.md``
     into ``output``. Returns the table's rows, the score report and ``calls_made``: the model
-    calls this sweep paid for (not reused from the cache or from an earlier run)."""
-    from langgraph_feedit.evaluate.arena import read_judgments
-    from langgraph_feedit.evaluate.judge import judge_answers
+    calls this sweep paid for (not reused from the cache or from an earlier run).
+
+    ``baseline``: one answer file, one per category (`BaselineChoice`), or None for
+    arena-hard-auto's layout (``model_answer/`` beside ``questions``); ``categories``: run only
+    questions of these categories.
+
+    Raises:
+        UserError: the questions' categories have different baselines, or none.
+    """
+    from langgraph_feedit.evaluate.arena import dump_record, read_judgments, read_questions
+    from langgraph_feedit.evaluate.judge import judge_answers, resolve_baseline_files
     from langgraph_feedit.evaluate.plot import plot_sweep
     from langgraph_feedit.evaluate.scoring import score_judgments
 
     points = parse_grid(grid)
     await asyncio.to_thread(output.mkdir, parents=True, exist_ok=True)
+    qs = read_questions(questions)
+    standard = questions.parent / "model_answer"
+    if not qs:
+        raise UserError(f"no question in {questions}")
+    if categories:
+        present = sorted({q.category for q in qs})
+        qs = [q for q in qs if q.category in set(categories)]
+        if not qs:
+            raise UserError(
+                f"no question of category {', '.join(categories)} in {questions} "
+                f"(it holds: {', '.join(present)})"
+            )
+        # The batches read a file: the chosen questions, in their order.
+        questions = output / "question.jsonl"
+        questions.write_text("".join(dump_record(q) for q in qs), encoding="utf-8")
+    files, warnings = resolve_baseline_files(baseline, qs, standard)
+    if len({path.stem for path in files.values()}) > 1:
+        detail = "; ".join(f"{c}: {p.stem}" for c, p in sorted(files.items()))
+        raise UserError(
+            f"the questions' categories have different baselines ({detail}); a sweep scores "
+            "against one: pick its categories with --category"
+        )
+    for message in warnings:
+        if warn is not None:
+            warn(message)
+    base_name = next(iter(files.values())).stem
+    chosen = BaselineChoice(categories={c: str(p) for c, p in files.items()})
     rows: list[dict[str, Any]] = []
     judgment_files: list[Path] = []
     calls_made = 0
@@ -152,7 +196,7 @@ async def run_sweep(
             config,
             questions=questions,
             answers=arena,
-            baseline=baseline,
+            baseline=chosen,
             output=output / "model_judgment",
         )
 
@@ -165,7 +209,9 @@ async def run_sweep(
         )
     judgments = [j for path in judgment_files for j in read_judgments(path)]
     try:
-        report: Any = score_judgments(judgments, baseline=baseline.stem, rounds=rounds, seed=seed)
+        report: Any = score_judgments(
+            judgments, baseline=base_name, rounds=rounds, seed=seed, confidence=confidence
+        )
         scores = {m.model: m.overall for m in report.models}
     except InputError as exc:  # no usable verdict at all (a very weak judge): no scores
         report, scores = None, {}
@@ -193,10 +239,10 @@ async def run_sweep(
     plot_sweep(
         plotted,
         output / "sweep.png",
-        baseline=baseline.stem,
+        baseline=base_name,
         empty_note=None if plotted else (note if not scores else "no scored point"),
     )
-    _write_report(output / "report.md", rows, baseline.stem)
+    _write_report(output / "report.md", rows, base_name, confidence)
     return {
         "rows": rows,
         "report": None if report is None else report.to_dict(),
@@ -273,11 +319,12 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in _COLUMNS})
 
 
-def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str) -> None:
+def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str, confidence: float) -> None:
     lines = [
         "# Sweep report",
         "",
-        f"Win rate (%) against `{baseline}` with 95% bootstrap intervals, and the mean tokens "
+        f"Win rate (%) against `{baseline}` with {round(confidence * 100)}% bootstrap intervals,"
+        " and the mean tokens "
         "spent per prompt (all roles; calls reused from the cache count at full cost, so "
         "points compare at matched compute).",
         "",

@@ -1,0 +1,162 @@
+"""Every model call as a LangChain chat-model run, through the node's callback manager.
+
+LangSmith, ``astream_events`` and LangGraph's ``stream_mode="messages"`` see a model call only
+when it is reported to the run's callbacks as a chat model's: ``on_chat_model_start``, a
+``on_llm_new_token`` per streamed token, then ``on_llm_end`` (or ``on_llm_error``). The
+endpoints speak the OpenAI wire protocol directly, so :func:`traced_chat` does that reporting
+around each call, with the role, the tree node, the model and the endpoint in the run's
+metadata and tags and the token usage as the message's ``usage_metadata``.
+
+Nothing is paid when nobody listens: with no handler in the node's callback manager (and no
+LangSmith tracing switched on) the call goes straight through. The endpoint is asked to
+stream only when a streaming handler listens (LangGraph's messages mode, ``astream_events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import AsyncCallbackManager
+from langchain_core.messages import AIMessage, AIMessageChunk, convert_to_messages
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
+
+if TYPE_CHECKING:
+    from langgraph_feedit.config import RoleConfig
+    from langgraph_feedit.endpoints import ChatResult
+
+__all__ = ["CallInfo", "TokenSink", "traced_chat"]
+
+TokenSink = Callable[[str], Awaitable[None]]
+"""Receives each streamed piece of a completion's text."""
+
+_SERIALIZED: dict[str, Any] = {
+    "lc": 1,
+    "type": "not_implemented",
+    "id": ["langgraph_feedit", "endpoints", "Endpoint"],
+    "repr": "OpenAI-compatible endpoint",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Where in the tree a call belongs: shown in the run's name, metadata and tags."""
+
+    role: str
+    node_id: str | None = None
+    kind: str | None = None
+    round: int | None = None
+
+
+def _tracing_on() -> bool:
+    try:
+        from langchain_core.tracers.context import _tracing_v2_is_enabled
+
+        return bool(_tracing_v2_is_enabled())
+    except ImportError:  # pragma: no cover - older langchain-core
+        return False
+
+
+async def traced_chat(
+    config: RunnableConfig,
+    info: CallInfo,
+    messages: Sequence[Mapping[str, Any]],
+    request: Callable[[TokenSink | None], Awaitable[ChatResult]],
+    *,
+    model: str | None,
+    endpoint: str,
+    settings: RoleConfig,
+) -> ChatResult:
+    """Make ``request`` (one completion) as a chat-model run of the node's callbacks.
+
+    ``request(on_token)`` makes the call; ``on_token`` is ``None`` unless a streaming handler
+    listens, in which case the endpoint streams and each piece is reported as it arrives.
+    """
+    callbacks = config.get("callbacks")
+    if callbacks is None and not _tracing_on():
+        return await request(None)
+    metadata: dict[str, Any] = {
+        "feedit_role": info.role,
+        "feedit_id": info.node_id,
+        "feedit_kind": info.kind,
+        "feedit_round": info.round,
+        "feedit_endpoint": endpoint,
+        "ls_provider": "openai",
+        "ls_model_type": "chat",
+        "ls_model_name": model,
+        "ls_temperature": settings.temperature,
+        "ls_max_tokens": settings.max_tokens,
+    }
+    tags = ["feedit", f"feedit:{info.role}"]
+    if info.kind and info.kind != info.role:
+        tags.append(f"feedit:{info.kind}")
+    manager = AsyncCallbackManager.configure(
+        inheritable_callbacks=callbacks,
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+        local_tags=tags,
+        local_metadata={k: v for k, v in metadata.items() if v is not None},
+    )
+    if not manager.handlers:
+        return await request(None)
+    params = {
+        "model": model,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_tokens,
+        "stop": settings.stop,
+        "_type": "feedit-openai-compatible",
+    }
+    run_managers = await manager.on_chat_model_start(
+        _SERIALIZED,
+        [convert_to_messages([dict(m) for m in messages])],
+        invocation_params={k: v for k, v in params.items() if v is not None},
+        options={"stop": settings.stop},
+        name=f"feedit:{info.role}",
+        batch_size=1,
+    )
+    run = run_managers[0]
+    message_id = f"run-{run.run_id}"
+    streaming = any(isinstance(h, _StreamingCallbackHandler) for h in manager.handlers)
+
+    async def on_token(piece: str) -> None:
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
+        await run.on_llm_new_token(piece, chunk=chunk)
+
+    try:
+        result = await request(on_token if streaming else None)
+    except BaseException as exc:
+        await run.on_llm_error(exc)
+        raise
+    usage = result.usage
+    message = AIMessage(
+        content=result.texts[0] if result.texts else "",
+        id=message_id,
+        response_metadata={
+            "model_name": result.model,
+            "finish_reason": result.finish_reasons[0] if result.finish_reasons else None,
+            "model_provider": "openai",
+        },
+        usage_metadata={
+            "input_tokens": usage.prompt_tokens,
+            "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "input_token_details": {"cache_read": usage.cached_tokens},
+        },
+    )
+    token_usage = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    await run.on_llm_end(
+        LLMResult(
+            generations=[[ChatGeneration(message=message)]],
+            llm_output={"token_usage": token_usage, "model_name": result.model},
+            run=None,
+        )
+    )
+    return result

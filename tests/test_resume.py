@@ -1,0 +1,126 @@
+"""Resuming a run: each attempt has its own deadline and budget, restored calls count as
+reused, a resumed failure retries exactly its failed calls, and the run registry holds up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from langgraph_feedit import create_feedit_graph
+from langgraph_feedit.calls import _active, active_run
+from langgraph_feedit.errors import EndpointError, NoCandidateError
+from langgraph_feedit.testing import Fault, SimServer
+
+from .helpers import sim_config
+
+QUESTION = {"messages": [("user", "Explain CRDTs.")]}
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=13) as server:
+        yield server
+
+
+def _judge_calls(sim: SimServer) -> int:
+    return sum(1 for r in sim.requests if "[Response A]" in json.dumps(r.body))
+
+
+async def test_resume_gets_a_fresh_deadline_and_counts_restored_calls_as_reused(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 3, "critiques": 1, "edits": 1},
+        roles={"judge": {"kind": "pairwise"}},
+        budget={"deadline_s": 3.0},
+    )
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        graph = create_feedit_graph(config).compile(checkpointer=saver)
+        thread = {"configurable": {"thread_id": "t1"}}
+        sim.set_faults([Fault("500", rate=1.0, match="[Response A]")])  # the judge is down
+        with pytest.raises(EndpointError):
+            await graph.ainvoke(QUESTION, thread)
+        sim.set_faults([])
+        branch_calls = sim.call_count - _judge_calls(sim)
+        await asyncio.sleep(3.2)  # the first attempt's deadline has passed
+        out = await graph.ainvoke(None, thread)
+    trace = out["trace"]
+    # The resumed attempt judged (its own deadline), instead of stopping at the old one.
+    assert trace["stopped"] == "max_rounds"
+    assert sim.call_count - _judge_calls(sim) == branch_calls  # no branch call bought again
+    # Every draft, critique and edit came from the first attempt's checkpoint: reused.
+    assert all(n["reused"] for n in trace["nodes"])
+    branch = {
+        k: sum(trace["usage"][r][k] for r in ("draft", "critique", "edit"))
+        for k in ("calls", "completion_tokens")
+    }
+    assert trace["reused"]["calls"] == branch["calls"] == 3 * 3
+    assert trace["reused"]["completion_tokens"] == branch["completion_tokens"]
+
+
+async def test_resumed_failure_retries_exactly_the_failed_calls(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    config = sim_config(sim.base_url, width={"drafts": 3, "critiques": 1, "edits": 1})
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        graph = create_feedit_graph(config, preset="best-of-n").compile(checkpointer=saver)
+        thread = {"configurable": {"thread_id": "t2"}}
+        sim.set_faults([Fault("500", rate=1.0)])
+        with pytest.raises(NoCandidateError, match="no candidate answer"):
+            await graph.ainvoke(QUESTION, thread)
+        sim.set_faults([])
+        sim.reset_stats()
+        out = await graph.ainvoke(None, thread)
+        state = await graph.aget_state(thread)
+    assert sim.call_count == 3 + 3  # the three drafts again, then their scores
+    assert out["trace"]["selected"] in {"d0", "d1", "d2"}
+    assert not any(n["error"] for n in out["trace"]["nodes"])
+    assert state.next == ()
+
+
+async def test_failure_of_this_attempt_is_not_retried_in_a_loop(sim: SimServer) -> None:
+    config = sim_config(sim.base_url, width={"drafts": 2})
+    graph = create_feedit_graph(config, preset="best-of-n").compile()
+    sim.set_faults([Fault("500", rate=1.0)])
+    with pytest.raises(NoCandidateError):
+        await graph.ainvoke(QUESTION)
+    # two drafts, each tried 1 + max_retries (2) times, and nothing more
+    assert sim.call_count == 2 * 3
+
+
+async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer) -> None:
+    config = sim_config(sim.base_url, width={"drafts": 2}, roles={"judge": {"kind": "pairwise"}})
+    graph = create_feedit_graph(config, preset="best-of-n").compile()
+    before = set(_active)
+    await graph.ainvoke(QUESTION)
+    assert set(_active) == before  # finished: forgotten
+    sim.set_faults([Fault("500", rate=1.0, match="[Response A]")])
+    with pytest.raises(EndpointError):
+        await graph.ainvoke(QUESTION)
+    assert set(_active) == before  # select failed: forgotten too
+
+    # Least recently used eviction: a run in use is kept while thousands of others start.
+    spec = {
+        "key": "long-run",
+        "deadline_s": None,
+        "max_tokens": 10,
+        "roles": {},
+        "embedded_model": None,
+    }
+    run = active_run(spec)  # type: ignore[arg-type]
+    run.budget.spent = 7
+    from langgraph_feedit import calls
+
+    for i in range(calls._MAX_ACTIVE + 10):
+        active_run({**spec, "key": f"other-{i}"})  # type: ignore[typeddict-item]
+        if i % 1000 == 0:
+            assert active_run(spec) is run  # touched: stays
+    assert active_run(spec) is run and run.budget.spent == 7
+    for key in [k for k in _active if k.startswith("other-")] + ["long-run"]:
+        _active.pop(key, None)
