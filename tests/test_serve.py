@@ -241,6 +241,26 @@ def test_stream_keeps_alive_and_carries_the_trace_on_request() -> None:
     assert text == trace.answer
 
 
+def test_single_streams_the_endpoints_tokens_as_they_come() -> None:
+    # 40 tokens at 20 a second after 0.1 s: the reply takes 2 s, its first token 0.1 s.
+    backend = SimServer(seed=15, ttft=0.1, rate=20, mean_tokens=40, min_tokens=40)
+    with door(backend) as (sim, url):
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0)
+        expected = client.chat.completions.create(model="single", messages=USER)
+        started = time.monotonic()
+        first: float | None = None
+        pieces: list[str] = []
+        for chunk in client.chat.completions.create(model="single", messages=USER, stream=True):
+            if chunk.choices[0].delta.content:
+                first = first or time.monotonic() - started
+                pieces.append(chunk.choices[0].delta.content)
+        wall = time.monotonic() - started
+    assert "".join(pieces) == expected.choices[0].message.content
+    assert first is not None and wall > 1.8
+    assert first < wall / 3, (first, wall)  # the backend's first token, not the whole reply
+    assert len(pieces) >= 20  # token by token, not one chunk at the end
+
+
 async def test_async_clients_concurrently(url: str) -> None:
     client = AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
 

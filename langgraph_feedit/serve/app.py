@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from langchain_core.messages import AIMessageChunk
 from langgraph.graph.state import CompiledStateGraph
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -309,6 +310,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     # The run starts before the first chunk is written, so the two overlap.
     pump = asyncio.create_task(_pump(server.graphs[chat.preset], chat, queue))
+    sent: list[str] = []  # answer tokens already passed on
     try:
         yield b"".join(
             sse(chunk_body(**head, delta={"role": "assistant", "content": ""}, index=i))
@@ -327,7 +329,10 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                 items.append(queue.get_nowait())
             out = bytearray()
             for kind, item in items:
-                if kind == "progress":
+                if kind == "token":
+                    sent.append(item)
+                    out += sse(chunk_body(**head, delta={"content": item}))
+                elif kind == "progress":
                     if chat.progress:
                         out += sse(chunk_body(**head, delta={}, feedit=item))
                     else:
@@ -336,7 +341,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                     yield bytes(out + sse(_failure(item, chat, started).body()))
                     return
                 else:
-                    yield bytes(out + _ending(head, chat, item))
+                    yield bytes(out + _ending(head, chat, item, "".join(sent)))
                     log.info(
                         "chat preset=%s stream calls=%d wall=%.3fs",
                         chat.preset,
@@ -353,13 +358,26 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
         await _cancel(pump)
 
 
-def _ending(head: Mapping[str, Any], chat: ChatRequest, output: Mapping[str, Any]) -> bytes:
-    """Each answer as one content chunk and its finish chunk, usage if asked for, ``[DONE]``."""
+def _ending(
+    head: Mapping[str, Any], chat: ChatRequest, output: Mapping[str, Any], sent: str = ""
+) -> bytes:
+    """Each answer as a content chunk (what of it was not streamed already) and its finish
+    chunk, usage if asked for, ``[DONE]``."""
     trace = output["trace"]
     parts = []
     for i, (text, reason) in enumerate(choices_of(output, chat.n)):
+        rest = text
+        if i == 0 and sent:
+            if text.startswith(sent):
+                rest = text[len(sent) :]
+            else:
+                # A call retried after some of its tokens went out streams again from the
+                # start; what the client holds cannot be taken back.
+                log.warning("streamed tokens differ from the answer (a retried call?)")
+                rest = ""
+        if rest:
+            parts.append(sse(chunk_body(**head, delta={"content": rest}, index=i)))
         extra = {"feedit_trace": trace} if chat.trace and i == 0 else {}
-        parts.append(sse(chunk_body(**head, delta={"content": text}, index=i)))
         parts.append(sse(chunk_body(**head, delta={}, finish_reason=reason, index=i, **extra)))
     if chat.include_usage:
         parts.append(sse(chunk_body(**head, usage=usage_body(trace["usage"]["total"]))))
@@ -372,16 +390,24 @@ async def _pump(
     chat: ChatRequest,
     queue: asyncio.Queue[tuple[str, Any]],
 ) -> None:
-    """Run the graph, putting its progress events and then its output (or error) on ``queue``."""
+    """Run the graph, putting its progress events, the draft's tokens when they are the answer
+    (:attr:`ChatRequest.passthrough`), and then its output (or error) on ``queue``."""
     try:
         final: Any = None
-        if chat.progress is False:
+        modes = ["values"]
+        if chat.progress is not False:
+            modes.append("custom")
+        if chat.passthrough:
+            # Every model call is a chat-model run; "messages" hands on its tokens as the
+            # endpoint streams them, tagged with the tree node they belong to.
+            modes.append("messages")
+        if modes == ["values"]:
             final = await graph.ainvoke({"messages": chat.messages}, context=chat.context)
         else:
             stream = graph.astream(
                 {"messages": chat.messages},
                 context=chat.context,
-                stream_mode=["custom", "values"],
+                stream_mode=modes,  # type: ignore[arg-type]
                 subgraphs=True,
             )
             async for item in stream:
@@ -389,6 +415,16 @@ async def _pump(
                 if mode == "custom":
                     if isinstance(data, dict) and isinstance(data.get("feedit"), dict):
                         queue.put_nowait(("progress", data["feedit"]))
+                elif mode == "messages":
+                    piece, meta = data
+                    if (
+                        isinstance(piece, AIMessageChunk)
+                        and meta.get("feedit_id") == "d0"
+                        and meta.get("feedit_role") == "draft"
+                        and isinstance(piece.content, str)
+                        and piece.content
+                    ):
+                        queue.put_nowait(("token", piece.content))
                 elif not namespace:
                     final = data
         queue.put_nowait(("done", final))

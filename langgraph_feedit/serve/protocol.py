@@ -206,6 +206,9 @@ class ChatRequest:
     progress: bool | None = None
     """Streams: ``True`` progress chunks, ``False`` none, ``None`` SSE comments."""
     n: int = 1
+    passthrough: bool = False
+    """The answer is the one draft's text (one draft, no rounds): a stream passes its tokens on
+    as the endpoint sends them."""
     deadline_s: float | None = None
     """The run's resolved deadline, to tell a timed-out run from a failed one."""
     calls: int = 0
@@ -325,6 +328,7 @@ def parse_chat_request(
         trace=_flag("feedit.trace", feedit.get("trace")) or False,
         progress=_flag("feedit.progress", feedit.get("progress")),
         n=n,
+        passthrough=n == 1 and resolved.width.drafts == 1 and not _has_rounds(resolved),
         deadline_s=resolved.budget.deadline_s,
         calls=calls,
     )
@@ -364,7 +368,7 @@ def tree_calls(config: FeeditConfig) -> int:
     of the round before, so ``beam`` bounds the tree's growth with depth.
     """
     w, d = config.width, config.depth
-    rounds = d.max_rounds if w.critiques >= 1 else 0
+    rounds = d.max_rounds if _has_rounds(config) else 0
     per_candidate = w.critiques * (1 + w.edits)
     calls = w.drafts
     if rounds >= 1:
@@ -374,6 +378,10 @@ def tree_calls(config: FeeditConfig) -> int:
 
 
 # -- request parts ------------------------------------------------------------------------------
+
+
+def _has_rounds(config: FeeditConfig) -> bool:
+    return config.depth.max_rounds >= 1 and config.width.critiques >= 1
 
 
 def _param(loc: Sequence[int | str]) -> str:
