@@ -2,8 +2,9 @@
 
 Any OpenAI client can use it: the ``model`` is a preset (``single``, ``best-of-n``,
 ``feedback-edit``, ``self-refine``, ``beam``), per-request settings go in
-``extra_body={"feedit": {...}}``, and ``stream=True`` sends progress chunks (which the clients
-pass through) before the answer. ``usage`` counts every call of the tree.
+``extra_body={"feedit": {...}}``, and ``stream=True`` streams chunks that each hold a choice
+(progress goes out as SSE comments unless a request asks for it as chunks). ``usage`` counts
+every call of the tree.
 
 Example:
     ```python
