@@ -255,6 +255,7 @@ def test_single_streams_the_endpoints_tokens_as_they_come() -> None:
                 first = first or time.monotonic() - started
                 pieces.append(chunk.choices[0].delta.content)
         wall = time.monotonic() - started
+        assert sim.requests[-1].body.get("stream") is True  # the door asked the backend to stream
     assert "".join(pieces) == expected.choices[0].message.content
     assert first is not None and wall > 1.8
     assert first < wall / 3, (first, wall)  # the backend's first token, not the whole reply
