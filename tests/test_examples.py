@@ -62,6 +62,15 @@ def test_stream_progress_example(sim: SimServer) -> None:
     assert lines[-1].startswith("ANSWER:")
 
 
+def test_stream_tokens_example(sim: SimServer) -> None:
+    lines = run_example("stream_tokens.py", "q", env=sim_env(sim)).splitlines()
+    # two drafts, two critiques, two edits and four judge ratings, each with its token count
+    assert sum(1 for line in lines if line.endswith(" tokens")) == 10
+    streamed = next(line for line in lines if line.startswith("STREAMED:"))
+    assert "d0 (draft)" in streamed and "d0.c0.e0 (edit)" in streamed
+    assert lines[-1].startswith("ANSWER:") and len(lines[-1]) > len("ANSWER: ")
+
+
 @pytest.mark.embedded
 def test_quickstart_on_the_embedded_model() -> None:
     pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")

@@ -207,3 +207,23 @@ async def test_failed_run_says_why_and_resumes(server: str, sim: SimServer) -> N
     assert sim.call_count - before == 3 + 3
     state = await client.threads.get_state(thread["thread_id"])
     assert state["next"] == []
+
+
+async def test_events_stream_at_width(server: str) -> None:
+    """LangGraph Server's ``events`` mode at width 2 (it failed with InvalidUpdateError)."""
+    client = get_client(url=server)
+    kinds: dict[str, int] = {}
+    async for part in client.runs.stream(
+        None,
+        "feedback-edit",
+        input={"messages": [{"role": "user", "content": "Explain Lamport clocks."}]},
+        context={"width": {"drafts": 2, "critiques": 1, "edits": 1}},
+        stream_mode="events",
+    ):
+        if part.event == "error":
+            raise AssertionError(part.data)
+        if part.event == "events":
+            kinds[part.data["event"]] = kinds.get(part.data["event"], 0) + 1
+    # 2 drafts, 2 critiques, 2 edits and 4 judge ratings, each a chat-model run
+    assert kinds.get("on_chat_model_end") == 10
+    assert kinds.get("on_chat_model_stream", 0) >= 10
