@@ -236,13 +236,15 @@ def _text(content: Any) -> str:
 def _parse_json_line(text: str, path: str, line: int) -> Prompt:
     try:
         data = json.loads(text)
+        bad = find_unencodable(data)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"not valid JSON: {exc.msg} (column {exc.colno})", path=path, line=line
         ) from None
+    except RecursionError:
+        raise InputError("the JSON is nested too deeply", path=path, line=line) from None
     if not isinstance(data, dict):
         raise InputError("each line must be a JSON object", path=path, line=line)
-    bad = find_unencodable(data)
     if bad is not None:
         raise InputError(unencodable_message(repr(bad)), path=path, line=line)
     pid = data.get("id", data.get("uid"))

@@ -81,6 +81,7 @@ VALID_LOOKING: list[tuple[dict[str, Any] | bytes, str]] = [
     (b'{"uid": "sur-extra", "prompt": "fine", "category": "\\ud83d"}', "'category' holds"),
     (b'{"uid": "\\ud800", "prompt": "fine"}', "'uid' holds"),
     (b'{"uid": true, "prompt": "fine"}', "'id'/'uid' must be"),
+    (b'{"uid": "deep", "prompt": "x", "extra": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested"),
 ]
 
 

@@ -379,6 +379,7 @@ def feedit(**settings: Any) -> dict[str, Any]:
     [
         (b"{not json", 400, None, "invalid_json"),
         (b"[1, 2]", 400, None, "invalid_json"),
+        (b"[" * 100_000, 400, None, "invalid_json"),
         ({"model": "single"}, 400, "messages", "missing_required_parameter"),
         (chat(messages=[]), 400, "messages", None),
         ({"messages": USER}, 400, "model", "missing_required_parameter"),

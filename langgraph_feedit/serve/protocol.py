@@ -239,13 +239,15 @@ def parse_chat_request(
     """
     try:
         body = json.loads(raw)
+        bad = find_unencodable(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise APIError(
             400, f"the request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
-    bad = find_unencodable(body)
     if bad is not None:
         raise APIError(400, unencodable_message(f"{bad!r}"), param=bad)
     try:
