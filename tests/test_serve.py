@@ -785,6 +785,11 @@ def test_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FEEDIT_TEST_UNSET_KEY", raising=False)
     with pytest.raises(ConfigError, match="FEEDIT_TEST_UNSET_KEY"):
         run_serve(args)  # refuses to start rather than serve without the key it was told to ask
+    args = parser.parse_args(["serve", "--allow-override", "roles.*.mdoel"])
+    with pytest.raises(ConfigError, match="matches no per-run setting"):
+        run_serve(args)  # a typo in the allow-list opens nothing: say so before serving
+    args = parser.parse_args(["serve", "--allow-override", "roles.*.model"])
+    assert args.allow_override == ["roles.*.model"]
 
 
 def test_model_names_mean_their_preset_whatever_the_file_sets() -> None:
