@@ -8,9 +8,13 @@ in the store folder (``.feedit/`` by default). Running the same command again re
 - a prompt whose run was cut off (a crash, a kill) resumes from its last checkpoint, and every
   call that had finished, even inside a superstep that did not complete, is a cache hit;
 - a prompt whose every branch failed is run again on a new thread, where the calls that had
-  succeeded are cache hits and only the failed ones are made again.
+  succeeded are cache hits and only the failed ones are made again;
+- a prompt that was answered with some branches failed or some candidates unscored on their
+  backends (``partial``) is run again the same way: only the missing calls are made.
 
-Output lines are written in input order as prompts finish.
+Output lines are written in input order as prompts finish, into a temporary file beside the
+output that replaces it once the batch is done, so a run killed midway leaves the previous
+output whole.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -26,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO
 
 from langgraph.cache.base import BaseCache
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -38,9 +43,24 @@ from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
 from langgraph_feedit.stores import open_stores
 
-__all__ = ["BatchOptions", "BatchSummary", "parse_shard", "run_batch"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_PARTIAL",
+    "BatchOptions",
+    "BatchSummary",
+    "missing_nodes",
+    "parse_shard",
+    "run_batch",
+]
 
 OnError = Literal["stop", "skip"]
+
+EXIT_FAILED = 1
+"""``feedit batch``'s exit status when some prompt failed (no answer)."""
+EXIT_PARTIAL = 3
+"""``feedit batch``'s exit status when every prompt has an answer but some are partial (a
+branch failed or a candidate went unscored on its backend): rerun the command to complete
+them."""
 
 
 @dataclass(slots=True)
@@ -76,8 +96,12 @@ class BatchSummary:
 
     total: int = 0
     answered: int = 0
+    """Prompts answered with every call of their tree made (status ``ok``)."""
     resumed_done: int = 0
     """Prompts already finished by an earlier run (read back, no call)."""
+    partial: list[tuple[str, list[str]]] = field(default_factory=list)
+    """Prompts answered with some calls failed (status ``partial``), and the ids of the nodes
+    whose calls failed: a rerun makes those calls (and what follows them) and no other."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[InputError] = field(default_factory=list)
     calls: int = 0
@@ -88,14 +112,30 @@ class BatchSummary:
     """Tokens of the calls made by this run."""
     wall_s: float = 0.0
 
+    @property
+    def exit_code(self) -> int:
+        """0 when every prompt is answered in full, :data:`EXIT_PARTIAL` when some answers are
+        partial, :data:`EXIT_FAILED` when some prompt has no answer."""
+        if self.failed:
+            return EXIT_FAILED
+        return EXIT_PARTIAL if self.partial else 0
+
     def lines(self) -> list[str]:
         out = [
             f"{self.total} prompt(s): {self.answered} answered"
-            f" ({self.resumed_done} already done), {len(self.failed)} failed,"
+            f" ({self.resumed_done} already done), {len(self.partial)} partial,"
+            f" {len(self.failed)} failed,"
             f" {len(self.skipped)} input line(s) skipped; {self.calls} calls made"
             f" ({self.reused_calls} reused from the cache), {self.tokens} tokens spent,"
             f" {self.wall_s:.1f} s"
         ]
+        for pid, nodes in self.partial[:20]:
+            shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
+            out.append(f"  partial {pid}: failed calls at {shown}")
+        if len(self.partial) > 20:
+            out.append(f"  ... and {len(self.partial) - 20} more partial")
+        if self.partial:
+            out.append("  run the same command again to make only the calls that failed")
         out += [f"  failed {pid}: {err.splitlines()[0]}" for pid, err in self.failed]
         out += [f"  skipped {err}" for err in self.skipped]
         return out
@@ -112,7 +152,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 def select_prompts(
     prompts: list[Prompt], *, shard: tuple[int, int] | None, limit: int | None
 ) -> list[Prompt]:
-    """``--limit`` first (the first K prompts of the file), then the shard's slice."""
+    """``--limit`` first (the first K prompts of the file), then the shard's slice.
+
+    Raises:
+        UserError: ``limit`` is below 1 (a slice would silently drop prompts from the end).
+    """
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
     chosen = prompts[:limit] if limit is not None else prompts
     if shard is not None:
         i, n = shard
@@ -196,6 +242,29 @@ class _Progress:
             self._bar.close()
 
 
+def missing_nodes(trace: dict[str, Any]) -> list[str]:
+    """Ids of the nodes of a finished run whose call failed on its backend: a draft, critique
+    or edit that ended its branch, or a candidate its judge could not score.
+
+    A run's own limits (its deadline or token budget) are not failures: a rerun would stop the
+    same way. Nor is a judge reply with no score in it: the call succeeded and is cached.
+    """
+    return [
+        node["id"]
+        for node in trace.get("nodes") or []
+        if (node.get("error") and node.get("failure") in ("backend", "timeout", None))
+        or (node.get("score") is None and _judge_failed(node.get("judge_note")))
+    ]
+
+
+def _judge_failed(note: str | None) -> bool:
+    # The judge node's error handler records ``not scored: <why>``; ``not scored: stopped:``
+    # is the run's deadline or budget (see ``branches.failure_text``).
+    return bool(
+        note and note.startswith("not scored: ") and not note.startswith("not scored: stopped:")
+    )
+
+
 async def _answer(
     graph: Any, prompt: Prompt, thread: str, durable: bool
 ) -> tuple[dict[str, Any], bool]:
@@ -210,6 +279,12 @@ async def _answer(
         if not snapshot.values:
             return await graph.ainvoke({"messages": prompt.messages}, cfg), False
         if "trace" in snapshot.values and not snapshot.next:
+            if missing_nodes(snapshot.values["trace"]):
+                # Answered, but some calls failed: go again on a new thread, where every call
+                # that succeeded is a cache hit, so only the failed ones (and the branches
+                # that hang off them) are made.
+                attempt += 1
+                continue
             return dict(snapshot.values), True
         if any(task.error for task in snapshot.tasks):
             # It failed before: go again on a new thread. The calls that succeeded are
@@ -223,9 +298,11 @@ def _record(prompt: Prompt, values: dict[str, Any] | None, error: str | None) ->
     if values is None:
         return {"id": prompt.id, "status": "failed", "error": error}
     trace = values["trace"]
+    missing = missing_nodes(trace)
     return {
         "id": prompt.id,
-        "status": "ok",
+        "status": "partial" if missing else "ok",
+        **({"missing": missing} if missing else {}),
         "answer": trace["answer"],
         "selected": trace["selected"],
         "usage": trace["usage"]["total"],
@@ -237,6 +314,69 @@ def _record(prompt: Prompt, values: dict[str, Any] | None, error: str | None) ->
     }
 
 
+def _check_options(options: BatchOptions) -> None:
+    """The caller's mistakes in the options, each one line, before anything is read or run.
+
+    Raises:
+        UserError: a count below 1, an output that is a folder or is the input file itself,
+            or a traces path that is a file.
+    """
+    if options.limit is not None and options.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {options.limit}")
+    if options.concurrency is not None and options.concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, got {options.concurrency}")
+    if options.output.is_dir():
+        raise UserError(f"--output {options.output} is a folder: give the path of a file")
+    if _same_file(options.input, options.output):
+        raise UserError(
+            f"--output {options.output} is the input file: writing the answers would overwrite "
+            "the prompts"
+        )
+    if options.traces is not None and options.traces.exists() and not options.traces.is_dir():
+        raise UserError(f"--traces {options.traces} is a file: give the path of a folder")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        return False
+    return a.resolve() == b.resolve()
+
+
+class _AtomicFile:
+    """A text file written under a temporary name beside ``path`` and renamed over it on
+    :meth:`commit`: readers (and a rerun after a kill) see the old file whole or the new one
+    whole, never a truncated one. Until then, the lines written so far are in ``.NAME.tmp``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: IO[str] = self.tmp.open("w", encoding="utf-8")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, lines: list[str]) -> None:
+    f = _AtomicFile(path)
+    try:
+        f.file.writelines(lines)
+    except BaseException:
+        f.discard()
+        raise
+    f.commit()
+
+
 async def run_batch(
     config: FeeditConfig,
     options: BatchOptions,
@@ -246,12 +386,24 @@ async def run_batch(
 ) -> BatchSummary:
     """Answer every prompt of ``options.input`` into ``options.output``.
 
+    The output is written to a temporary file beside it and renamed over it at the end, so a
+    run that is killed leaves the previous output (if any) whole.
+
     Raises:
+        UserError: bad options (a count below 1, an output that is a folder or the input).
+        ConfigError: a role's API key variable is not set (checked before any prompt runs).
         InputError: bad input lines with ``on_error="stop"`` (nothing is run), or an
             unreadable input file.
     """
     stream = stream or sys.stderr
     started = time.monotonic()
+    _check_options(options)
+    if options.fresh:
+        config = config.merged({"cache_key": uuid.uuid4().hex})
+    run_config = resolve_config(config)
+    # A missing key variable would fail every call of every prompt the same way: say so once,
+    # before anything runs, and record no prompt as failed.
+    run_config.check_api_keys()
     prompts, errors = read_prompts(options.input, fmt=options.input_format)
     sidecar = options.output.with_name(options.output.name + ".skipped.jsonl")
     if errors:
@@ -261,20 +413,16 @@ async def run_batch(
             raise InputError(
                 f"{len(errors)} bad input line(s); fix them or pass --on-error skip:\n{shown}{more}"
             )
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        with sidecar.open("w", encoding="utf-8") as f:
-            for e in errors:
-                f.write(json.dumps({"path": e.path, "line": e.line, "error": str(e)}) + "\n")
+        _write_atomically(
+            sidecar,
+            [json.dumps({"path": e.path, "line": e.line, "error": str(e)}) + "\n" for e in errors],
+        )
     elif sidecar.exists():
         sidecar.unlink()
     chosen = select_prompts(prompts, shard=options.shard, limit=options.limit)
-    if options.fresh:
-        config = config.merged({"cache_key": uuid.uuid4().hex})
-    run_config = resolve_config(config)
     summary = BatchSummary(total=len(chosen), skipped=list(errors))
-    options.output.parent.mkdir(parents=True, exist_ok=True)
     if options.traces is not None:
-        options.traces.mkdir(parents=True, exist_ok=True)
+        _make_folder(options.traces, "--traces")
     async with contextlib.AsyncExitStack() as stack:
         cache: BaseCache[Any] | None = None
         saver: BaseCheckpointSaver[Any] | None = None
@@ -287,60 +435,85 @@ async def run_batch(
         progress = _Progress(len(chosen), options.progress, stream)
         results: dict[int, dict[str, Any]] = {}
         next_out = 0
-        with options.output.open("w", encoding="utf-8") as out:
+        try:
+            target = _AtomicFile(options.output)
+        except OSError as exc:
+            raise UserError(f"--output {options.output}: cannot write: {exc.strerror}") from None
+        out = target.file
 
-            def flush() -> None:
-                nonlocal next_out
-                while next_out in results:
-                    record = results.pop(next_out)
-                    if options.traces is not None and "trace" in record:
-                        path = options.traces / f"{_safe_name(record['id'])}.json"
-                        path.write_text(json.dumps(record.pop("trace")), encoding="utf-8")
-                        record["trace_file"] = str(path)
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    next_out += 1
-                out.flush()
+        def flush() -> None:
+            nonlocal next_out
+            while next_out in results:
+                record = results.pop(next_out)
+                if options.traces is not None and "trace" in record:
+                    path = options.traces / f"{_safe_name(record['id'])}.json"
+                    path.write_text(json.dumps(record.pop("trace")), encoding="utf-8")
+                    record["trace_file"] = str(path)
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                next_out += 1
+            out.flush()
 
-            async def one(k: int, prompt: Prompt) -> None:
-                thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
-                async with limit:
-                    try:
-                        values, was_done = await _answer(graph, prompt, thread, options.durable)
-                        record = _record(prompt, values, None)
-                    except FeeditError as exc:
-                        record, was_done = _record(prompt, None, str(exc)), False
+        async def one(k: int, prompt: Prompt) -> None:
+            thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
+            async with limit:
+                try:
+                    values, was_done = await _answer(graph, prompt, thread, options.durable)
+                    record = _record(prompt, values, None)
+                except FeeditError as exc:
+                    record, was_done = _record(prompt, None, str(exc)), False
+            if record["status"] in ("ok", "partial"):
                 if record["status"] == "ok":
                     summary.answered += 1
                     summary.resumed_done += int(was_done)
-                    if not was_done:
-                        usage, reused = record["usage"], record.get("reused") or {}
-                        summary.calls += usage["calls"] - reused.get("calls", 0)
-                        summary.reused_calls += reused.get("calls", 0)
-                        summary.tokens += (
-                            usage["prompt_tokens"]
-                            + usage["completion_tokens"]
-                            - reused.get("prompt_tokens", 0)
-                            - reused.get("completion_tokens", 0)
-                        )
                 else:
-                    summary.failed.append((prompt.id, record["error"]))
-                if on_record is not None:
-                    on_record(record)
-                tokens = record["usage"]["completion_tokens"] if "usage" in record else 0
-                progress.update(failed=record["status"] != "ok", tokens=tokens)
-                results[k] = record
-                flush()
+                    summary.partial.append((prompt.id, record["missing"]))
+                if not was_done:
+                    usage, reused = record["usage"], record.get("reused") or {}
+                    summary.calls += usage["calls"] - reused.get("calls", 0)
+                    summary.reused_calls += reused.get("calls", 0)
+                    summary.tokens += (
+                        usage["prompt_tokens"]
+                        + usage["completion_tokens"]
+                        - reused.get("prompt_tokens", 0)
+                        - reused.get("completion_tokens", 0)
+                    )
+            else:
+                summary.failed.append((prompt.id, record["error"]))
+            if on_record is not None:
+                on_record(record)
+            tokens = record["usage"]["completion_tokens"] if "usage" in record else 0
+            progress.update(failed=record["status"] == "failed", tokens=tokens)
+            results[k] = record
+            flush()
 
-            async def ticker() -> None:
-                while True:
-                    await asyncio.sleep(2.0)
-                    progress.tick()
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(2.0)
+                progress.tick()
 
-            tick = asyncio.create_task(ticker())
-            try:
-                await asyncio.gather(*(one(k, p) for k, p in enumerate(chosen)))
-            finally:
-                tick.cancel()
-                progress.close()
+        tick = asyncio.create_task(ticker())
+        try:
+            await asyncio.gather(*(one(k, p) for k, p in enumerate(chosen)))
+        except BaseException:
+            # The previous output stays as it was; what this run answered is in the store.
+            target.discard()
+            raise
+        finally:
+            tick.cancel()
+            progress.close()
+        target.commit()
+    # Listed in input order, as the output is, whatever order the prompts finished in.
+    order = {p.id: k for k, p in enumerate(chosen)}
+    summary.partial.sort(key=lambda item: order[item[0]])
+    summary.failed.sort(key=lambda item: order[item[0]])
     summary.wall_s = time.monotonic() - started
     return summary
+
+
+def _make_folder(path: Path, flag: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{flag} {path} is a file, or lies under one: give a folder") from None
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot create the folder: {exc.strerror}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 from langgraph_feedit import __version__
 from langgraph_feedit.config import PRESETS, FeeditConfig
-from langgraph_feedit.errors import ConfigError, FeeditError, UserError
+from langgraph_feedit.errors import ConfigError, FeeditError, UserError, register_secret
 
 __all__ = ["build_parser", "main"]
 
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  feedit batch --input question.jsonl --output answers.jsonl --drafts 4\n"
             "  feedit batch --input q.jsonl --output part0.jsonl --shard 0/4 "
-            "--store /shared/feedit"
+            "--store /shared/feedit\n"
+            "exit status: 0 every prompt answered in full; 3 every prompt answered, some "
+            "partially (a branch failed or a candidate went unscored: run the same command "
+            "again to make only the missing calls); 1 some prompt failed; 2 a usage or "
+            "configuration error (nothing run)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -411,7 +416,7 @@ async def _batch(args: argparse.Namespace) -> int:
     summary = await run_batch(config, options)
     for line in summary.lines():
         print(line, file=sys.stderr)
-    return 1 if summary.failed else 0
+    return summary.exit_code
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -425,6 +430,18 @@ def _export(args: argparse.Namespace) -> int:
     else:
         written, missing = exports.export_arena_answers(args.answers, args.arena_hard)
         print(f"{written} answer(s) written to {args.arena_hard}", file=sys.stderr)
+        partial = [
+            str(r["id"])
+            for _, r in exports.read_answers_file(args.answers)
+            if r["status"] == "partial"
+        ]
+        if partial:
+            print(
+                f"{len(partial)} of them partial (some branch failed or went unscored; rerun "
+                f"the batch to complete them): {', '.join(partial[:20])}"
+                + (" ..." if len(partial) > 20 else ""),
+                file=sys.stderr,
+            )
         if missing:
             print(
                 f"left out {len(missing)} failed prompt(s): {', '.join(missing)}", file=sys.stderr
@@ -566,6 +583,19 @@ async def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_key(name: str | None) -> None:
+    """Check the variable ``--client-key-env`` names, and register its value as a secret (the
+    door keeps only a digest of it, but a backend or a log may still quote it)."""
+    if name is None:
+        return
+    value = os.environ.get(name)
+    if not value:
+        raise UserError(
+            f"--client-key-env names the environment variable {name!r}, which is not set"
+        )
+    register_secret(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for the caller's mistakes)."""
     parser = build_parser()
@@ -591,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from langgraph_feedit.serve import run_serve
 
+            _client_key(args.client_key_env)
             return run_serve(args)
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)

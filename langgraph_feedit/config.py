@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.errors import ConfigError, register_secret
 
 __all__ = [
     "CONFIG_ENV",
@@ -104,6 +112,25 @@ class RoleConfig(_Strict):
     """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
     are handled by falling back to parallel single calls."""
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Checked here, at load time: a URL the client cannot use would otherwise be retried
+        # as a connection failure for every call of every prompt. The value is not echoed
+        # (a URL may carry credentials); the key is named by the error.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            _ = parts.port  # raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError("must be an http:// or https:// URL with a host") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1)"
+            )
+        return value.strip()
+
     @model_validator(mode="after")
     def _no_inline_keys(self) -> Self:
         if self.api_key_env is not None and (
@@ -122,7 +149,7 @@ class RoleConfig(_Strict):
             ConfigError: the named variable is not set (the error names the variable only).
         """
         if self.api_key_env is None:
-            return "sk-no-key"
+            return NO_KEY
         value = os.environ.get(self.api_key_env)
         if not value:
             raise ConfigError(
@@ -131,7 +158,13 @@ class RoleConfig(_Strict):
                 key=f"roles.{role}.api_key_env",
                 source="environment",
             )
+        # From here on the process holds the key: redact it from every error and log.
+        register_secret(value)
         return value
+
+
+NO_KEY = "sk-no-key"
+"""The stand-in key sent to endpoints that need none (the OpenAI client insists on one)."""
 
 
 _ROLE_DEFAULTS = RoleConfig(
@@ -235,6 +268,29 @@ class FeeditConfig(_Strict):
     def role(self, name: RoleName) -> RoleConfig:
         """The effective settings of one role."""
         return self.roles.resolve(name)
+
+    def roles_in_use(self) -> list[RoleName]:
+        """The roles a run of this configuration (presets already applied, see
+        :func:`resolve_config`) calls: ``draft``; ``critique`` and ``edit`` when there are
+        critique-edit rounds; ``judge`` unless it is ``consensus`` (no model) or the run is
+        trivial (one draft, no rounds: nothing to choose between)."""
+        rounds = self.depth.max_rounds >= 1 and self.width.critiques >= 1
+        used: list[RoleName] = ["draft"]
+        if rounds:
+            used += ["critique", "edit"]
+        if self.role("judge").kind != "consensus" and (self.width.drafts > 1 or rounds):
+            used.append("judge")
+        return used
+
+    def check_api_keys(self, roles: Sequence[RoleName] | None = None) -> None:
+        """Read the API key of every role in ``roles`` (default: :meth:`roles_in_use`), so a
+        missing variable stops a run before its first call rather than failing every call.
+
+        Raises:
+            ConfigError: a role's ``api_key_env`` names a variable that is not set.
+        """
+        for name in self.roles_in_use() if roles is None else roles:
+            self.role(name).api_key(name)
 
     def merged(
         self, overrides: Mapping[str, Any] | None, *, source: str = "arguments"

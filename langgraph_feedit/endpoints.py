@@ -33,8 +33,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from langgraph_feedit.config import RoleConfig
-from langgraph_feedit.errors import EndpointError, EndpointTimeout
+from langgraph_feedit.config import NO_KEY, RoleConfig
+from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
 
 __all__ = [
     "ChatResult",
@@ -439,6 +439,7 @@ class Endpoint:
                 retryable=True,
             ) from exc
         except openai.APIStatusError as exc:
+            _scrub(exc, self.client.api_key)
             raise EndpointError(
                 _status_message(exc),
                 endpoint=self.label(model),
@@ -455,6 +456,7 @@ class Endpoint:
                 retryable=True,
             ) from exc
         except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
+            _scrub(exc, self.client.api_key)
             raise EndpointError(
                 f"malformed reply: {exc}",
                 endpoint=self.label(model),
@@ -466,6 +468,18 @@ class Endpoint:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _scrub(exc: BaseException, api_key: str) -> None:
+    """Redact the key from the client's own exception, which stays chained as the cause of
+    ours: a server may echo the key it was sent (``Incorrect API key provided: sk-...``), and a
+    printed or logged traceback shows the cause's message. The EndpointError made next redacts
+    its own text (the key is registered here too, for endpoints made with a key directly)."""
+    if api_key != NO_KEY:
+        register_secret(api_key)
+    exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = redact(exc.message)  # type: ignore[attr-defined]
 
 
 def _status_message(exc: openai.APIStatusError) -> str:

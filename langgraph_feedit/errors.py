@@ -11,12 +11,23 @@ FeeditError
 └── NoCandidateError     every branch of a run failed, so there is nothing to select
 ```
 
-No error ever carries an API key: endpoints are named by base URL and model only.
+No error ever carries an API key: endpoints are named by base URL and model only, and every
+secret value the process loaded (backends' API keys, the door's client key) is registered with
+:func:`register_secret` and redacted from every error's text as the error is made, and from every
+record of the package's loggers (:class:`RedactingFilter`). A backend that echoes the key it was
+sent (``Incorrect API key provided: sk-...``) therefore cannot get it into an output, a store, a
+log or a reply.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
+from collections.abc import Iterable
+
 __all__ = [
+    "REDACTED",
     "ConfigError",
     "EmbeddedError",
     "EndpointError",
@@ -24,10 +35,92 @@ __all__ = [
     "FeeditError",
     "InputError",
     "NoCandidateError",
+    "RedactingFilter",
     "UserError",
+    "redact",
+    "register_secret",
 ]
 
 _BODY_LIMIT = 2000
+
+# -- secrets ------------------------------------------------------------------------------------
+
+REDACTED = "[redacted]"
+"""What a secret value is replaced with."""
+
+_MIN_SECRET = 4
+"""Shorter values are not registered: they would blank out ordinary words, and no real key is
+that short."""
+
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value the process loaded, so that :func:`redact` removes it.
+
+    Called wherever a key is read (``RoleConfig.api_key``, the door's client key); values are
+    kept for the life of the process, which is what may echo them.
+    """
+    global _pattern
+    if not value or len(value) < _MIN_SECRET:
+        return
+    with _secrets_lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        # Longest first, so a key that contains another is replaced whole.
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret value replaced by ``[redacted]``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(REDACTED, text)
+
+
+def _redact_all(values: Iterable[object]) -> tuple[object, ...]:
+    return tuple(redact(v) if isinstance(v, str) else v for v in values)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts registered secrets from a log record: its message, arguments and traceback.
+
+    Installed on the package's loggers (``langgraph_feedit`` and ``langgraph_feedit.serve``) at
+    import. The traceback is formatted here, redacted, and kept as the record's ``exc_text``,
+    which every formatter prints instead of formatting the exception again: an error's cause
+    (the HTTP client's own exception) may quote a reply that echoed a key.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _pattern is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let the handler report it as it would
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FILTER = RedactingFilter()
+for _name in ("langgraph_feedit", "langgraph_feedit.serve"):
+    # A logger's filters see only the records logged on it, not its children's: each logger
+    # the package logs on is named here.
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+# -- errors -------------------------------------------------------------------------------------
 
 
 class FeeditError(RuntimeError):
@@ -35,8 +128,12 @@ class FeeditError(RuntimeError):
 
     A ``RuntimeError`` (and a user's mistake a ``ValueError``): LangGraph Server shows a failed
     run's message to its client only for exception types it knows, built-ins among them.
-    Messages never hold a key, so they are safe to show.
+    Text arguments are redacted of registered secrets when the error is made, so no copy of
+    the error (its message, a trace node, a checkpoint, a reply) can carry one.
     """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*_redact_all(args))
 
 
 class UserError(FeeditError, ValueError):
@@ -97,7 +194,7 @@ class EndpointError(FeeditError):
     ) -> None:
         self.endpoint = endpoint
         self.status = status
-        self.body = body[:_BODY_LIMIT] if body else body
+        self.body = redact(body)[:_BODY_LIMIT] if body else body
         self.role = role
         self.retryable = retryable
         parts = [f"endpoint {endpoint}"]
@@ -124,7 +221,7 @@ class EmbeddedError(FeeditError):
     """
 
     def __init__(self, message: str, *, log_tail: str | None = None) -> None:
-        self.log_tail = log_tail
+        self.log_tail = redact(log_tail) if log_tail else log_tail
         text = message
         if log_tail:
             text += f"\n--- embedded server log (last lines) ---\n{log_tail}"
@@ -142,7 +239,7 @@ class NoCandidateError(FeeditError):
     def __init__(
         self, message: str, *, errors: list[str] | None = None, timed_out: bool = False
     ) -> None:
-        self.errors = errors or []
+        self.errors = [redact(e) for e in errors or []]
         self.timed_out = timed_out
         text = message
         if self.errors:

@@ -6,6 +6,10 @@ order, with markdown counted outside code fences). ``token_len`` is the number o
 tokens the endpoint that wrote the selected answer reported for it: no tokenizer is loaded, so
 it can differ slightly from arena-hard-auto's own count (tiktoken's ``gpt-4o`` encoding), which
 only the style-controlled score reads.
+
+Records with status ``partial`` (answered, but some branch failed or some candidate went
+unscored) have an answer and are exported like ``ok`` ones; only ``failed`` records, which have
+none, are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from typing import Any
 
 from langgraph_feedit.errors import InputError, UserError
 
-__all__ = ["export_arena_answers", "export_nodes", "find_trace", "read_answers_file"]
+__all__ = [
+    "ANSWERED",
+    "export_arena_answers",
+    "export_nodes",
+    "find_trace",
+    "read_answers_file",
+]
+
+ANSWERED = frozenset({"ok", "partial"})
+"""Statuses of records that hold an answer and a trace."""
 
 
 def read_answers_file(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -54,7 +67,7 @@ def _trace(record: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
 
 def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, list[str]]:
     """Write an Arena-Hard answer file; returns the count written and the ids left out
-    (prompts that failed)."""
+    (prompts that failed). Partial answers are written."""
     from langgraph_feedit.evaluate.arena import answer_record, dump_record, split_think
 
     src, out = Path(answers), Path(output)
@@ -63,7 +76,7 @@ def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, 
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for line, record in read_answers_file(src):
-            if record["status"] != "ok":
+            if record["status"] not in ANSWERED:
                 missing.append(str(record["id"]))
                 continue
             trace = _trace(record, src, line)
@@ -89,7 +102,7 @@ def export_nodes(answers: str | Path, output: str | Path) -> int:
     count = 0
     with out.open("w", encoding="utf-8") as f:
         for line, record in read_answers_file(src):
-            if record["status"] != "ok":
+            if record["status"] not in ANSWERED:
                 continue
             trace = _trace(record, src, line)
             for node in trace["nodes"]:
@@ -111,7 +124,7 @@ def find_trace(answers: str | Path, prompt_id: str) -> dict[str, Any]:
     src = Path(answers)
     for line, record in read_answers_file(src):
         if str(record["id"]) == prompt_id:
-            if record["status"] != "ok":
+            if record["status"] not in ANSWERED:
                 raise UserError(f"prompt {prompt_id!r} failed: {record.get('error')}")
             return _trace(record, src, line)
     raise UserError(f"no prompt with id {prompt_id!r} in {src}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,14 @@ async def open_stores(
             from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
             _ensure(folder)
-            conn = await stack.enter_async_context(
-                aiosqlite.connect(folder / "checkpoints.sqlite", timeout=60.0)
-            )
+            try:
+                conn = await stack.enter_async_context(
+                    aiosqlite.connect(folder / "checkpoints.sqlite", timeout=60.0)
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot open the checkpoints {folder / 'checkpoints.sqlite'}: {exc}"
+                ) from None
             saver = AsyncSqliteSaver(conn)
         if store.cache_url:
             cache: BaseCache[Any] = _redis(store.cache_url)
@@ -74,8 +80,6 @@ async def _sqlite_cache(path: Path) -> BaseCache[Any]:
     without waiting, when another process is doing the same: shards that start together on
     one store would fail. Retry for a while instead.
     """
-    import sqlite3
-
     from langgraph.cache.sqlite import SqliteCache
 
     for attempt in range(100):
@@ -89,7 +93,19 @@ async def _sqlite_cache(path: Path) -> BaseCache[Any]:
 
 
 def _ensure(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"the store {folder} (--store, store.path) is a file, or lies under one: "
+            "give a folder for the checkpoint and cache files",
+            key="store.path",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the store folder {folder} (--store, store.path): {exc.strerror}",
+            key="store.path",
+        ) from None
 
 
 @contextlib.asynccontextmanager

@@ -15,8 +15,15 @@ from typing import Any
 
 import pytest
 
-from langgraph_feedit import InputError
-from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch, select_prompts
+from langgraph_feedit import InputError, UserError
+from langgraph_feedit.batch import (
+    EXIT_PARTIAL,
+    BatchOptions,
+    missing_nodes,
+    parse_shard,
+    run_batch,
+    select_prompts,
+)
 from langgraph_feedit.inputs import read_prompts
 from langgraph_feedit.testing import Fault, SimServer
 
@@ -36,11 +43,12 @@ async def batch(
     sim: SimServer, tmp_path: Path, inp: Path, out: str = "out.jsonl", **kw: Any
 ) -> tuple[Any, Path]:
     overrides = kw.pop("overrides", {})
+    on_record = kw.pop("on_record", None)
     overrides.setdefault("width", {"drafts": 2, "critiques": 1, "edits": 1})
     options = BatchOptions(
         input=inp, output=tmp_path / out, store=tmp_path / "store", progress=False, **kw
     )
-    summary = await run_batch(sim_config(sim.base_url, **overrides), options)
+    summary = await run_batch(sim_config(sim.base_url, **overrides), options, on_record=on_record)
     return summary, options.output
 
 
@@ -156,15 +164,20 @@ async def test_two_hundred_prompts_with_faults(tmp_path: Path) -> None:
     ids = [r["id"] for r in records]
     assert ids == [f"q{i:03d}" for i in range(200)]  # no duplicate, none missing, in order
     for r in records:
-        assert r["status"] in ("ok", "failed")
+        assert r["status"] in ("ok", "partial", "failed")
         if r["status"] == "failed":
             assert r["error"]
-    assert summary.answered + len(summary.failed) == 200
-    # with one retry most transient faults are absorbed; some branches fail and are recorded
-    failed_nodes = [
-        n for r in records if r["status"] == "ok" for n in r["trace"]["nodes"] if n["error"]
+        elif r["status"] == "ok":  # an answer said to be whole has no failed call in its tree
+            assert not missing_nodes(r["trace"]), r["id"]
+        else:
+            assert r["missing"] == missing_nodes(r["trace"]) and r["answer"]
+    assert summary.answered + len(summary.partial) + len(summary.failed) == 200
+    # with one retry most transient faults are absorbed; some branches fail, are recorded in
+    # the traces, and make their prompts partial
+    assert summary.partial and summary.exit_code == (1 if summary.failed else 3)
+    assert [pid for pid, _ in summary.partial] == [
+        r["id"] for r in records if r["status"] == "partial"
     ]
-    assert failed_nodes, "some branch failures are recorded in the traces"
 
 
 async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
@@ -184,6 +197,160 @@ async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
     assert [r["status"] for r in read_lines(out)] == ["ok"] * 4
     assert summary.resumed_done == 3
     assert sim.call_count - calls == 2 * 5  # only the failed prompt's calls
+
+
+# -- partial answers ------------------------------------------------------------------------
+
+JUDGE_TEXT = "strict expert grader"  # in every llm-judge request (generic templates)
+EDIT_TEXT = "Here is feedback on your response"  # in every edit request
+
+
+def subtree_calls(node_id: str, critiques: int, edits: int) -> int:
+    """Calls a node's failure left unmade in a one-round tree with an llm judge: its own call,
+    and every call of the branches hanging off it."""
+    kind = node_id.rsplit(".", 1)[-1][0]
+    edit_calls = 2  # the edit and its judge
+    critique_calls = 1 + edits * edit_calls
+    if kind == "e":
+        return edit_calls
+    if kind == "c":
+        return critique_calls
+    return 2 + critiques * critique_calls  # a draft, its judge, its critique branches
+
+
+async def test_partial_prompts_are_recorded_and_a_rerun_makes_exactly_the_missing_calls(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 6)
+    # three judge calls and two edits fail once each, anywhere in the batch
+    sim.set_faults(
+        [Fault("500", first=3, match=JUDGE_TEXT), Fault("500", first=2, match=EDIT_TEXT)]
+    )
+    overrides = {"roles": {"default": {"max_retries": 0}}}
+    first, out = await batch(sim, tmp_path, inp, overrides=overrides)
+    records = read_lines(out)
+    partial = [r for r in records if r["status"] == "partial"]
+    missing = [node for r in partial for node in r["missing"]]
+    nodes = [n for r in partial for n in r["trace"]["nodes"] if n["id"] in r["missing"]]
+    failed_edits = [n for n in nodes if n["error"]]
+    unscored = [n for n in nodes if not n["error"]]
+    assert len(missing) == 5, missing
+    assert len(failed_edits) == 2 and all(n["kind"] == "edit" for n in failed_edits)
+    assert len(unscored) == 3 and all(n["judge_note"].startswith("not scored") for n in unscored)
+    assert all(r["status"] == "ok" for r in records if r not in partial)
+    assert [pid for pid, _ in first.partial] == [r["id"] for r in partial]
+    assert first.answered == 6 - len(partial) and first.exit_code == EXIT_PARTIAL
+    assert any("partial" in line for line in first.lines())
+    expected = 0
+    for r in partial:
+        for node_id in r["missing"]:
+            node = next(n for n in r["trace"]["nodes"] if n["id"] == node_id)
+            # an unscored candidate misses one judge call; a failed node its whole subtree
+            expected += 1 if node.get("error") is None else subtree_calls(node_id, 1, 1)
+    assert expected == 3 + 2 * 2
+
+    sim.set_faults([])
+    calls = sim.call_count
+    second, out = await batch(sim, tmp_path, inp, overrides=overrides)
+    assert sim.call_count - calls == expected  # only the calls that had failed
+    assert [r["status"] for r in read_lines(out)] == ["ok"] * 6
+    assert not second.partial and second.exit_code == 0
+    assert second.resumed_done == 6 - len(partial)
+    assert second.calls == expected
+    # and now all is whole: a third run makes no call at all
+    third, _ = await batch(sim, tmp_path, inp, overrides=overrides)
+    assert sim.call_count - calls == expected and third.resumed_done == 6
+
+
+# -- the output file ------------------------------------------------------------------------
+
+
+def test_a_rerun_killed_midway_leaves_the_previous_output_whole(tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 24)
+    out, store = tmp_path / "out.jsonl", tmp_path / "store"
+    with SimServer(seed=66, ttft=0.05, rate=400) as server:
+        common = ["--input", str(inp), "--output", str(out), "--store", str(store)]
+        common += ["--base-url", server.base_url, "--model", "m", "--concurrency", "2"]
+        done = subprocess.run(
+            batch_cli(*common, "--drafts", "1", "--critiques", "0"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        before = out.read_bytes()
+        assert len(read_lines(out)) == 24
+        calls = server.call_count
+        # a wider rerun (new calls for every prompt), killed once it has written some lines
+        proc = subprocess.Popen(
+            batch_cli(*common, "--drafts", "2", "--critiques", "1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        tmp = out.with_name(f".{out.name}.tmp")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if tmp.exists() and tmp.read_bytes().count(b"\n") >= 4:
+                break
+            if out.read_bytes() != before:  # rewritten in place: no use waiting
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert server.call_count > calls
+    assert out.read_bytes() == before  # whole, as the last finished run wrote it
+    lines = tmp.read_bytes().split(b"\n")
+    assert 4 <= len(lines) - 1 < 24  # the killed run's own prefix, beside it
+    for line in lines[:-1]:
+        json.loads(line)
+
+
+async def test_a_failing_batch_leaves_the_previous_output_whole(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 6)
+    _, out = await batch(sim, tmp_path, inp)
+    before = out.read_bytes()
+    seen: list[str] = []
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(record: dict[str, Any]) -> None:
+        seen.append(record["id"])
+        if len(seen) == 2:
+            raise Interrupted  # anything that ends the batch midway
+
+    with pytest.raises(Interrupted):
+        await batch(sim, tmp_path, inp, fresh=True, on_record=stop_after_two)
+    assert out.read_bytes() == before
+    assert not out.with_name(f".{out.name}.tmp").exists()
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_limit_below_one_is_refused_and_truncates_nothing(
+    sim: SimServer, tmp_path: Path, limit: int
+) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 3)
+    _, out = await batch(sim, tmp_path, inp)
+    before, calls = out.read_bytes(), sim.call_count
+    with pytest.raises(UserError, match=f"--limit must be at least 1, got {limit}"):
+        await batch(sim, tmp_path, inp, limit=limit)
+    assert out.read_bytes() == before and sim.call_count == calls
+
+
+async def test_output_that_is_the_input_is_refused(sim: SimServer, tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 3)
+    before = inp.read_bytes()
+    # the same file under another spelling, and through a link
+    (tmp_path / "sub").mkdir()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(inp)
+    for same in (tmp_path / "sub" / ".." / "q.jsonl", link):
+        options = BatchOptions(input=inp, output=same, store=tmp_path / "s", progress=False)
+        with pytest.raises(UserError, match="is the input file"):
+            await run_batch(sim_config(sim.base_url), options)
+    assert inp.read_bytes() == before and sim.call_count == 0
 
 
 # -- reuse ----------------------------------------------------------------------------------

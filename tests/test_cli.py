@@ -148,3 +148,158 @@ def test_failing_backend_names_the_endpoint(capsys: pytest.CaptureFixture[str]) 
     assert code == 1
     err = capsys.readouterr().err
     assert "NoCandidateError" in err and server.base_url in err and "status 500" in err
+
+
+# -- batch: the caller's mistakes are one line, exit 2, and lose nothing ------------------------
+
+
+def prompts_file(tmp_path: Path, n: int = 3) -> Path:
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        "".join(json.dumps({"uid": f"q{i}", "prompt": f"Question {i}?"}) + "\n" for i in range(n)),
+        encoding="utf-8",
+    )
+    return path
+
+
+def batch_args(sim: SimServer, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "batch",
+        "--no-progress",
+        "--input",
+        str(tmp_path / "q.jsonl"),
+        "--store",
+        str(tmp_path / "store"),
+        *sim_args(sim),
+        "--drafts",
+        "2",
+        "--critiques",
+        "0",
+        *extra,
+    ]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("feedit: error: ") and "\n" not in err, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--limit", "0", "--limit must be at least 1, got 0"),
+        ("--limit", "-1", "--limit must be at least 1, got -1"),
+        ("--concurrency", "-1", "--concurrency must be at least 1, got -1"),
+        ("--concurrency", "0", "--concurrency must be at least 1, got 0"),
+    ],
+)
+def test_batch_counts_below_one_are_refused_and_truncate_nothing(
+    sim: SimServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    says: str,
+) -> None:
+    prompts_file(tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert main(batch_args(sim, tmp_path, "--output", str(out))) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    calls = sim.call_count
+    assert main(batch_args(sim, tmp_path, "--output", str(out), flag, value)) == 2
+    assert says in one_line_error(capsys)
+    assert out.read_bytes() == before and sim.call_count == calls
+
+
+def test_batch_output_that_is_the_input_or_a_folder_is_refused(
+    sim: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inp = prompts_file(tmp_path)
+    before = inp.read_bytes()
+    calls = sim.call_count
+    assert main(batch_args(sim, tmp_path, "--output", str(tmp_path / "." / "q.jsonl"))) == 2
+    assert "is the input file" in one_line_error(capsys)
+    assert inp.read_bytes() == before
+    assert main(batch_args(sim, tmp_path, "--output", str(tmp_path))) == 2
+    assert f"--output {tmp_path} is a folder" in one_line_error(capsys)
+    assert sim.call_count == calls
+
+
+def test_batch_store_that_is_a_file_is_a_one_line_error(
+    sim: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts_file(tmp_path)
+    (tmp_path / "store").write_text("not a folder")
+    code = main(batch_args(sim, tmp_path, "--output", str(tmp_path / "out.jsonl")))
+    assert code == 2
+    err = one_line_error(capsys)
+    assert f"the store {tmp_path / 'store'}" in err and "is a file" in err and "--store" in err
+
+
+def test_batch_checks_key_variables_before_running(
+    sim: SimServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FEEDIT_TEST_UNSET_BATCH_KEY", raising=False)
+    prompts_file(tmp_path)
+    out = tmp_path / "out.jsonl"
+    calls = sim.call_count
+    extra = ("--output", str(out), "--api-key-env", "FEEDIT_TEST_UNSET_BATCH_KEY")
+    assert main(batch_args(sim, tmp_path, *extra)) == 2
+    err = one_line_error(capsys)
+    assert "FEEDIT_TEST_UNSET_BATCH_KEY" in err and "not set" in err
+    assert not out.exists() and sim.call_count == calls  # no prompt run, none recorded failed
+
+
+def test_batch_exit_status_says_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts_file(tmp_path)
+    out = tmp_path / "out.jsonl"
+    # one judge call fails: its candidate is unscored and its prompt partial
+    with SimServer(seed=43, faults=[Fault("500", first=1, match="strict expert grader")]) as sim:
+        args = batch_args(
+            sim, tmp_path, "--output", str(out), "--set", "roles.default.max_retries=0"
+        )
+        assert main(args) == 3
+        err = capsys.readouterr().err
+        assert "1 partial" in err and "run the same command again" in err
+        statuses = [json.loads(line)["status"] for line in out.read_text().splitlines()]
+        assert sorted(statuses) == ["ok", "ok", "partial"]
+        calls = sim.call_count
+        assert main(args) == 0  # the rerun makes the one failed call
+        assert sim.call_count == calls + 1
+    assert "0 partial, 0 failed" in capsys.readouterr().err
+
+
+# -- base URLs and the door's key ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "serve"])
+def test_a_bad_base_url_is_a_configuration_error_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    extra = {
+        "run": ["q"],
+        "batch": ["--input", str(prompts_file(tmp_path)), "--output", str(tmp_path / "o.jsonl")],
+        "serve": [],
+    }[command]
+    for url in ("not a url", "ftp://127.0.0.1/v1"):
+        code = main([command, "--set", f"roles.draft.base_url={url}", *extra])
+        assert code == 2
+        err = one_line_error(capsys)
+        assert "roles.draft.base_url" in err and "http" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_serve_client_key_variable_unset_speaks_of_its_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FEEDIT_TEST_UNSET_DOOR_KEY", raising=False)
+    assert main(["serve", "--client-key-env", "FEEDIT_TEST_UNSET_DOOR_KEY"]) == 2
+    err = one_line_error(capsys)
+    assert "--client-key-env" in err and "FEEDIT_TEST_UNSET_DOOR_KEY" in err
+    assert "api_key_env" not in err

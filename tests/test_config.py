@@ -173,3 +173,46 @@ def test_unknown_preset() -> None:
 def test_per_run_unknown_key_is_an_error() -> None:
     with pytest.raises(ConfigError, match=r"width\.drafs"):
         resolve_config(FeeditConfig(), overrides={"width": {"drafs": 2}})
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://127.0.0.1/v1", "http:///v1", "10.0.0.9:8000/v1", "http://h:port/v1"]
+)
+def test_a_base_url_that_is_not_http_is_refused_naming_the_key(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        FeeditConfig.load(env={}, overrides={"roles": {"draft": {"base_url": url}}})
+    assert info.value.key == "roles.draft.base_url"
+    assert "roles.draft.base_url" in str(info.value) and "http" in str(info.value)
+    assert url not in str(info.value)  # never echoed: a URL may carry credentials
+
+
+def test_a_base_url_in_a_file_or_the_environment_is_checked_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text('[roles.default]\nbase_url = "ftp://example.com/v1"\n')
+    with pytest.raises(ConfigError, match=r"roles\.default\.base_url") as info:
+        FeeditConfig.load(path, env={})
+    assert str(path) in str(info.value)
+    with pytest.raises(ConfigError, match=r"roles\.critique\.base_url"):
+        FeeditConfig.load(env={"FEEDIT_ROLES__CRITIQUE__BASE_URL": "not a url"})
+    good = FeeditConfig.load(
+        env={}, overrides={"roles": {"default": {"base_url": "https://api.example.com/v1"}}}
+    )
+    assert good.role("judge").base_url == "https://api.example.com/v1"
+
+
+def test_roles_in_use_and_their_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEEDIT_TEST_CRITIC_KEY", raising=False)
+    config = FeeditConfig.load(
+        env={}, overrides={"roles": {"critique": {"api_key_env": "FEEDIT_TEST_CRITIC_KEY"}}}
+    )
+    assert resolve_config(config).roles_in_use() == ["draft", "critique", "edit", "judge"]
+    with pytest.raises(ConfigError, match="FEEDIT_TEST_CRITIC_KEY"):
+        resolve_config(config).check_api_keys()
+    # best-of-n calls no critique: its unset variable does not matter
+    best = resolve_config(config, preset="best-of-n")
+    assert best.roles_in_use() == ["draft", "judge"]
+    best.check_api_keys()
+    single = resolve_config(config, preset="single")
+    assert single.roles_in_use() == ["draft"]
+    consensus = resolve_config(config.merged({"roles": {"judge": {"kind": "consensus"}}}))
+    assert "judge" not in consensus.roles_in_use()

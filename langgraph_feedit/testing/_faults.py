@@ -10,8 +10,8 @@ from typing import Literal
 
 from aiohttp import web
 
-FaultKind = Literal["500", "429", "drop", "malformed", "slow"]
-_FAULT_KINDS = ("500", "429", "drop", "malformed", "slow")
+FaultKind = Literal["500", "429", "401", "drop", "malformed", "slow"]
+_FAULT_KINDS = ("500", "429", "401", "drop", "malformed", "slow")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class Fault:
     """A failure the server injects into chat and pooling requests.
 
     Attributes:
-        kind: ``"500"`` (OpenAI-shaped error), ``"429"`` (with ``Retry-After``), ``"drop"`` (the
+        kind: ``"500"`` (OpenAI-shaped error), ``"429"`` (with ``Retry-After``), ``"401"``
+            (OpenAI's ``Incorrect API key provided: <the key sent>``, echoing the bearer key as
+            OpenAI-style servers do), ``"drop"`` (the
             connection is closed without a reply), ``"malformed"`` (200 with a body that is not
             JSON) or ``"slow"`` (``slow_s`` extra delay, to trip the client's timeout).
         rate: probability per request, drawn from an RNG seeded by the server seed and the
@@ -28,6 +30,8 @@ class Fault:
         match: only requests whose JSON body text contains this substring are considered.
         retry_after: seconds sent in the ``Retry-After`` header of a 429.
         slow_s: the extra delay of a ``"slow"`` fault.
+        echo_key: a ``"500"`` or ``"429"`` whose error message quotes the bearer key the
+            request carried (a ``"401"`` always does).
     """
 
     kind: FaultKind
@@ -36,6 +40,7 @@ class Fault:
     match: str | None = None
     retry_after: float = 0.05
     slow_s: float = 30.0
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -74,18 +79,31 @@ class FaultPlan:
         return None
 
 
-def error_reply(status: int, message: str, kind: str, param: str | None = None) -> web.Response:
+def error_reply(
+    status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+) -> web.Response:
     """An OpenAI-shaped error, as the official clients expect to parse it."""
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code or status}}
     return web.json_response(body, status=status)
+
+
+def _bearer(request: web.Request) -> str:
+    """The key the request carried (``Authorization: Bearer <key>``), for the faults that echo
+    it back the way OpenAI's servers do."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 async def fault_reply(request: web.Request, fault: Fault) -> web.StreamResponse:
     """The reply of every fault but ``"slow"`` (which only delays the real reply)."""
+    echoed = f" (key: {_bearer(request)})" if fault.echo_key else ""
+    if fault.kind == "401":
+        message = f"Incorrect API key provided: {_bearer(request)}."
+        return error_reply(401, message, "invalid_request_error", code="invalid_api_key")
     if fault.kind == "500":
-        return error_reply(500, "simulated internal server error", "server_error")
+        return error_reply(500, f"simulated internal server error{echoed}", "server_error")
     if fault.kind == "429":
-        reply = error_reply(429, "simulated rate limit", "rate_limit_exceeded")
+        reply = error_reply(429, f"simulated rate limit{echoed}", "rate_limit_exceeded")
         reply.headers["Retry-After"] = f"{fault.retry_after:g}"
         return reply
     if fault.kind == "malformed":
