@@ -24,6 +24,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.graph import create_feedit_graph
+from langgraph_feedit.overrides import FLAT_KEYS, set_path
 from langgraph_feedit.state import Trace
 
 __all__ = ["FeeditResult", "afeedit", "feedit_node", "feedit_runnable", "to_messages"]
@@ -59,10 +60,11 @@ def to_messages(value: Conversation | Mapping[str, Any]) -> list[Any]:
 def _overrides(
     drafts: int | None, critiques: int | None, edits: int | None, rounds: int | None
 ) -> dict[str, Any]:
-    width = {k: v for k, v in (("drafts", drafts), ("critiques", critiques), ("edits", edits))}
-    out: dict[str, Any] = {"width": {k: v for k, v in width.items() if v is not None}}
-    if rounds is not None:
-        out["depth"] = {"max_rounds": rounds}
+    out: dict[str, Any] = {}
+    given = {"drafts": drafts, "critiques": critiques, "edits": edits, "rounds": rounds}
+    for flat, value in given.items():
+        if value is not None:
+            set_path(out, FLAT_KEYS[flat], value)
     return out
 
 

@@ -9,11 +9,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from langgraph_feedit import __version__
-from langgraph_feedit.config import PRESETS, FeeditConfig
 from langgraph_feedit.errors import ConfigError, FeeditError, UserError, register_secret
+from langgraph_feedit.presets import PRESETS
+
+if TYPE_CHECKING:
+    pass
+
+# The configuration models, LangGraph and the rest are imported by the commands that use them:
+# `feedit --version` and `--help` load none of them.
 
 __all__ = ["build_parser", "main"]
 
@@ -308,14 +314,6 @@ def _config_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--embedded-model", help="a GGUF file for the embedded endpoint")
 
 
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -325,17 +323,12 @@ def _parse_value(text: str) -> Any:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The explicit-argument layer of the configuration."""
+    from langgraph_feedit.overrides import FLAT_KEYS, set_path
+
     out: dict[str, Any] = {}
-    pairs = [
-        ("width.drafts", args.drafts),
-        ("width.critiques", args.critiques),
-        ("width.edits", args.edits),
-        ("depth.max_rounds", args.rounds),
-        ("depth.beam", args.beam),
-        ("depth.stop_score", args.stop_score),
-        ("roles.judge.kind", args.judge),
-        ("budget.deadline_s", args.deadline),
-        ("budget.max_tokens", args.token_budget),
+    # The flags named like the flat keys (--drafts, --rounds, --token-budget...) set theirs.
+    pairs = [(key, getattr(args, flat, None)) for flat, key in FLAT_KEYS.items()]
+    pairs += [
         ("roles.default.base_url", args.base_url),
         ("roles.default.model", args.model),
         ("roles.default.api_key_env", args.api_key_env),
@@ -347,15 +340,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         pairs.append((f"roles.{role}.model", getattr(args, f"{role}_model")))
     for key, value in pairs:
         if value is not None:
-            _set_path(out, key, value)
+            set_path(out, key, value)
     for key, attr in (("store.checkpoint_url", "checkpoint_url"), ("store.cache_url", "cache_url")):
         if getattr(args, attr, None):
-            _set_path(out, key, getattr(args, attr))
+            set_path(out, key, getattr(args, attr))
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}", source="arguments")
-        _set_path(out, key.strip(), _parse_value(value))
+        set_path(out, key.strip(), _parse_value(value))
     return out
 
 
@@ -370,6 +363,8 @@ async def _run(args: argparse.Namespace) -> int:
     )
     if not prompt.strip():
         raise UserError("the prompt is empty")
+    from langgraph_feedit.config import FeeditConfig
+
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     graph = create_feedit_graph(config).compile()
     messages: list[Any] = []
@@ -397,6 +392,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _batch(args: argparse.Namespace) -> int:
     from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch
+    from langgraph_feedit.config import FeeditConfig
 
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     options = BatchOptions(
@@ -455,6 +451,8 @@ async def _judge(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate.judge import judge_answers
 
     baselines = parse_baseline_args(args.baseline, files=True)
+    from langgraph_feedit.config import FeeditConfig
+
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     summary = await judge_answers(
         config,
@@ -559,6 +557,8 @@ async def _sweep(args: argparse.Namespace) -> int:
 
     confidence = _confidence(args.confidence)
     baselines = parse_baseline_args(args.baseline, files=True)
+    from langgraph_feedit.config import FeeditConfig
+
     config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
     result = await run_sweep(
         config,

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import ConfigError, UserError
-from langgraph_feedit.overrides import set_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from langgraph_feedit.config import FeeditConfig
 
 __all__ = ["add_serve_parser", "config_from_args", "run_serve", "serve_in_thread"]
 
@@ -107,6 +107,9 @@ def config_from_args(args: argparse.Namespace) -> FeeditConfig:
     Raises:
         ConfigError: a bad file, variable or flag (the message names the key).
     """
+    from langgraph_feedit.config import FeeditConfig
+    from langgraph_feedit.overrides import set_path
+
     overrides: dict[str, Any] = {}
     for key, value in (
         ("roles.default.base_url", args.base_url),
