@@ -58,6 +58,7 @@ __all__ = [
     "default_model_path",
     "default_threads",
     "get_embedded_server",
+    "running_server",
     "stop_all",
 ]
 
@@ -123,6 +124,10 @@ class EmbeddedSettings:
         startup_timeout: seconds to wait for the server to answer ``GET /v1/models``.
         model_alias: the model name clients send and the server reports.
         extra_args: further ``llama_cpp.server`` arguments, appended verbatim.
+        min_tokens_per_second: the slowest decoding rate a request is given time for: each
+            request to this server may take its role's ``timeout`` plus ``max_tokens`` at
+            this rate. SmolLM2-135M decodes 50-150 tokens/s on 2 busy cores; 5 leaves room for
+            a larger GGUF or a loaded machine, since a timeout here only guards against a hang.
     """
 
     model_path: Path | None = None
@@ -134,6 +139,13 @@ class EmbeddedSettings:
     startup_timeout: float = 60.0
     model_alias: str = DEFAULT_MODEL_NAME
     extra_args: tuple[str, ...] = ()
+    min_tokens_per_second: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.min_tokens_per_second <= 0:
+            raise ValueError(
+                f"min_tokens_per_second must be positive, got {self.min_tokens_per_second}"
+            )
 
 
 def _resolved(settings: EmbeddedSettings) -> EmbeddedSettings:
@@ -268,7 +280,9 @@ class EmbeddedServer:
     interpreter exits, so keep a reference for as long as it is used.
 
     llama.cpp's server decodes one request at a time (concurrent requests queue), reports no
-    cached prompt tokens, and answers ``n > 1`` with a single choice.
+    cached prompt tokens, and answers ``n > 1`` with a single choice. A request whose client
+    hangs up while it waits is dropped, but one already decoding runs to its end: hence the
+    endpoint queues on the client side (``slots`` at a time) and does not retry timeouts.
 
     Attributes:
         settings: the settings as given.
@@ -303,6 +317,12 @@ class EmbeddedServer:
     def base_url(self) -> str:
         """The OpenAI-compatible base URL, e.g. ``http://127.0.0.1:41234/v1``."""
         return f"http://{_connect_host(self.settings.host)}:{self.port}/v1"
+
+    @property
+    def slots(self) -> int:
+        """Requests the server decodes at once: 1, since ``llama_cpp.server`` serves every
+        request under one global lock (it has no parallel-slot option)."""
+        return 1
 
     @property
     def running(self) -> bool:
@@ -537,6 +557,17 @@ def get_embedded_server(settings: EmbeddedSettings | None = None) -> EmbeddedSer
         server.start()
         _registry[key] = server
         return server
+
+
+def running_server(base_url: str) -> EmbeddedServer | None:
+    """The running server started by ``get_embedded_server`` whose ``base_url`` is ``base_url``."""
+    url = base_url.rstrip("/")
+    with _registry_lock:
+        servers = list(_registry.values())
+    for server in servers:
+        if server.running and server.base_url == url:
+            return server
+    return None
 
 
 async def aget_embedded_server(settings: EmbeddedSettings | None = None) -> EmbeddedServer:

@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 from tenacity import (
@@ -35,6 +35,9 @@ from tenacity import (
 
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
+
+if TYPE_CHECKING:
+    from langgraph_feedit.embedded import EmbeddedServer
 
 __all__ = [
     "ChatResult",
@@ -161,6 +164,14 @@ class Endpoint:
 
     Get one with :func:`get_endpoint` so that every graph in the process (on the same event
     loop) shares it, and with it the concurrency limit.
+
+    Requests beyond ``max_concurrency`` wait in this process's queue, and a request's timeout
+    starts only when it leaves that queue, so waiting one's turn never counts against it. With
+    ``min_tokens_per_second`` set, each chat request may take ``timeout`` plus its
+    ``max_tokens`` (times ``n``) at that rate: a local server decodes at a known, slow pace,
+    and a fixed timeout would cut long answers short. ``retry_timeouts=False`` surfaces a
+    timeout at once instead of retrying it: a local server goes on decoding a request whose
+    client has gone, so a retry would only queue behind the abandoned work.
     """
 
     def __init__(
@@ -172,11 +183,17 @@ class Endpoint:
         timeout: float = 120.0,
         max_retries: int = 4,
         backoff: float = 0.5,
+        min_tokens_per_second: float | None = None,
+        retry_timeouts: bool = True,
     ) -> None:
+        if min_tokens_per_second is not None and min_tokens_per_second <= 0:
+            raise ValueError(f"min_tokens_per_second must be positive, got {min_tokens_per_second}")
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.backoff = backoff
         self.timeout = timeout
+        self.min_tokens_per_second = min_tokens_per_second
+        self.retry_timeouts = retry_timeouts
         self.limiter = _Limiter(max_concurrency)
         # The SDK's connection pool (1,000 connections) is far above any limiter setting, so
         # the limiter alone decides how many requests are open.
@@ -192,6 +209,16 @@ class Endpoint:
 
     def label(self, model: str | None) -> str:
         return f"{self.base_url} (model {model})" if model else self.base_url
+
+    def request_timeout(self, max_tokens: int | None, n: int = 1) -> float:
+        """Seconds one chat request may take once it has left the queue.
+
+        ``timeout``, plus (with ``min_tokens_per_second``) the time to decode ``n * max_tokens``
+        tokens at that rate.
+        """
+        if self.min_tokens_per_second is None or not max_tokens:
+            return self.timeout
+        return self.timeout + n * max_tokens / self.min_tokens_per_second
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -304,10 +331,14 @@ class Endpoint:
         if extra_body:
             kwargs["extra_body"] = dict(extra_body)
         msgs = cast(Any, [dict(m) for m in messages])
+        timeout = self.request_timeout(params.get("max_tokens"), n)
         response = await self._call(
-            lambda: self.client.chat.completions.create(model=model, messages=msgs, **kwargs),
+            lambda: self.client.chat.completions.create(
+                model=model, messages=msgs, timeout=timeout, **kwargs
+            ),
             model=model,
             role=role,
+            seconds=timeout,
         )
         if not getattr(response, "choices", None):
             raise EndpointError(
@@ -415,25 +446,39 @@ class Endpoint:
         exp = min(self.backoff * 2.0 ** (state.attempt_number - 1), _BACKOFF_MAX)
         return exp + random.uniform(0, exp)
 
-    async def _call(self, make: Any, *, model: str | None, role: str | None) -> Any:
-        """Run one request under the limiter, retrying transient failures with tenacity."""
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, openai.APITimeoutError) and not self.retry_timeouts:
+            return False
+        return is_retryable(exc)
+
+    async def _call(
+        self, make: Any, *, model: str | None, role: str | None, seconds: float | None = None
+    ) -> Any:
+        """Run one request under the limiter, retrying transient failures with tenacity.
+
+        ``make`` opens the request only once the limiter lets it through, so its timeout
+        (``seconds``, passed to the SDK by ``make``; else the client's) never counts the wait
+        in our queue.
+        """
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(self._retryable),
             reraise=True,
         )
+        attempts = 0
         try:
             async for attempt in retrying:
                 with attempt:
                     # The slot is held only while the request is open, not while backing off.
                     async with self.limiter:
+                        attempts += 1
                         return await make()
         except asyncio.CancelledError:
             raise
         except openai.APITimeoutError as exc:
             raise EndpointTimeout(
-                f"no reply within {self.timeout:g} s after {self.max_retries + 1} attempt(s)",
+                f"no reply within {seconds or self.timeout:g} s after {attempts} attempt(s)",
                 endpoint=self.label(model),
                 role=role,
                 retryable=True,
@@ -527,6 +572,11 @@ def get_endpoint(
     server and key variable share one client and one concurrency limit; where they ask for
     different limits, the smallest applies.
 
+    The embedded server decodes one request at a time, so its endpoint sends no more than the
+    server's slots at once (the rest queue here, where waiting does not count against the
+    timeout), scales each request's timeout to its ``max_tokens`` at the server's
+    ``min_tokens_per_second``, and never retries a timeout.
+
     Raises:
         ConfigError: the role names an API key variable that is not set.
     """
@@ -536,6 +586,9 @@ def get_endpoint(
     loop = asyncio.get_running_loop()
     key = (url, config.api_key_env or "")
     limit = config.max_concurrency or 16
+    local = _embedded_at(url) if not config.base_url else None
+    if local is not None:
+        limit = min(limit, local.slots)
     with _registry_lock:
         endpoints = _registry.setdefault(loop, {})
         endpoint = endpoints.get(key)
@@ -547,11 +600,22 @@ def get_endpoint(
                 timeout=config.timeout or 120.0,
                 max_retries=config.max_retries if config.max_retries is not None else 4,
                 backoff=config.backoff if config.backoff is not None else 0.5,
+                min_tokens_per_second=(
+                    local.settings.min_tokens_per_second if local is not None else None
+                ),
+                retry_timeouts=local is None,
             )
             endpoints[key] = endpoint
         elif limit < endpoint.limiter.limit:
             endpoint.limiter.limit = limit
     return endpoint
+
+
+def _embedded_at(url: str) -> EmbeddedServer | None:
+    """The embedded server running at ``url``, if this process started one there."""
+    from langgraph_feedit.embedded import running_server
+
+    return running_server(url)
 
 
 async def aclose_endpoints() -> None:

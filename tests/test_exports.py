@@ -20,7 +20,7 @@ from langgraph_feedit.testing import SimServer
 from .helpers import sim_config
 
 ROOT = Path(__file__).resolve().parent.parent
-V01 = ROOT.parent / "shared" / "data" / "arena-hard-v0.1" / "question.jsonl"
+V01 = ROOT / "tests" / "data" / "arena" / "arena-hard-v0.1" / "question.jsonl"
 
 
 @pytest.fixture
@@ -45,8 +45,6 @@ async def sim_batch(sim: SimServer, tmp_path: Path) -> Path:
 @pytest.mark.embedded
 async def test_arena_hard_export_on_the_embedded_model(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")
-    if not V01.exists():
-        pytest.skip("../shared/data is not beside this checkout")
     questions = [json.loads(line) for line in V01.read_text().splitlines()[:3]]
     inp = tmp_path / "q.jsonl"
     inp.write_text("".join(json.dumps(q) + "\n" for q in questions))

@@ -20,11 +20,9 @@ from .helpers import sim_config
 
 pytest.importorskip("matplotlib", reason="needs the 'eval' extra")
 
-ROOT = Path(__file__).resolve().parent.parent
-V01 = ROOT.parent / "shared" / "data" / "arena-hard-v0.1"
-needs_data = pytest.mark.skipif(
-    not V01.exists(), reason="../shared/data is not beside this checkout"
-)
+# six v0.1 questions and short baseline answers written for the tests (see tests/data/arena)
+V01 = Path(__file__).resolve().parent / "data" / "arena" / "arena-hard-v0.1"
+BASELINE = V01 / "model_answer" / "gpt-4-0314.jsonl"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -62,7 +60,6 @@ def test_grid_parsing() -> None:
             parse_grid(bad)
 
 
-@needs_data
 async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path) -> None:
     qs = questions(tmp_path, 5)
     with SimServer(seed=101) as sim:
@@ -71,7 +68,7 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
         result = await run_sweep(
             config,
             questions=qs,
-            baseline=V01 / "gpt-4-0314.jsonl",
+            baseline=BASELINE,
             grid=grid,
             output=tmp_path / "sweep",
             rounds=20,
@@ -86,7 +83,7 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
         again = await run_sweep(
             config,
             questions=qs,
-            baseline=V01 / "gpt-4-0314.jsonl",
+            baseline=BASELINE,
             grid=grid,
             output=tmp_path / "sweep",
             rounds=20,
@@ -99,7 +96,6 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
     assert all(r["score"] for r in rows)
 
 
-@needs_data
 async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
     from langgraph_feedit.evaluate.arena import answer_record, dump_record
 
@@ -121,7 +117,7 @@ async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
             config.merged({"roles": {"default": {"max_retries": 0}}}),
             questions=qs,
             answers=answers,
-            baseline=V01 / "gpt-4-0314.jsonl",
+            baseline=BASELINE,
             output=tmp_path / "j",
         )
         assert summary.judged == 3 and len(summary.failed) == 1
@@ -131,7 +127,7 @@ async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
             config,
             questions=qs,
             answers=answers,
-            baseline=V01 / "gpt-4-0314.jsonl",
+            baseline=BASELINE,
             output=tmp_path / "j",
         )
         assert summary.kept == 3 and summary.judged == 1
@@ -147,7 +143,6 @@ async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
         assert "<|The Start of Assistant A's Answer|>" in first.prompt[1]["content"]
 
 
-@needs_data
 @pytest.mark.embedded
 async def test_sweep_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")
@@ -158,7 +153,7 @@ async def test_sweep_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
     )
     kw = {
         "questions": qs,
-        "baseline": V01 / "gpt-4-0314.jsonl",
+        "baseline": BASELINE,
         "grid": "preset=single,best-of-n; drafts=2",
         "output": tmp_path / "sweep",
         "rounds": 20,
