@@ -268,7 +268,14 @@ def _judge_failed(note: str | None) -> bool:
 async def _answer(
     graph: Any, prompt: Prompt, thread: str, durable: bool
 ) -> tuple[dict[str, Any], bool]:
-    """The final state of the prompt's run, and whether it was already done before."""
+    """The final state of the prompt's run, and whether it was already done before.
+
+    Checkpoints are written when a run ends (``durability="exit"``), not at every step: each
+    step's checkpoint repeats the growing tree, which made the store about 30 times the output
+    it protects. Nothing is lost by it, because the call cache is written as each call ends:
+    a run cut off mid-way has no checkpoint, so it starts again, and every call it had finished
+    comes from the cache (only the calls in flight at the cut are made again).
+    """
     if not durable:
         return await graph.ainvoke({"messages": prompt.messages}), False
     attempt = 1
@@ -277,7 +284,7 @@ async def _answer(
         cfg = {"configurable": {"thread_id": tid}}
         snapshot = await graph.aget_state(cfg)
         if not snapshot.values:
-            return await graph.ainvoke({"messages": prompt.messages}, cfg), False
+            return await graph.ainvoke({"messages": prompt.messages}, cfg, durability="exit"), False
         if "trace" in snapshot.values and not snapshot.next:
             if missing_nodes(snapshot.values["trace"]):
                 # Answered, but some calls failed: go again on a new thread, where every call
@@ -291,7 +298,8 @@ async def _answer(
             # cache hits; only the failed ones are made again.
             attempt += 1
             continue
-        return await graph.ainvoke(None, cfg), False  # cut off mid-run: resume
+        # Cut off mid-run by an older version's step checkpoints: resume.
+        return await graph.ainvoke(None, cfg, durability="exit"), False
 
 
 def _record(prompt: Prompt, values: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
