@@ -1,7 +1,9 @@
 # One gate: format check, lint, strict types, tests. CI runs `make check`.
 PYTHON ?= python
+# The lowest versions pyproject.toml allows, in their own environment (`make floors`).
+FLOOR_VENV ?= build/floor-venv
 
-.PHONY: check format lint types test bench
+.PHONY: check format lint types test bench floors
 
 check: lint types test
 
@@ -24,3 +26,13 @@ bench:
 	$(PYTHON) bench/graph.py
 	$(PYTHON) bench/batch.py
 	$(PYTHON) bench/sweep.py
+
+# Every dependency at its floor (pins read from pyproject.toml by .ci/floors.py), then the tests.
+# Lint and types are left out: they check the code, not the versions it runs on.
+floors:
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(PYTHON) .ci/floors.py > $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/pip install -q -c $(FLOOR_VENV)/constraints.txt -e '.[test]'
+	$(FLOOR_VENV)/bin/python .ci/floors.py --check
+	$(FLOOR_VENV)/bin/python -m pytest -q
