@@ -18,7 +18,9 @@ lint:
 types:
 	$(PYTHON) -m mypy
 
+# The Node check of `feedit serve` needs the official openai Node client (skipped without node).
 test:
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/node --no-audit --no-fund --silent; fi
 	$(PYTHON) -m pytest -q
 
 bench:
@@ -26,6 +28,7 @@ bench:
 	$(PYTHON) bench/graph.py
 	$(PYTHON) bench/batch.py
 	$(PYTHON) bench/sweep.py
+	$(PYTHON) bench/fixed.py
 
 # Every dependency at its floor (pins read from pyproject.toml by .ci/floors.py), then the tests.
 # Lint and types are left out: they check the code, not the versions it runs on.
