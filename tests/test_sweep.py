@@ -176,7 +176,7 @@ async def test_sweep_end_to_end_on_the_embedded_model(tmp_path: Path) -> None:
 
 # --- per-category baselines (arena-hard-auto v2.0) --------------------------------------------
 
-V2 = ROOT / "tests" / "data" / "arena" / "arena-hard-v2.0"
+V2 = Path(__file__).resolve().parent / "data" / "arena" / "arena-hard-v2.0"
 V2_MINE = V2 / "model_answer" / "feedit-demo.jsonl"
 
 
