@@ -1,0 +1,178 @@
+"""The pure parts, tested directly: tree order, node merging, consensus scores, the run
+budget, and knockout brackets of any size (against the simulated server)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from langgraph_feedit.calls import BudgetExhausted, RoleCaller, RunBudget
+from langgraph_feedit.endpoints import Usage
+from langgraph_feedit.judges import consensus_scores, rank_round, tree_order
+from langgraph_feedit.prompts import load_templates
+from langgraph_feedit.state import merge_nodes
+from langgraph_feedit.testing import SimServer
+
+from .helpers import sim_config
+
+# -- tree order ---------------------------------------------------------------------------------
+
+node_ids = st.recursive(
+    st.integers(0, 30).map(lambda i: f"d{i}"),
+    lambda parent: st.tuples(parent, st.integers(0, 30), st.integers(0, 30)).map(
+        lambda t: f"{t[0]}.c{t[1]}" if t[2] % 2 else f"{t[0]}.c{t[1]}.e{t[2]}"
+    ),
+    max_leaves=4,
+)
+
+
+@given(st.lists(node_ids, min_size=1, max_size=30, unique=True))
+def test_tree_order_puts_parents_first_and_numbers_numerically(ids: list[str]) -> None:
+    ordered = sorted(ids, key=tree_order)
+    for node in ordered:
+        parts = node.split(".")
+        for cut in range(1, len(parts)):
+            ancestor = ".".join(parts[:cut])
+            if ancestor in ordered:
+                assert ordered.index(ancestor) < ordered.index(node)
+    assert sorted(["d10", "d2", "d2.c10", "d2.c9"], key=tree_order) == [
+        "d2",
+        "d2.c9",
+        "d2.c10",
+        "d10",
+    ]
+
+
+# -- merging nodes ------------------------------------------------------------------------------
+
+fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "text": st.text(max_size=5),
+        "score": st.floats(allow_nan=False, allow_infinity=False),
+        "error": st.none() | st.text(max_size=5),
+    },
+)
+updates = st.lists(st.tuples(st.sampled_from(["d0", "d1", "d0.c0", "d2"]), fields), max_size=12)
+
+
+@given(updates, updates)
+def test_merge_nodes_is_last_write_per_field_and_keeps_first_seen_order(
+    left: list[tuple[str, dict[str, object]]], right: list[tuple[str, dict[str, object]]]
+) -> None:
+    a = merge_nodes(None, [{"id": i, **f} for i, f in left])  # type: ignore[typeddict-item]
+    merged = merge_nodes(a, [{"id": i, **f} for i, f in right])  # type: ignore[typeddict-item]
+    order: list[str] = []
+    expected: dict[str, dict[str, object]] = {}
+    for node_id, f in [*left, *right]:
+        if node_id not in expected:
+            order.append(node_id)
+            expected[node_id] = {"id": node_id}
+        expected[node_id].update(f)
+    assert [n["id"] for n in merged] == order
+    assert [dict(n) for n in merged] == [expected[i] for i in order]
+    # merging the same update again changes nothing (a resumed run writing a node twice)
+    assert merge_nodes(merged, [{"id": i, **f} for i, f in right]) == merged  # type: ignore[typeddict-item]
+
+
+# -- consensus ----------------------------------------------------------------------------------
+
+texts = st.lists(st.text(alphabet="abc ", max_size=30), min_size=1, max_size=6)
+
+
+@given(texts)
+def test_consensus_scores_are_mean_similarities_in_unit_range(candidates: list[str]) -> None:
+    pairs = [(f"d{i}", t) for i, t in enumerate(candidates)]
+    scores = consensus_scores(pairs)
+    assert set(scores) == {cid for cid, _ in pairs}
+    assert all(0.0 <= s <= 1.0 for s in scores.values())
+    if len(pairs) == 1:
+        assert scores == {"d0": 1.0}
+    # identical candidates agree completely
+    same = consensus_scores([(f"d{i}", "the same words here") for i in range(len(pairs) + 1)])
+    assert all(s == 1.0 for s in same.values())
+
+
+# -- the run budget -----------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(0, 50), max_size=20), st.integers(1, 300))
+def test_budget_is_spent_when_the_charges_reach_it(charges: list[int], limit: int) -> None:
+    budget = RunBudget(deadline_s=None, max_tokens=limit)
+    spent = 0
+    for c in charges:
+        budget.charge(Usage(prompt_tokens=c, calls=1))
+        spent += c
+        assert budget.exhausted == (spent >= limit)
+        assert budget.reason == ("budget" if spent >= limit else None)
+
+
+async def test_budget_cancels_a_call_in_flight_at_the_deadline() -> None:
+    budget = RunBudget(deadline_s=0.05, max_tokens=None)
+    cancelled = asyncio.Event()
+
+    async def slow() -> int:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1
+
+    with pytest.raises(BudgetExhausted) as info:
+        await budget.run(slow())
+    assert info.value.reason == "deadline" and cancelled.is_set()
+    with pytest.raises(BudgetExhausted):  # refused at once afterwards
+        await budget.run(slow())
+
+
+async def test_budget_spent_elsewhere_stops_calls_in_flight() -> None:
+    budget = RunBudget(deadline_s=None, max_tokens=10)
+
+    async def slow() -> int:
+        await asyncio.sleep(5)
+        return 1
+
+    async def spend() -> None:
+        await asyncio.sleep(0.02)
+        budget.charge(Usage(completion_tokens=10))
+
+    results = await asyncio.gather(budget.run(slow()), spend(), return_exceptions=True)
+    assert isinstance(results[0], BudgetExhausted) and results[0].reason == "budget"
+
+
+# -- knockout brackets --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(seed=3, mean_tokens=6) as server:
+        yield server
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 7, 8, 9])
+async def test_knockout_of_any_size(sim: SimServer, n: int) -> None:
+    """n - 1 matches, each judged in both orders; every candidate scored; byes earn nothing;
+    the simulated judge's replies hold no verdict, so ties go to the earlier candidate."""
+    caller = RoleCaller.for_config(sim_config(sim.base_url))
+    ids = [f"d{i}" for i in range(n)]
+    shuffled = random.Random(n).sample(ids, n)
+    before = sim.call_count
+    result = await rank_round(
+        "pairwise",
+        caller,
+        [{"role": "user", "content": "q"}],
+        [(cid, f"answer {cid}") for cid in shuffled],
+        load_templates("generic"),
+    )
+    assert sim.call_count - before == 2 * (n - 1)
+    assert set(result.scores) == set(ids)
+    assert sum(result.scores.values()) == n - 1
+    assert result.scores["d0"] == math.ceil(math.log2(n)) if n > 1 else result.scores["d0"] == 0
+    assert result.usage.calls == 2 * (n - 1)
