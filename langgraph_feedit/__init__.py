@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         FeeditError,
         InputError,
         NoCandidateError,
+        StoreError,
         UserError,
     )
     from langgraph_feedit.graph import FeeditContext, create_feedit_graph
@@ -61,6 +62,7 @@ _LAZY = {
     "FeeditError": "errors",
     "InputError": "errors",
     "NoCandidateError": "errors",
+    "StoreError": "errors",
     "UserError": "errors",
     "FeeditContext": "graph",
     "create_feedit_graph": "graph",
@@ -102,6 +104,7 @@ __all__ = [
     "NoCandidateError",
     "RoleConfig",
     "RolesConfig",
+    "StoreError",
     "Trace",
     "TraceNode",
     "Usage",

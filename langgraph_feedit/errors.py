@@ -8,6 +8,7 @@ FeeditError
 ├── EndpointError        a backend failed (names the endpoint, the status and the body)
 │   └── EndpointTimeout  a call ran past its timeout
 ├── EmbeddedError        the embedded endpoint could not start (says why, with its log)
+├── StoreError           a checkpoint or cache store could not be reached or set up
 └── NoCandidateError     every branch of a run failed, so there is nothing to select
 ```
 
@@ -36,6 +37,7 @@ __all__ = [
     "InputError",
     "NoCandidateError",
     "RedactingFilter",
+    "StoreError",
     "UserError",
     "redact",
     "register_secret",
@@ -226,6 +228,10 @@ class EmbeddedError(FeeditError):
         if log_tail:
             text += f"\n--- embedded server log (last lines) ---\n{log_tail}"
         super().__init__(text)
+
+
+class StoreError(FeeditError):
+    """A checkpoint or cache store could not be reached or set up (names it, password hidden)."""
 
 
 class NoCandidateError(FeeditError):

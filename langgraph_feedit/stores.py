@@ -20,13 +20,9 @@ from langgraph.cache.base import BaseCache
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langgraph_feedit.config import StoreConfig
-from langgraph_feedit.errors import ConfigError, FeeditError
+from langgraph_feedit.errors import ConfigError, StoreError
 
 __all__ = ["StoreError", "open_stores", "redact_url"]
-
-
-class StoreError(FeeditError):
-    """A checkpoint or cache server could not be reached or set up."""
 
 
 def redact_url(url: str) -> str:

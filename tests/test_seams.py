@@ -241,3 +241,22 @@ async def test_no_listener_no_streaming(sim: SimServer) -> None:
     bodies = [r.body for r in sim.requests[before:]]
     assert bodies and not any(b.get("stream") for b in bodies)
     await asyncio.sleep(0)
+
+
+def test_public_names_resolve_and_the_cli_starts_light() -> None:
+    import subprocess
+    import sys
+
+    import langgraph_feedit
+
+    for name in langgraph_feedit.__all__:
+        assert getattr(langgraph_feedit, name) is not None
+    # `feedit --version` and `--help` load neither LangGraph nor pydantic's models
+    code = (
+        "import sys, langgraph_feedit.cli as c\n"
+        "c.build_parser().format_help()\n"
+        "heavy = [m for m in ('langgraph', 'langchain_core', 'openai', 'langgraph_feedit.config')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
