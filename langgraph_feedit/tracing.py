@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import AsyncCallbackManager
+from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager
 from langchain_core.messages import AIMessage, AIMessageChunk, convert_to_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
@@ -76,7 +76,10 @@ async def traced_chat(
     listens, in which case the endpoint streams and each piece is reported as it arrives.
     """
     callbacks = config.get("callbacks")
-    if callbacks is None and not _tracing_on():
+    # LangGraph hands every node a callback manager, with no handler when nobody listens;
+    # configuring a child manager costs more than the rest of a call, so look first.
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    if not handlers and not _tracing_on():
         return await request(None)
     metadata: dict[str, Any] = {
         "feedit_role": info.role,
