@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -278,14 +281,13 @@ def test_batch_exit_status_says_partial(tmp_path: Path, capsys: pytest.CaptureFi
 # -- base URLs and the door's key ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "batch", "serve"])
+@pytest.mark.parametrize("command", ["run", "batch"])
 def test_a_bad_base_url_is_a_configuration_error_for_every_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     extra = {
         "run": ["q"],
         "batch": ["--input", str(prompts_file(tmp_path)), "--output", str(tmp_path / "o.jsonl")],
-        "serve": [],
     }[command]
     for url in ("not a url", "ftp://127.0.0.1/v1"):
         code = main([command, "--set", f"roles.draft.base_url={url}", *extra])
@@ -293,6 +295,21 @@ def test_a_bad_base_url_is_a_configuration_error_for_every_command(
         err = one_line_error(capsys)
         assert "roles.draft.base_url" in err and "http" in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "flags", [["--base-url", "not a url"], ["--set", "roles.judge.base_url=ftp://h/v1"]]
+)
+def test_serve_refuses_to_start_on_a_bad_base_url(flags: list[str]) -> None:
+    # In a process of its own: a server that starts anyway would serve until killed.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "langgraph_feedit.cli", "serve", "--port", str(port), *flags]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "base_url" in done.stderr and "http" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_serve_client_key_variable_unset_speaks_of_its_flag(
