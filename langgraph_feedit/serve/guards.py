@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from starlette.requests import Request
 
-from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.errors import ConfigError, register_secret
 from langgraph_feedit.serve.protocol import APIError
 
 __all__ = ["authorize", "key_digest", "read_body", "require_json"]
@@ -29,6 +29,7 @@ def key_digest(api_key_env: str | None, env: Mapping[str, str]) -> bytes | None:
             key="api_key_env",
             source="environment",
         )
+    register_secret(value)  # a client echoing it back in a prompt must not see it in an error
     return hashlib.sha256(value.encode()).digest()
 
 
