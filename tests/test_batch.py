@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,6 +124,14 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
     assert all(r["status"] == "ok" and r["answer"] for r in records)
     assert total_calls <= reference_calls + cut_off, (total_calls, reference_calls, cut_off)
     assert total_calls > first_calls  # the rerun did the rest
+    # The rerun's summary counts what the server saw it make; what the killed run had made
+    # (checkpointed or cached) counts as reused, in the summary and in the traces.
+    made = re.search(r"(\d+) calls made \((\d+) reused", rerun.stderr)
+    assert made is not None, rerun.stderr
+    assert int(made.group(1)) == total_calls - first_calls
+    assert int(made.group(2)) > 0
+    reused_nodes = sum(1 for r in records for n in r["trace"]["nodes"] if n["reused"])
+    assert reused_nodes > 0
 
 
 async def test_rerun_of_a_finished_batch_makes_no_call(sim: SimServer, tmp_path: Path) -> None:
