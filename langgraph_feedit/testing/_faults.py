@@ -27,7 +27,8 @@ class Fault:
         rate: probability per request, drawn from an RNG seeded by the server seed and the
             request's arrival index, so a run replays the same faults.
         first: the first ``first`` matching requests get this fault for sure.
-        match: only requests whose JSON body text contains this substring are considered.
+        match: only requests whose JSON body, written as compact JSON (``"seed":1``, no spaces
+            after separators, non-ASCII kept), contains this substring are considered.
         retry_after: seconds sent in the ``Retry-After`` header of a 429.
         slow_s: the extra delay of a ``"slow"`` fault.
         echo_key: a ``"500"`` or ``"429"`` whose error message quotes the bearer key the

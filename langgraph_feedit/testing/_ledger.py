@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections import deque
@@ -110,7 +111,10 @@ class Ledger:
         with self.lock:
             record = RecordedRequest(len(self.requests), path, body, headers, time.monotonic())
             self.requests.append(record)
-            fault = self._plan.pick(seed, record.index, text) if body else None
+            # Faults match the body as compact JSON, whatever spacing the client's encoder used
+            # (openai's older releases send ``"seed": 1``, newer ones ``"seed":1``).
+            canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            fault = self._plan.pick(seed, record.index, canonical) if body else None
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         record.fault = fault.kind if fault is not None else None
