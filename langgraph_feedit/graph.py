@@ -42,7 +42,7 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, rank_round, tree_order
+from langgraph_feedit.judges import POINTWISE, is_candidate, rank_key, rank_round, tree_order
 from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
@@ -73,16 +73,6 @@ class FeeditContext(TypedDict, total=False):
 
 
 # -- top-level nodes ----------------------------------------------------------------------------
-
-
-def _is_candidate(node: Mapping[str, Any]) -> bool:
-    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
-
-
-def _rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int], ...]]:
-    """Highest score first; unscored last; ties to the earliest in tree order."""
-    score = node.get("score")
-    return (score is None, -(score or 0.0), tree_order(node["id"]))
 
 
 def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
@@ -156,7 +146,7 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
     update: dict[str, Any] = {}
-    candidates = [n for n in nodes if _is_candidate(n)]
+    candidates = [n for n in nodes if is_candidate(n)]
     run = active_run(spec)
     budget = run.budget
     if spec["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
@@ -182,10 +172,10 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
         else:
             scored: list[NodeDict] = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
             nodes = merge_nodes(nodes, scored)
-            candidates = [n for n in nodes if _is_candidate(n)]
+            candidates = [n for n in nodes if is_candidate(n)]
             update["feedit_nodes"] = scored
             update["feedit_judge_usage"] = [ranked.usage.as_dict()]
-    best = min(candidates, key=_rank_key) if candidates else None
+    best = min(candidates, key=rank_key) if candidates else None
     stopped: str | None = None
     next_round: list[Target] = []
     stop_score = spec["stop_score"]
@@ -198,7 +188,7 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     elif rnd >= spec["max_rounds"] or not rounds_enabled(spec):
         stopped = "max_rounds"
     else:
-        latest = sorted((n for n in candidates if n.get("round", 0) == rnd), key=_rank_key)
+        latest = sorted((n for n in candidates if n.get("round", 0) == rnd), key=rank_key)
         next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: spec["beam"]]]
         if not next_round:
             stopped = "no_candidates"
@@ -282,7 +272,7 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     spec = state["feedit_spec"]
     run = active_run(spec)
     raw_nodes = list(state.get("feedit_nodes", []))
-    if not any(_is_candidate(n) for n in raw_nodes):
+    if not any(is_candidate(n) for n in raw_nodes):
         failed = [n for n in raw_nodes if n.get("error")]
         resumed = all(n.get("attempt") not in (None, run.attempt) for n in failed)
         if failed and resumed and (sends := _retries(spec, raw_nodes)):
@@ -304,12 +294,8 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             reused += Usage.from_dict(node.judge_usage)
         nodes.append(node)
     nodes.sort(key=lambda n: tree_order(n.id))
-    candidates = [n for n in nodes if n.is_candidate]
-    best = (
-        min(candidates, key=lambda n: (n.score is None, -(n.score or 0.0), tree_order(n.id)))
-        if candidates
-        else None
-    )
+    chosen = min((n for n in raw_nodes if is_candidate(n)), key=rank_key, default=None)
+    best = next(n for n in nodes if n.id == chosen["id"]) if chosen else None
     forget_run(spec)
     per_role: dict[str, Usage] = {r: Usage() for r in ("draft", "critique", "edit", "judge")}
     for n in nodes:

@@ -42,6 +42,8 @@ __all__ = [
     "JudgeResult",
     "RoundResult",
     "consensus_scores",
+    "is_candidate",
+    "rank_key",
     "rank_round",
     "score_candidate",
     "tree_order",
@@ -68,6 +70,18 @@ class RoundResult:
 def tree_order(node_id: str) -> tuple[tuple[str, int], ...]:
     """Sort key following the tree: ``d2`` < ``d10``, ``d0.c1`` < ``d0.c1.e0``."""
     return tuple((part[0], int(part[1:])) for part in node_id.split("."))
+
+
+def is_candidate(node: Mapping[str, Any]) -> bool:
+    """A trace node (as a mapping) that can be the answer: a draft or edit with text."""
+    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
+
+
+def rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int], ...]]:
+    """How candidates rank: highest score first, unscored last, ties to the earliest in tree
+    order. The answer is the first; the next round and the door's ``n`` choices follow it."""
+    score = node.get("score")
+    return (score is None, -(score or 0.0), tree_order(node["id"]))
 
 
 async def score_candidate(

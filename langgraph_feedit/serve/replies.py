@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph_feedit.errors import EndpointTimeout, FeeditError, NoCandidateError, UserError
-from langgraph_feedit.judges import tree_order
+from langgraph_feedit.judges import is_candidate, rank_key
 from langgraph_feedit.serve.protocol import APIError
 
 __all__ = [
@@ -60,20 +60,8 @@ def choices_of(output: Mapping[str, Any], n: int = 1) -> list[Choice]:
     selected = trace["selected"]
     out = [(str(output["messages"][-1].content), finish_reason(nodes.get(selected)))]
     if n > 1:
-        others = [
-            node
-            for node in trace["nodes"]
-            if node["id"] != selected
-            and node["kind"] != "critique"
-            and node.get("error") is None
-            and node.get("text") is not None
-        ]
-        others.sort(
-            key=lambda node: (
-                node.get("score") is None,
-                -(node.get("score") or 0.0),
-                tree_order(node["id"]),
-            )
+        others = sorted(
+            (n for n in trace["nodes"] if n["id"] != selected and is_candidate(n)), key=rank_key
         )
         out += [(str(node["text"]), finish_reason(node)) for node in others[: n - 1]]
     return out
