@@ -55,15 +55,6 @@ def empty_usage() -> UsageDict:
     return {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "calls": 0}
 
 
-def add_usage(a: UsageDict, b: UsageDict | dict[str, int]) -> UsageDict:
-    return {
-        "prompt_tokens": a["prompt_tokens"] + int(b.get("prompt_tokens", 0)),
-        "completion_tokens": a["completion_tokens"] + int(b.get("completion_tokens", 0)),
-        "cached_tokens": a["cached_tokens"] + int(b.get("cached_tokens", 0)),
-        "calls": a["calls"] + int(b.get("calls", 0)),
-    }
-
-
 class TraceNode(BaseModel):
     """One draft, critique or edit in the tree."""
 
