@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_feedit.serve import add_serve_parser
 
     add_serve_parser(sub)
+    from langgraph_feedit.view import command as view_command
+
+    view_command.add_parser(sub)
     return parser
 
 
@@ -618,6 +621,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _markdown_info(args)
         if args.command == "sweep":
             return asyncio.run(_sweep(args))
+        if args.command == "view":
+            from langgraph_feedit.view import command as view_command
+
+            return view_command.run(args)
         if args.command == "serve":
             from langgraph_feedit.serve import run_serve
 

@@ -125,7 +125,8 @@ async def run_sweep(
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run, judge and score every point; write ``sweep.csv``, ``sweep.png`` and ``report.md``
-    into ``output``. Returns the table's rows, the score report and ``calls_made``: the model
+    into ``output``, and each point's trace pages into ``output/pages/<point>/`` (linked from
+    the report's rows). Returns the table's rows, the score report and ``calls_made``: the model
     calls this sweep paid for (not reused from the cache or from an earlier run).
 
     ``baseline``: one answer file, one per category (`BaselineChoice`), or None for
@@ -207,6 +208,7 @@ async def run_sweep(
         rows.append(
             _cost_row(point, output / "answers" / f"{point.name}.jsonl", summaries[point].wall_s)
         )
+        rows[-1]["pages"] = await asyncio.to_thread(_write_pages, output, point)
     judgments = [j for path in judgment_files for j in read_judgments(path)]
     try:
         report: Any = score_judgments(
@@ -248,6 +250,17 @@ async def run_sweep(
         "report": None if report is None else report.to_dict(),
         "calls_made": calls_made,
     }
+
+
+def _write_pages(output: Path, point: SweepPoint) -> str:
+    """The point's index and per-prompt trace pages; returns the index's path from ``output``."""
+    from langgraph_feedit.view import write_batch_pages
+
+    folder = Path("pages") / point.name
+    write_batch_pages(
+        output / "answers" / f"{point.name}.jsonl", output / folder, title=f"sweep: {point.name}"
+    )
+    return (folder / "index.html").as_posix()
 
 
 def _size(point: SweepPoint) -> int:
@@ -328,8 +341,8 @@ def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str, confide
         "spent per prompt (all roles; calls reused from the cache count at full cost, so "
         "points compare at matched compute).",
         "",
-        "| point | score | interval | mean tokens | calls / prompt | wall s |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "| point | score | interval | mean tokens | calls / prompt | wall s | traces |",
+        "| --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["preset"], r["mean_tokens"])):
         score = "n/a" if r["score"] is None else f"{r['score']:.1f}"
@@ -337,7 +350,15 @@ def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str, confide
         lines.append(
             f"| {r['point']} | {score} | {interval} | {r['mean_tokens']:.0f} |"
             f" {r['mean_calls']:.1f} | {r['wall_s']:.1f} |"
+            + (f" [pages]({r['pages']}) |" if r.get("pages") else " |")
         )
-    lines += ["", "![score against mean tokens per prompt](sweep.png)", ""]
+    lines += [
+        "",
+        "![score against mean tokens per prompt](sweep.png)",
+        "",
+        "Each row's *pages* link opens its prompts' trace pages (an index sortable by score, "
+        "tokens and time, and one page per prompt's tree).",
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
     (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")

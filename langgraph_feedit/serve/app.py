@@ -38,6 +38,7 @@ from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.overrides import check_allow_patterns
 from langgraph_feedit.serve.guards import authorize, key_digest, read_body, require_json
+from langgraph_feedit.serve.pages import TraceKeeper, add_trace_routes
 from langgraph_feedit.serve.protocol import APIError, ChatRequest, parse_chat_request
 from langgraph_feedit.serve.replies import (
     choices_of,
@@ -70,6 +71,7 @@ class _Server:
     allow_overrides: tuple[str, ...]
     created: int
     fingerprint: str
+    kept: TraceKeeper | None = None
 
 
 def build_app(
@@ -81,6 +83,7 @@ def build_app(
     keepalive_s: float = 15.0,
     allow_overrides: Collection[str] = (),
     env: Mapping[str, str] | None = None,
+    keep_traces: int = 0,
 ) -> FastAPI:
     """An OpenAI-compatible app serving every preset of ``config`` as a model.
 
@@ -104,6 +107,9 @@ def build_app(
             ``roles.*.base_url`` together with ``roles.*.api_key_env`` lets any client have
             the server send any of its environment variables to a host of its choice.
         env: where to read ``api_key_env`` (default ``os.environ``).
+        keep_traces: keep the last N runs' traces in memory and serve their pages at
+            ``GET /traces/`` and ``GET /traces/{id}`` (the completion's ``id``), behind the
+            same key; see :mod:`langgraph_feedit.serve.pages`. 0 keeps none.
 
     Raises:
         ConfigError: a bad configuration, ``api_key_env`` names an unset variable, or an
@@ -121,6 +127,8 @@ def build_app(
     """
     if max_body_bytes < 1 or max_fanout < 1 or keepalive_s <= 0:
         raise ConfigError("max_body_bytes, max_fanout and keepalive_s must be positive")
+    if keep_traces < 0:
+        raise ConfigError("keep_traces must be 0 or more", key="keep_traces")
     check_allow_patterns(allow_overrides)
     server = _Server(
         config=config,
@@ -132,6 +140,7 @@ def build_app(
         allow_overrides=tuple(allow_overrides),
         created=int(time.time()),
         fingerprint=f"feedit-{__version__}",
+        kept=TraceKeeper(keep_traces) if keep_traces else None,
     )
 
     @asynccontextmanager
@@ -209,6 +218,8 @@ def build_app(
             )
         return await _complete(server, chat, request)
 
+    if server.kept is not None:
+        add_trace_routes(app, server.kept, server.key_digest)
     return app
 
 
@@ -272,8 +283,11 @@ async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Res
         return _error_response(_failure(exc, chat, started))
     out = run.result()
     trace = out["trace"]
+    request_id = _request_id()
+    if server.kept is not None:
+        server.kept.keep(request_id, chat.messages, trace)
     body = completion_body(
-        request_id=_request_id(),
+        request_id=request_id,
         created=int(time.time()),
         model=chat.preset,
         choices=choices_of(out, chat.n),
@@ -341,6 +355,8 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                     yield bytes(out + sse(_failure(item, chat, started).body()))
                     return
                 else:
+                    if server.kept is not None:
+                        server.kept.keep(head["request_id"], chat.messages, item["trace"])
                     yield bytes(out + _ending(head, chat, item, "".join(sent)))
                     log.info(
                         "chat preset=%s stream calls=%d wall=%.3fs",

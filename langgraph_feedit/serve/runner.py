@@ -94,6 +94,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="most drafts, critiques and edits one request's tree may hold",
     )
     serve.add_argument(
+        "--keep-traces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the last N runs' traces in memory and serve their pages at /traces/ and "
+        "/traces/ID (ID: the completion's id), behind the same key (default 0: keep none)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
@@ -152,6 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_fanout=args.max_fanout,
         allow_overrides=args.allow_override,
+        keep_traces=args.keep_traces,
     )
     # Everything built so far (modules, graphs, models) lives as long as the process: moved out
     # of the collector's reach, it no longer makes full collections long. Measured with

@@ -1,0 +1,478 @@
+"""HTML for one trace and for a batch's index: self-contained pages, built as strings.
+
+Every text that came from a model or a caller (answers, critiques, messages, prompt ids, error
+texts) goes through :func:`html.escape` once, where it is written into the page; nothing else
+writes caller text. The pages load nothing: their Content-Security-Policy allows no request
+at all (``default-src 'none'``), inline style, and only the page's own script by its hash, so
+even a text that slipped past escaping could neither run a script nor call home.
+
+A trace page has no script (the tree folds with ``<details>``, which the browser lays out
+only when opened, so a tree of hundreds of nodes opens at once). The index has one small
+script that sorts its table.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+__all__ = ["index_page", "trace_page", "word_diff"]
+
+_ROLES = ("draft", "critique", "edit", "judge")
+
+_CSS = """
+:root{--draft:#2f6fb0;--critique:#b06a2f;--edit:#2f9a5a;--judge:#7a4fb0;--path:#d4a017;
+--bg:#fff;--fg:#1d2330;--mute:#667;--line:#d6dae3}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:16px 24px;
+color:var(--fg);background:var(--bg)}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 8px;
+border-bottom:1px solid var(--line);padding-bottom:3px}
+.meta{color:var(--mute)}.meta b{color:var(--fg);font-weight:600}
+pre,.text{white-space:pre-wrap;word-break:break-word;font:13px/1.45 ui-monospace,
+"DejaVu Sans Mono",monospace;margin:4px 0;background:#f6f7f9;padding:6px 8px;border-radius:4px}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+th,td{border:1px solid var(--line);padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+.msg{margin:6px 0}.msg .who{font-weight:600;text-transform:capitalize}
+ul.tree,ul.tree ul{list-style:none;margin:0;padding-left:22px}
+ul.tree{padding-left:0}
+ul.tree li{position:relative;margin:3px 0}
+ul.tree ul>li::before{content:"";position:absolute;left:-14px;top:0;bottom:0;
+border-left:1px solid var(--line)}
+ul.tree ul>li::after{content:"";position:absolute;left:-14px;top:13px;width:11px;
+border-top:1px solid var(--line)}
+ul.tree ul>li:last-child::before{bottom:auto;height:13px}
+details.box{border:1px solid var(--line);border-left:4px solid var(--mute);border-radius:4px;
+padding:1px 6px;background:#fff}
+.kind-draft>details{border-left-color:var(--draft)}
+.kind-critique>details{border-left-color:var(--critique)}
+.kind-edit>details{border-left-color:var(--edit)}
+li.on-path>details{background:#fff8e1;border-color:var(--path);border-left-width:6px}
+li.selected>details{box-shadow:0 0 0 2px var(--path)}
+summary{cursor:pointer;padding:2px 0}
+summary .id{font-family:ui-monospace,monospace;font-weight:600}
+.tag{display:inline-block;padding:0 5px;margin-left:4px;border-radius:3px;font-size:12px;
+background:#eef0f4;color:#334}
+.tag.kind{color:#fff}.k-draft{background:var(--draft)!important}
+.k-critique{background:var(--critique)!important}.k-edit{background:var(--edit)!important}
+.tag.err{background:#fbe3e3;color:#a11}.tag.reused{background:#e3f0fb;color:#135}
+.tag.sel{background:var(--path);color:#000;font-weight:600}
+.pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.4fr);gap:10px}
+.pair h4,.body h4{margin:6px 0 0;font-size:12px;color:var(--mute);font-weight:600}
+ins{background:#d5f5dd;text-decoration:none}del{background:#fbdada;color:#822}
+.timeline{position:relative;border:1px solid var(--line);padding:4px 0;max-height:480px;
+overflow-y:auto}
+.tl-row{position:relative;height:7px;margin:1px 0}
+.bar{position:absolute;top:0;height:7px;border-radius:2px;min-width:2px}
+.bar.role-draft{background:var(--draft)}.bar.role-critique{background:var(--critique)}
+.bar.role-edit{background:var(--edit)}.bar.reused{opacity:.35}
+.bar.failed{background:#c33}.bar.on-path{outline:1px solid #000}
+.axis{display:flex;justify-content:space-between;color:var(--mute);font-size:12px}
+.legend span{margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;
+margin-right:4px;vertical-align:middle}
+th.sort{cursor:pointer;user-select:none}th.sort::after{content:" \\2195";color:var(--mute)}
+tr.failed td{color:#a11}
+"""
+
+_INDEX_JS = """
+document.querySelectorAll("th.sort").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0], col = th.cellIndex;
+    var asc = th.getAttribute("data-dir") !== "asc";
+    table.querySelectorAll("th.sort").forEach(function (o) { o.removeAttribute("data-dir"); });
+    th.setAttribute("data-dir", asc ? "asc" : "desc");
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
+      if (x === "" || y === "") { return (x === "") - (y === ""); }
+      var nx = Number(x), ny = Number(y);
+      var c = isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny;
+      return asc ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _csp(script: str | None) -> str:
+    policy = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
+    if script is not None:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        policy += f"; script-src 'sha256-{digest}'"
+    return policy
+
+
+def _page(title: str, body: str, script: str | None = None) -> str:
+    js = f"<script>{script}</script>" if script is not None else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp(script)}">'
+        '<meta name="referrer" content="no-referrer">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body>{body}{js}</body></html>\n"
+    )
+
+
+def page_policy(script: str | None = None) -> str:
+    """The Content-Security-Policy of a page (for a server to send as a header too)."""
+    return _csp(script)
+
+
+INDEX_POLICY = _csp(_INDEX_JS)
+TRACE_POLICY = _csp(None)
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+def word_diff(old: str, new: str) -> str:
+    """``new`` as HTML, with the words it adds in ``<ins>`` and those it drops in ``<del>``."""
+    a, b = _WORDS.findall(old), _WORDS.findall(new)
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            out.append(escape("".join(b[j1:j2])))
+            continue
+        if op in ("delete", "replace"):
+            out.append(f"<del>{escape(''.join(a[i1:i2]))}</del>")
+        if op in ("insert", "replace"):
+            out.append(f"<ins>{escape(''.join(b[j1:j2]))}</ins>")
+    return "".join(out)
+
+
+def _tokens(usage: Mapping[str, Any] | None) -> int:
+    usage = usage or {}
+    return int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _blank(value: object) -> str:
+    return "" if value is None else escape(str(value))
+
+
+def _duration(node: Mapping[str, Any]) -> float | None:
+    started, ended = node.get("started"), node.get("ended")
+    if started is None or ended is None:
+        return None
+    return max(float(ended) - float(started), 0.0)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                parts.append(json.dumps(part, ensure_ascii=False))
+        return "\n".join(parts)
+    return "" if content is None else json.dumps(content, ensure_ascii=False)
+
+
+def _conversation(messages: Sequence[Any] | None) -> str:
+    if not messages:
+        return (
+            '<p class="meta" id="conversation">The conversation is not in this file: a trace '
+            "holds the tree, and the batch record or the server keeps the messages.</p>"
+        )
+    rows = []
+    for m in messages:
+        if isinstance(m, Mapping):
+            role, content = str(m.get("role", "?")), _content_text(m.get("content"))
+        elif isinstance(m, Sequence) and not isinstance(m, str) and len(m) == 2:
+            role, content = str(m[0]), _content_text(m[1])
+        else:
+            role, content = "?", _content_text(m)
+        rows.append(
+            f'<div class="msg"><span class="who">{escape(role)}</span>'
+            f'<div class="text">{escape(content)}</div></div>'
+        )
+    return f'<div id="conversation">{"".join(rows)}</div>'
+
+
+def _usage_table(trace: Mapping[str, Any]) -> str:
+    usage: Mapping[str, Any] = trace.get("usage") or {}
+    names = [r for r in _ROLES if r in usage] + [
+        r for r in usage if r not in _ROLES and r != "total"
+    ]
+    rows = []
+    for name in [*names, "total"]:
+        u = usage.get(name)
+        if u is None:
+            continue
+        rows.append(
+            f"<tr><td>{escape(str(name))}</td><td>{u.get('calls', 0)}</td>"
+            f"<td>{u.get('prompt_tokens', 0)}</td><td>{u.get('completion_tokens', 0)}</td>"
+            f"<td>{u.get('cached_tokens', 0)}</td></tr>"
+        )
+    reused = trace.get("reused") or {}
+    if reused:
+        rows.append(
+            f"<tr><td>reused (cache)</td><td>{reused.get('calls', 0)}</td>"
+            f"<td>{reused.get('prompt_tokens', 0)}</td>"
+            f"<td>{reused.get('completion_tokens', 0)}</td>"
+            f"<td>{reused.get('cached_tokens', 0)}</td></tr>"
+        )
+    return (
+        '<table id="usage"><thead><tr><th>role</th><th>calls</th><th>prompt tokens</th>'
+        "<th>completion tokens</th><th>cached tokens</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
+    timed = [n for n in nodes if n.get("started") is not None and n.get("ended") is not None]
+    if not timed:
+        return '<p class="meta" id="timeline">No call in this trace has a start and end time.</p>'
+    timed.sort(key=lambda n: (float(n["started"]), str(n["id"])))
+    t0 = min(float(n["started"]) for n in timed)
+    span = max(max(float(n["ended"]) for n in timed) - t0, 1e-9)
+    rows = []
+    for n in timed:
+        left = (float(n["started"]) - t0) / span * 100
+        width = max((float(n["ended"]) - float(n["started"])) / span * 100, 0.0)
+        classes = ["bar", f"role-{n.get('role', '')}"]
+        if n.get("reused"):
+            classes.append("reused")
+        if n.get("error"):
+            classes.append("failed")
+        if n["id"] in path:
+            classes.append("on-path")
+        title = (
+            f"{n['id']} ({n.get('role')}): {float(n['started']) - t0:.3f} s to "
+            f"{float(n['ended']) - t0:.3f} s"
+        )
+        rows.append(
+            f'<div class="tl-row"><a href="#n-{escape(str(n["id"]))}" '
+            f'class="{" ".join(escape(c) for c in classes)}" data-node="{escape(str(n["id"]))}" '
+            f'style="left:{left:.3f}%;width:{width:.3f}%" title="{escape(title)}"></a></div>'
+        )
+    untimed = len(nodes) - len(timed)
+    note = f" ({untimed} node(s) without a time are left out)" if untimed else ""
+    return (
+        '<div class="legend"><span><i style="background:var(--draft)"></i>draft</span>'
+        '<span><i style="background:var(--critique)"></i>critique</span>'
+        '<span><i style="background:var(--edit)"></i>edit</span>'
+        '<span><i style="background:#c33"></i>failed</span>'
+        '<span><i style="background:#999;opacity:.4"></i>reused</span></div>'
+        f'<div class="timeline" id="timeline">{"".join(rows)}</div>'
+        f'<div class="axis"><span>0 s</span><span>{span:.2f} s{escape(note)}</span></div>'
+    )
+
+
+def _tags(node: Mapping[str, Any], selected: str | None) -> str:
+    tags = [
+        f'<span class="tag kind k-{escape(str(node["kind"]))}">{escape(str(node["kind"]))}</span>'
+    ]
+    if node["kind"] != "draft":
+        tags.append(f'<span class="tag">round {int(node.get("round") or 0)}</span>')
+    if node.get("role") and node.get("role") != node["kind"]:
+        tags.append(f'<span class="tag">role {escape(str(node["role"]))}</span>')
+    if node.get("model"):
+        tags.append(f'<span class="tag">{escape(str(node["model"]))}</span>')
+    if node.get("score") is not None:
+        tags.append(f'<span class="tag score">score {float(node["score"]):.3f}</span>')
+    if node.get("verdict"):
+        tags.append(f'<span class="tag verdict">{escape(str(node["verdict"]))} helpful</span>')
+    usage = node.get("usage") or {}
+    tags.append(
+        f'<span class="tag" title="prompt + completion tokens">'
+        f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tok</span>"
+    )
+    duration = _duration(node)
+    if duration is not None:
+        tags.append(f'<span class="tag">{duration:.2f} s</span>')
+    if node.get("finish_reason") and node.get("finish_reason") != "stop":
+        tags.append(f'<span class="tag err">finish {escape(str(node["finish_reason"]))}</span>')
+    if node.get("error"):
+        kind = node.get("failure") or "error"
+        tags.append(f'<span class="tag err failure">{escape(str(kind))}</span>')
+    if node.get("skipped"):
+        tags.append(f'<span class="tag">skipped: {escape(str(node["skipped"]))}</span>')
+    if node.get("reused"):
+        tags.append('<span class="tag reused">reused</span>')
+    if node["id"] == selected:
+        tags.append('<span class="tag sel">selected</span>')
+    return "".join(tags)
+
+
+def _body(node: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    text = node.get("text")
+    if node["kind"] == "edit" and text is not None:
+        critique = by_id.get(str(node.get("parent")))
+        base = by_id.get(str(critique.get("parent"))) if critique else None
+        if critique is not None and base is not None and base.get("text") is not None:
+            parts.append(
+                '<div class="pair"><div><h4>critique '
+                f"{escape(str(critique['id']))}</h4>"
+                f'<div class="text critique">{escape(str(critique.get("text") or ""))}</div>'
+                f"</div><div><h4>edit, as changed from {escape(str(base['id']))}</h4>"
+                f'<div class="text diff">{word_diff(str(base["text"]), str(text))}</div>'
+                "</div></div>"
+            )
+        else:
+            parts.append(f'<div class="text">{escape(str(text))}</div>')
+    elif text is not None:
+        parts.append(f'<div class="text">{escape(str(text))}</div>')
+    if node.get("error"):
+        parts.append(f'<h4>error</h4><div class="text error">{escape(str(node["error"]))}</div>')
+    if node.get("judge_note"):
+        parts.append(f"<h4>judge</h4><div class=text>{escape(str(node['judge_note']))}</div>")
+    judge = node.get("judge_usage") or {}
+    if judge.get("calls"):
+        parts.append(
+            f'<p class="meta">judged with {judge.get("calls")} call(s), {_tokens(judge)} tokens</p>'
+        )
+    return f'<div class="body">{"".join(parts)}</div>'
+
+
+def _tree(trace: Mapping[str, Any]) -> tuple[str, set[str]]:
+    nodes: list[Mapping[str, Any]] = list(trace.get("nodes") or [])
+    by_id = {str(n["id"]): n for n in nodes}
+    children: dict[str | None, list[Mapping[str, Any]]] = {}
+    for n in nodes:
+        parent = n.get("parent")
+        key = str(parent) if parent is not None and str(parent) in by_id else None
+        children.setdefault(key, []).append(n)
+    selected = trace.get("selected")
+    path: set[str] = set()
+    cursor = by_id.get(str(selected)) if selected is not None else None
+    while cursor is not None and str(cursor["id"]) not in path:
+        path.add(str(cursor["id"]))
+        parent = cursor.get("parent")
+        cursor = by_id.get(str(parent)) if parent is not None else None
+
+    def items(parent: str | None) -> Iterable[str]:
+        for n in children.get(parent, []):
+            nid = str(n["id"])
+            classes = ["node", f"kind-{n['kind']}"]
+            if nid in path:
+                classes.append("on-path")
+            if nid == selected:
+                classes.append("selected")
+            sub = "".join(items(nid))
+            yield (
+                f'<li class="{escape(" ".join(classes))}" id="n-{escape(nid)}" '
+                f'data-node="{escape(nid)}"><details class="box"{" open" if nid in path else ""}>'
+                f'<summary><span class="id">{escape(nid)}</span>{_tags(n, selected)}</summary>'
+                f"{_body(n, by_id)}</details>" + (f"<ul>{sub}</ul>" if sub else "") + "</li>"
+            )
+
+    return f'<ul class="tree" id="tree">{"".join(items(None))}</ul>', path
+
+
+# -- pages ----------------------------------------------------------------------------------------
+
+
+def trace_page(
+    trace: Mapping[str, Any],
+    *,
+    messages: Sequence[Any] | None = None,
+    title: str = "feedit trace",
+    back: str | None = None,
+) -> str:
+    """The page of one prompt's run: conversation, answer, usage, timeline and tree.
+
+    ``trace`` is a :class:`~langgraph_feedit.state.Trace` as JSON data; ``messages`` the
+    conversation it answered, when known; ``back`` a link to an index page.
+    """
+    nodes: list[Mapping[str, Any]] = list(trace.get("nodes") or [])
+    tree, path = _tree(trace)
+    selected = trace.get("selected")
+    best = next((n for n in nodes if n["id"] == selected), None)
+    total = (trace.get("usage") or {}).get("total") or {}
+    counts = {k: sum(1 for n in nodes if n["kind"] == k) for k in ("draft", "critique", "edit")}
+    failed = sum(1 for n in nodes if n.get("error"))
+    summary = (
+        f'<p class="meta" id="summary">selected <b>{escape(str(selected))}</b>'
+        + (
+            f" with score <b>{_num(best.get('score'), 3)}</b>"
+            if best and best.get("score") is not None
+            else ""
+        )
+        + f" · stopped: <b id=stopped>{escape(str(trace.get('stopped')))}</b>"
+        f" · judge {escape(str(trace.get('judge')))} · {int(trace.get('rounds') or 0)} round(s)"
+        f" · {counts['draft']} drafts, {counts['critique']} critiques, {counts['edit']} edits"
+        + (f", <b>{failed} failed</b>" if failed else "")
+        + f" · {total.get('calls', 0)} calls, {_tokens(total)} tokens"
+        f" · {float(trace.get('wall_s') or 0):.2f} s</p>"
+    )
+    answer = trace.get("answer")
+    body = (
+        (f'<p><a href="{escape(back)}">&larr; all prompts</a></p>' if back else "")
+        + f"<h1>{escape(title)}</h1>{summary}"
+        + f"<h2>Conversation</h2>{_conversation(messages)}"
+        + "<h2>Answer</h2>"
+        + (
+            f'<div class="text" id="answer">{escape(str(answer))}</div>'
+            if answer is not None
+            else '<p class="meta" id="answer">No answer: every branch failed.</p>'
+        )
+        + "<h2>Usage per role</h2>"
+        + _usage_table(trace)
+        + "<h2>Timeline</h2><p class=meta>One bar per draft, critique and edit call, from its "
+        "start to its end: bars side by side ran at the same time. Judge calls are counted in "
+        "the usage, not drawn.</p>"
+        + _timeline(nodes, path)
+        + "<h2>Tree</h2><p class=meta>Draft, critique, edit, round by round; the selected "
+        "path is highlighted and open. An edit shows the critique that asked for it beside "
+        "its word diff against the answer it edited.</p>" + tree
+    )
+    return _page(title, body)
+
+
+def index_page(rows: Sequence[Mapping[str, Any]], *, title: str = "feedit batch") -> str:
+    """A sortable table, one row per prompt: ``id``, ``href`` (its page, or None), ``status``,
+    ``score``, ``tokens``, ``calls``, ``wall_s``, ``selected``, ``stopped``, ``error``."""
+    head = (
+        "<tr><th class=sort>prompt</th><th class=sort>status</th><th class=sort>score</th>"
+        "<th class=sort>tokens</th><th class=sort>calls</th><th class=sort>wall s</th>"
+        "<th>selected</th><th>stopped</th></tr>"
+    )
+    out = []
+    for r in rows:
+        pid = escape(str(r["id"]))
+        link = f'<a href="{escape(str(r["href"]))}">{pid}</a>' if r.get("href") else pid
+        status = str(r.get("status") or "")
+        error = f' title="{escape(str(r["error"]))}"' if r.get("error") else ""
+        score, tokens, calls, wall = (
+            r.get("score"),
+            r.get("tokens"),
+            r.get("calls"),
+            r.get("wall_s"),
+        )
+        out.append(
+            f'<tr class="{escape(status)}"><td data-v="{pid}">{link}</td>'
+            f'<td data-v="{escape(status)}"{error}>{escape(status)}</td>'
+            f'<td data-v="{"" if score is None else score}">{_num(score, 3)}</td>'
+            f'<td data-v="{_blank(tokens)}">{_blank(tokens)}</td>'
+            f'<td data-v="{_blank(calls)}">{_blank(calls)}</td>'
+            f'<td data-v="{"" if wall is None else wall}">{_num(wall)}</td>'
+            f"<td>{escape(str(r.get('selected') or ''))}</td>"
+            f"<td>{escape(str(r.get('stopped') or ''))}</td></tr>"
+        )
+    body = (
+        f"<h1>{escape(title)}</h1><p class=meta>{len(rows)} prompt(s); click a column to sort."
+        "</p>"
+        f'<table id="index"><thead>{head}</thead><tbody>{"".join(out)}</tbody></table>'
+    )
+    return _page(title, body, _INDEX_JS)
