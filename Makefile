@@ -19,8 +19,13 @@ types:
 	$(PYTHON) -m mypy
 
 # The Node check of `feedit serve` needs the official openai Node client (skipped without node).
+# The trace-page tests drive Debian's chromium (skipped without one): installed here when
+# missing and we are root with apt-get, as on a fresh CI machine.
 test:
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/node --no-audit --no-fund --silent; fi
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "make test: could not install chromium; the browser tests will skip"; fi
 	$(PYTHON) -m pytest -q
 
 bench:

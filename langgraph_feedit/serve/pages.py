@@ -18,12 +18,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+# At module level: FastAPI reads the routes' annotations (strings here) from this namespace.
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from langgraph_feedit.serve.guards import authorize
+from langgraph_feedit.serve.protocol import APIError
 from langgraph_feedit.view import INDEX_POLICY, TRACE_POLICY, batch_row, index_page, trace_page
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 __all__ = ["TraceKeeper", "add_trace_routes"]
 
@@ -60,11 +63,6 @@ class TraceKeeper:
 
 def add_trace_routes(app: FastAPI, keeper: TraceKeeper, key_digest: bytes | None) -> None:
     """Register the two page routes on the door's app, behind its authentication."""
-    from fastapi import Request
-    from fastapi.responses import HTMLResponse
-
-    from langgraph_feedit.serve.guards import authorize
-    from langgraph_feedit.serve.protocol import APIError
 
     def html(body: str, policy: str) -> HTMLResponse:
         return HTMLResponse(
