@@ -94,6 +94,17 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
     tokens = {r["point"]: float(r["mean_tokens"]) for r in rows}
     assert tokens["feedback-edit_d4_c2"] > tokens["feedback-edit_d1_c1"]
     assert all(r["score"] for r in rows)
+    # Each report row links its point's trace pages, written next to the report.
+    report = (tmp_path / "sweep" / "report.md").read_text(encoding="utf-8")
+    for point in parse_grid(grid):
+        link = f"pages/{point.name}/index.html"
+        assert f"| {point.name} |" in report and f"[pages]({link})" in report
+        index = (tmp_path / "sweep" / link).read_text(encoding="utf-8")
+        pages = sorted((tmp_path / "sweep" / "pages" / point.name / "p").glob("*.html"))
+        assert len(pages) == 5 and all(f'href="p/{p.name}"' in index for p in pages)
+    assert {r["point"]: r["pages"] for r in again["rows"]} == {
+        p.name: f"pages/{p.name}/index.html" for p in parse_grid(grid)
+    }
 
 
 async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
