@@ -15,6 +15,7 @@ model call.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -93,7 +94,9 @@ def add_trace_routes(app: FastAPI, keeper: TraceKeeper, key_digest: bytes | None
             # Not echoed: the id is the caller's text.
             raise APIError(404, "No kept trace with this id", code="trace_not_found")
         messages, trace = kept
-        return html(
-            trace_page(trace, messages=messages, title=f"feedit serve: {run_id}", back="/traces/"),
-            TRACE_POLICY,
+        # Diffing a wide tree's edits takes a while (about a second for 16x4x2): off the loop
+        # that serves the chat completions.
+        page = await asyncio.to_thread(
+            trace_page, trace, messages=messages, title=f"feedit serve: {run_id}", back="/traces/"
         )
+        return html(page, TRACE_POLICY)
