@@ -24,6 +24,7 @@ import pytest
 
 from langgraph_feedit.batch import BatchOptions, run_batch
 from langgraph_feedit.cli import main
+from langgraph_feedit.errors import InputError
 from langgraph_feedit.serve import build_app, serve_in_thread
 from langgraph_feedit.testing import SimServer
 from langgraph_feedit.view import trace_page, word_diff, write_batch_pages
@@ -464,3 +465,22 @@ def test_keep_traces_flag() -> None:
     assert parser.parse_args(["serve", "--keep-traces", "50"]).keep_traces == 50
     with pytest.raises(ConfigError, match="keep_traces"):
         build_app(sim_config("http://127.0.0.1:9/v1"), keep_traces=-1)
+
+
+def test_batch_pages_read_trace_files(tmp_path: Path) -> None:
+    """``feedit batch --traces DIR`` keeps traces in files; their pages are drawn all the same,
+    and a trace file that is gone is named with its line."""
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / "a.json").write_text(json.dumps(recorded()), encoding="utf-8")
+    answers = tmp_path / "answers.jsonl"
+    record = {"id": "a", "status": "ok", "messages": [], "trace_file": "traces/a.json"}
+    answers.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    rows = write_batch_pages(answers, tmp_path / "pages")
+    assert rows[0]["href"] == "p/a.html" and rows[0]["selected"] == recorded()["selected"]
+    page = (tmp_path / "pages" / "p" / "a.html").read_text(encoding="utf-8")
+    assert page.count('class="node ') == len(recorded()["nodes"])
+    record["trace_file"] = "traces/gone.json"
+    answers.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"gone\.json") as caught:
+        write_batch_pages(answers, tmp_path / "pages")
+    assert caught.value.line == 1
