@@ -67,6 +67,7 @@ background:#eef0f4;color:#334}
 .pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.4fr);gap:10px}
 .pair h4,.body h4{margin:6px 0 0;font-size:12px;color:var(--mute);font-weight:600}
 ins{background:#d5f5dd;text-decoration:none}del{background:#fbdada;color:#822}
+del+ins{margin-left:.3em}
 .timeline{position:relative;border:1px solid var(--line);padding:4px 0;max-height:480px;
 overflow-y:auto}
 .tl-row{position:relative;height:7px;margin:1px 0}
@@ -304,6 +305,8 @@ def _tags(node: Mapping[str, Any], selected: str | None) -> str:
         tags.append(f'<span class="tag">{escape(str(node["model"]))}</span>')
     if node.get("score") is not None:
         tags.append(f'<span class="tag score">score {float(node["score"]):.3f}</span>')
+    elif node["kind"] != "critique" and node.get("text") is not None:
+        tags.append('<span class="tag err" title="see the judge note">no score</span>')
     if node.get("verdict"):
         tags.append(f'<span class="tag verdict">{escape(str(node["verdict"]))} helpful</span>')
     usage = node.get("usage") or {}
