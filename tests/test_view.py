@@ -154,6 +154,20 @@ def test_every_text_is_escaped() -> None:
     assert "default-src 'none'" in page and "script-src" not in page
 
 
+def test_timeline_axis_is_the_runs_own_calls() -> None:
+    """A node reused from an earlier attempt of a resumed run keeps that attempt's times; the
+    timeline leaves it out instead of stretching its axis over the hours between."""
+    trace = recorded()
+    old = trace["nodes"][1]
+    old.update(reused=True, started=old["started"] - 3600, ended=old["ended"] - 3600)
+    page = trace_page(trace)
+    timeline = page[page.index('id="timeline"') : page.index("<h2>Tree")]
+    assert timeline.count('class="bar ') == len(trace["nodes"]) - 1
+    assert f'data-node="{old["id"]}"' not in timeline
+    assert "left out: 1 reused from an earlier attempt" in timeline
+    assert "3600" not in timeline and "1.57 s" in timeline
+
+
 def test_view_command_writes_a_page_and_names_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -258,8 +258,14 @@ def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
     if not timed:
         return '<p class="meta" id="timeline">No call in this trace has a start and end time.</p>'
     timed.sort(key=lambda n: (float(n["started"]), str(n["id"])))
-    t0 = min(float(n["started"]) for n in timed)
-    span = max(max(float(n["ended"]) for n in timed) - t0, 1e-9)
+    # The axis is this run's own calls: a node reused from an earlier attempt of a resumed run
+    # keeps that attempt's times, maybe hours before, and would squash every other bar.
+    own = [n for n in timed if not n.get("reused")] or timed
+    t0 = min(float(n["started"]) for n in own)
+    end = max(float(n["ended"]) for n in own)
+    span = max(end - t0, 1e-9)
+    elsewhere = [n for n in timed if float(n["started"]) < t0 or float(n["ended"]) > end]
+    timed = [n for n in timed if n not in elsewhere]
     rows = []
     for n in timed:
         left = (float(n["started"]) - t0) / span * 100
@@ -280,8 +286,11 @@ def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
             f'class="{" ".join(escape(c) for c in classes)}" data-node="{escape(str(n["id"]))}" '
             f'style="left:{left:.3f}%;width:{width:.3f}%" title="{escape(title)}"></a></div>'
         )
-    untimed = len(nodes) - len(timed)
-    note = f" ({untimed} node(s) without a time are left out)" if untimed else ""
+    untimed = len(nodes) - len(timed) - len(elsewhere)
+    notes = [f"{untimed} node(s) without a time"] if untimed else []
+    if elsewhere:
+        notes.append(f"{len(elsewhere)} reused from an earlier attempt")
+    note = f" (left out: {'; '.join(notes)})" if notes else ""
     return (
         '<div class="legend"><span><i style="background:var(--draft)"></i>draft</span>'
         '<span><i style="background:var(--critique)"></i>critique</span>'
