@@ -154,6 +154,26 @@ def test_every_text_is_escaped() -> None:
     assert "default-src 'none'" in page and "script-src" not in page
 
 
+def test_node_facts_are_shown() -> None:
+    trace = recorded()
+    by_id = {n["id"]: n for n in trace["nodes"]}
+    by_id["d1.c1.e0"].update(text=None, error="sim: 500 <Internal>", failure="backend", score=None)
+    by_id["d1.c0"].update(verdict="mostly", reused=True)
+    by_id["d1"].update(finish_reason="length")
+    page = trace_page(trace)
+
+    def summary(node_id: str) -> str:
+        start = page.index(f'id="n-{node_id}"')
+        return page[start : page.index("</summary>", start)]
+
+    assert "backend" in summary("d1.c1.e0") and "score" not in summary("d1.c1.e0")
+    assert "sim: 500 &lt;Internal&gt;" in page
+    assert "mostly helpful" in summary("d1.c0") and "reused" in summary("d1.c0")
+    assert "finish length" in summary("d1")
+    assert "score 1.000" in summary(trace["selected"]) and "selected" in summary(trace["selected"])
+    assert "113+30 tok" in summary(trace["selected"]) and " s</span>" in summary("d0")
+
+
 def test_timeline_axis_is_the_runs_own_calls() -> None:
     """A node reused from an earlier attempt of a resumed run keeps that attempt's times; the
     timeline leaves it out instead of stretching its axis over the hours between."""
