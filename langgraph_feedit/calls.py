@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, RoleConfig
-from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
+from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, traced_chat
+from langgraph_feedit.usage import Usage
 
 __all__ = [
     "ActiveRun",

@@ -27,7 +27,6 @@ from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.config import JudgeKind
-from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.prompts import (
     TemplateSet,
     pairwise_messages,
@@ -36,6 +35,7 @@ from langgraph_feedit.prompts import (
     rating_messages,
 )
 from langgraph_feedit.tracing import CallInfo
+from langgraph_feedit.usage import Usage
 
 __all__ = [
     "POINTWISE",

@@ -26,6 +26,8 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from langgraph_feedit.usage import UsageDict, empty_usage
+
 __all__ = [
     "TRACE_VERSION",
     "FeeditInput",
@@ -36,23 +38,11 @@ __all__ = [
     "RunSpec",
     "Trace",
     "TraceNode",
-    "UsageDict",
     "merge_nodes",
 ]
 
 TRACE_VERSION = 1
 NodeKind = Literal["draft", "critique", "edit"]
-
-
-class UsageDict(TypedDict):
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    calls: int
-
-
-def empty_usage() -> UsageDict:
-    return {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "calls": 0}
 
 
 class TraceNode(BaseModel):
@@ -143,8 +133,8 @@ class NodeDict(TypedDict, total=False):
     text: str | None
     score: float | None
     verdict: str | None
-    usage: dict[str, int]
-    judge_usage: dict[str, int]
+    usage: UsageDict
+    judge_usage: UsageDict
     judge_note: str | None
     started: float | None
     ended: float | None
@@ -251,7 +241,7 @@ class FeeditState(TypedDict, total=False):
     """The run's resolved settings and conversation (set once, by ``start``)."""
     feedit_round: int
     feedit_stopped: str | None
-    feedit_judge_usage: Annotated[list[dict[str, int]], _concat]
+    feedit_judge_usage: Annotated[list[UsageDict], _concat]
     """Usage of whole-round judging (pairwise, consensus)."""
     feedit_next: list[dict[str, Any]]
     """Candidates the next round critiques (set by ``select``)."""

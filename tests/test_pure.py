@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, RunBudget
-from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.judges import consensus_scores, rank_round, tree_order
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import merge_nodes
 from langgraph_feedit.testing import SimServer
+from langgraph_feedit.usage import Usage, empty_usage
 
 from .helpers import sim_config
 
@@ -100,6 +100,31 @@ def test_consensus_scores_are_mean_similarities_in_unit_range(candidates: list[s
 
 
 # -- the run budget -----------------------------------------------------------------------------
+
+
+usages = st.builds(
+    Usage,
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 100),
+)
+
+
+@given(st.lists(usages, max_size=10))
+def test_usage_adds_itself_up_and_round_trips_as_stored(parts: list[Usage]) -> None:
+    """One Usage type, in its own module, is what endpoints return and the trace stores."""
+    import langgraph_feedit
+    from langgraph_feedit import endpoints
+
+    assert Usage.__module__ == "langgraph_feedit.usage"
+    assert langgraph_feedit.Usage is Usage
+    assert "Usage" not in endpoints.__all__
+    total = sum(parts, Usage())
+    assert total.calls == sum(p.calls for p in parts)
+    assert total.total_tokens == sum(p.prompt_tokens + p.completion_tokens for p in parts)
+    assert Usage.from_dict(total.as_dict()) == total
+    assert Usage.from_dict(empty_usage()) == Usage() == Usage.from_dict(None)
 
 
 @given(st.lists(st.integers(0, 50), max_size=20), st.integers(1, 300))
