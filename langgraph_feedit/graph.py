@@ -32,8 +32,8 @@ from langgraph.types import Command, Overwrite, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both
-from langgraph_feedit.branches import Target, branch_graphs, emit, failure_text
-from langgraph_feedit.calls import BudgetExhausted, active_run, forget_run
+from langgraph_feedit.branches import Target, branch_graphs
+from langgraph_feedit.calls import BudgetExhausted, active_run, failure_text, forget_run
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
 from langgraph_feedit.errors import (
     ConfigError,
@@ -41,7 +41,7 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, is_candidate, rank_key, rank_round, tree_order
+from langgraph_feedit.judges import POINTWISE, rank_key, rank_round
 from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
@@ -52,9 +52,12 @@ from langgraph_feedit.state import (
     RunSpec,
     Trace,
     TraceNode,
+    is_candidate,
     merge_nodes,
     rounds_enabled,
+    tree_order,
 )
+from langgraph_feedit.tracing import emit
 from langgraph_feedit.usage import Usage
 
 __all__ = ["FeeditContext", "create_feedit_graph"]

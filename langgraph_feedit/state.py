@@ -18,7 +18,7 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast
 
 from langchain_core.messages import AnyMessage
@@ -38,7 +38,10 @@ __all__ = [
     "RunSpec",
     "Trace",
     "TraceNode",
+    "is_candidate",
     "merge_nodes",
+    "rounds_enabled",
+    "tree_order",
 ]
 
 TRACE_VERSION = 1
@@ -181,6 +184,16 @@ class RunSpec(TypedDict):
 def rounds_enabled(spec: RunSpec) -> bool:
     """Whether the run critiques and edits at all."""
     return spec["max_rounds"] >= 1 and spec["critiques"] >= 1
+
+
+def tree_order(node_id: str) -> tuple[tuple[str, int], ...]:
+    """Sort key following the tree: ``d2`` < ``d10``, ``d0.c1`` < ``d0.c1.e0``."""
+    return tuple((part[0], int(part[1:])) for part in node_id.split("."))
+
+
+def is_candidate(node: Mapping[str, Any]) -> bool:
+    """A trace node (as a mapping) that can be the answer: a draft or edit with text."""
+    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
 
 
 def keep_first(left: Any, right: Any) -> Any:
