@@ -436,25 +436,43 @@ def resolve_config(
     overrides: Mapping[str, Any] | None = None,
     source: str = "run configuration",
 ) -> FeeditConfig:
-    """Apply a preset under the explicit settings, then ``overrides`` over everything.
+    """The settings of a run: the one place a preset is applied.
 
-    A preset fills width and depth values the configuration does not set explicitly, so
-    ``preset="self-refine"`` with ``depth.max_rounds = 5`` refines five times.
+    One rule: a preset fills what the settings given with it leave unset, and replaces what
+    was given before it. Lowest first:
+
+    1. the configuration's preset (``preset``, else ``config.preset``), under
+    2. the configuration's explicit settings, under
+    3. a per-run preset (``overrides["preset"]``: LangGraph Server's context, the model name a
+       ``feedit serve`` client asks for), under
+    4. the rest of ``overrides``.
+
+    So ``preset="self-refine"`` with ``depth.max_rounds = 5`` refines five times, while a run
+    that asks for ``single`` gets one draft whatever the configuration's ``width.drafts``.
+    Widths a preset leaves open (the drafts of ``feedback-edit``) come from below it.
 
     Raises:
         ConfigError: an unknown preset, or overrides with unknown keys.
     """
     overrides = dict(overrides or {})
-    name = overrides.pop("preset", None) or preset or config.preset
+    run_preset = overrides.pop("preset", None)
+    name = preset or config.preset
     data = config.model_dump(exclude_unset=True)
     if name is not None:
-        if name not in PRESETS:
-            raise ConfigError(
-                f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}", key="preset"
-            )
-        data = deep_merge(PRESETS[name], data)
-        data["preset"] = name
+        data = deep_merge(_preset(name), data)
+    if run_preset is not None:
+        data = deep_merge(data, _preset(run_preset))
+    if (run_preset or name) is not None:
+        data["preset"] = run_preset or name
     if overrides:
         _validate(overrides, source)
         data = deep_merge(data, overrides)
     return _validate(data, source)
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}", key="preset"
+        )
+    return dict(PRESETS[name])
