@@ -108,9 +108,6 @@ class RoleConfig(_Strict):
     kind: JudgeKind | None = None
     """Judge kind (``judge`` role only): ``reward`` endpoint, ``llm`` rating, ``pairwise``
     knockout, or ``consensus`` (no model)."""
-    use_n: bool | None = None
-    """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
-    are handled by falling back to parallel single calls."""
 
     @field_validator("base_url")
     @classmethod
@@ -175,7 +172,6 @@ _ROLE_DEFAULTS = RoleConfig(
     max_retries=4,
     backoff=0.5,
     template="generic",
-    use_n=False,
 )
 _ROLE_OVERRIDES: dict[str, dict[str, Any]] = {
     "critique": {"temperature": 0.7},

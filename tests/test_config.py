@@ -178,6 +178,12 @@ def test_a_per_run_preset_replaces_the_configurations_shape_and_keeps_what_it_le
     assert wider.width.drafts == 2  # settings given with the per-run preset beat it
 
 
+def test_use_n_is_no_role_setting() -> None:
+    """A run sends one sample per branch, so a role key asking for ``n > 1`` would do nothing."""
+    with pytest.raises(ConfigError, match=r"unknown key 'roles\.draft\.use_n'"):
+        FeeditConfig.load(env={}, overrides={"roles": {"draft": {"use_n": True}}})
+
+
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset 'wide'"):
         resolve_config(FeeditConfig(), preset="wide")
