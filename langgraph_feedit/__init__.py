@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         RolesConfig,
         WidthConfig,
     )
-    from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
+    from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
     from langgraph_feedit.errors import (
         ConfigError,
         EmbeddedError,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from langgraph_feedit.graph import FeeditContext, create_feedit_graph
     from langgraph_feedit.state import FeeditState, Trace, TraceNode
+    from langgraph_feedit.usage import Usage
 
 try:
     __version__ = version("langgraph-feedit")
@@ -53,7 +54,7 @@ _LAZY = {
     "WidthConfig": "config",
     "ChatResult": "endpoints",
     "Endpoint": "endpoints",
-    "Usage": "endpoints",
+    "Usage": "usage",
     "get_endpoint": "endpoints",
     "ConfigError": "errors",
     "EmbeddedError": "errors",

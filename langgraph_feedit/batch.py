@@ -259,7 +259,7 @@ def missing_nodes(trace: dict[str, Any]) -> list[str]:
 
 def _judge_failed(note: str | None) -> bool:
     # The judge node's error handler records ``not scored: <why>``; ``not scored: stopped:``
-    # is the run's deadline or budget (see ``branches.failure_text``).
+    # is the run's deadline or budget (see ``calls.failure_text``).
     return bool(
         note and note.startswith("not scored: ") and not note.startswith("not scored: stopped:")
     )

@@ -30,20 +30,26 @@ from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both
-from langgraph_feedit.calls import ActiveRun, BudgetExhausted, active_run
-from langgraph_feedit.errors import EmbeddedError, EndpointError, EndpointTimeout
+from langgraph_feedit.calls import (
+    ActiveRun,
+    BudgetExhausted,
+    active_run,
+    failure_kind,
+    failure_text,
+)
+from langgraph_feedit.errors import EmbeddedError, EndpointError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
     critique_messages,
     edit_messages,
     load_templates,
-    parse_verdict,
+    parse_critique_verdict,
 )
 from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
-from langgraph_feedit.tracing import CallInfo
+from langgraph_feedit.tracing import CallInfo, emit
 
-__all__ = ["BranchState", "branch_graphs", "emit", "failure_kind", "failure_text"]
+__all__ = ["BranchState", "branch_graphs"]
 
 
 class Target(TypedDict):
@@ -82,34 +88,6 @@ class NodeFailed(Exception):
     def __init__(self, node: NodeDict) -> None:
         self.node = node
         super().__init__(node.get("error") or node.get("judge_note"))
-
-
-def emit(runtime: Runtime[Any], event: str, node: Mapping[str, Any], **extra: Any) -> None:
-    """A progress event on ``stream_mode="custom"`` (a no-op when nobody listens)."""
-    payload = {
-        "event": event,
-        "id": node.get("id"),
-        "kind": node.get("kind"),
-        "round": node.get("round"),
-        **extra,
-    }
-    runtime.stream_writer({"feedit": payload})
-
-
-def failure_text(exc: BaseException) -> str:
-    if isinstance(exc, BudgetExhausted):
-        return f"stopped: {exc.reason} reached"
-    return str(exc)
-
-
-def failure_kind(exc: BaseException) -> str:
-    """What kind of failure ended a call: ``deadline`` or ``budget`` (the run ran out),
-    ``timeout`` (the endpoint never answered in time) or ``backend`` (it answered an error)."""
-    if isinstance(exc, BudgetExhausted):
-        return exc.reason
-    if isinstance(exc, EndpointTimeout):
-        return "timeout"
-    return "backend"
 
 
 def _spec(state: BranchState) -> RunSpec:
@@ -223,7 +201,7 @@ async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableCo
         messages,
         (state.get("index") or 0),
     )
-    node["verdict"] = parse_verdict(node.get("text") or "")
+    node["verdict"] = parse_critique_verdict(node.get("text") or "")
     if spec["skip_perfect"] and node["verdict"] == "perfectly":
         node["skipped"] = "perfect"
     target = None if node.get("skipped") else {"id": node["id"], "text": node.get("text") or ""}

@@ -27,9 +27,11 @@ from typing import Any, TypeVar
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, RoleConfig
-from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
+from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
+from langgraph_feedit.errors import EndpointTimeout
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, traced_chat
+from langgraph_feedit.usage import Usage
 
 __all__ = [
     "ActiveRun",
@@ -37,6 +39,8 @@ __all__ = [
     "RoleCaller",
     "RunBudget",
     "active_run",
+    "failure_kind",
+    "failure_text",
     "forget_run",
 ]
 
@@ -49,6 +53,23 @@ class BudgetExhausted(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What a failed call says in its trace node and progress event."""
+    if isinstance(exc, BudgetExhausted):
+        return f"stopped: {exc.reason} reached"
+    return str(exc)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What kind of failure ended a call: ``deadline`` or ``budget`` (the run ran out),
+    ``timeout`` (the endpoint never answered in time) or ``backend`` (it answered an error)."""
+    if isinstance(exc, BudgetExhausted):
+        return exc.reason
+    if isinstance(exc, EndpointTimeout):
+        return "timeout"
+    return "backend"
 
 
 class RunBudget:

@@ -490,12 +490,12 @@ def _score(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate import require_extra
 
     require_extra()
-    from langgraph_feedit.evaluate.arena import (
+    from langgraph_feedit.evaluate.baselines import parse_baseline_args
+    from langgraph_feedit.evaluate.records import (
         metadata_from_answers,
         read_answer_dir,
         read_judgments,
     )
-    from langgraph_feedit.evaluate.baselines import parse_baseline_args
     from langgraph_feedit.evaluate.report import reports_to_csv, reports_to_json
     from langgraph_feedit.evaluate.scoring import score_by_baseline
 

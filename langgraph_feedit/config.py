@@ -108,9 +108,6 @@ class RoleConfig(_Strict):
     kind: JudgeKind | None = None
     """Judge kind (``judge`` role only): ``reward`` endpoint, ``llm`` rating, ``pairwise``
     knockout, or ``consensus`` (no model)."""
-    use_n: bool | None = None
-    """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
-    are handled by falling back to parallel single calls."""
 
     @field_validator("base_url")
     @classmethod
@@ -175,7 +172,6 @@ _ROLE_DEFAULTS = RoleConfig(
     max_retries=4,
     backoff=0.5,
     template="generic",
-    use_n=False,
 )
 _ROLE_OVERRIDES: dict[str, dict[str, Any]] = {
     "critique": {"temperature": 0.7},
@@ -436,25 +432,43 @@ def resolve_config(
     overrides: Mapping[str, Any] | None = None,
     source: str = "run configuration",
 ) -> FeeditConfig:
-    """Apply a preset under the explicit settings, then ``overrides`` over everything.
+    """The settings of a run: the one place a preset is applied.
 
-    A preset fills width and depth values the configuration does not set explicitly, so
-    ``preset="self-refine"`` with ``depth.max_rounds = 5`` refines five times.
+    One rule: a preset fills what the settings given with it leave unset, and replaces what
+    was given before it. Lowest first:
+
+    1. the configuration's preset (``preset``, else ``config.preset``), under
+    2. the configuration's explicit settings, under
+    3. a per-run preset (``overrides["preset"]``: LangGraph Server's context, the model name a
+       ``feedit serve`` client asks for), under
+    4. the rest of ``overrides``.
+
+    So ``preset="self-refine"`` with ``depth.max_rounds = 5`` refines five times, while a run
+    that asks for ``single`` gets one draft whatever the configuration's ``width.drafts``.
+    Widths a preset leaves open (the drafts of ``feedback-edit``) come from below it.
 
     Raises:
         ConfigError: an unknown preset, or overrides with unknown keys.
     """
     overrides = dict(overrides or {})
-    name = overrides.pop("preset", None) or preset or config.preset
+    run_preset = overrides.pop("preset", None)
+    name = preset or config.preset
     data = config.model_dump(exclude_unset=True)
     if name is not None:
-        if name not in PRESETS:
-            raise ConfigError(
-                f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}", key="preset"
-            )
-        data = deep_merge(PRESETS[name], data)
-        data["preset"] = name
+        data = deep_merge(_preset(name), data)
+    if run_preset is not None:
+        data = deep_merge(data, _preset(run_preset))
+    if (run_preset or name) is not None:
+        data["preset"] = run_preset or name
     if overrides:
         _validate(overrides, source)
         data = deep_merge(data, overrides)
     return _validate(data, source)
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}", key="preset"
+        )
+    return dict(PRESETS[name])

@@ -36,6 +36,7 @@ from tenacity import (
 
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
+from langgraph_feedit.usage import Usage
 
 if TYPE_CHECKING:
     from langgraph_feedit.embedded import EmbeddedServer
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatResult",
     "Endpoint",
-    "Usage",
     "aclose_endpoints",
     "calls_in_flight",
     "get_endpoint",
@@ -53,49 +53,6 @@ __all__ = [
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 60.0
 _BACKOFF_MAX = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens one or more calls used, as the server reported them."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    """Prompt tokens served from the server's prefix cache (0 where it reports none)."""
-    calls: int = 0
-    """HTTP requests that returned a result (retries of failed attempts are not counted)."""
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cached_tokens + other.cached_tokens,
-            self.calls + other.calls,
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-            "calls": self.calls,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Usage:
-        if not data:
-            return cls()
-        return cls(
-            int(data.get("prompt_tokens", 0)),
-            int(data.get("completion_tokens", 0)),
-            int(data.get("cached_tokens", 0)),
-            int(data.get("calls", 0)),
-        )
 
 
 @dataclass(frozen=True, slots=True)

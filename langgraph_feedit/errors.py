@@ -7,7 +7,8 @@ FeeditError
 │   └── InputError       a bad input record (names the file and the line)
 ├── EndpointError        a backend failed (names the endpoint, the status and the body)
 │   └── EndpointTimeout  a call ran past its timeout
-├── EmbeddedError        the embedded endpoint could not start (says why, with its log)
+├── ServerProcessError   a child server process could not start (says why, with its log)
+│   └── EmbeddedError    the embedded llama.cpp endpoint could not start
 ├── StoreError           a checkpoint or cache store could not be reached or set up
 └── NoCandidateError     every branch of a run failed, so there is nothing to select
 ```
@@ -37,6 +38,7 @@ __all__ = [
     "InputError",
     "NoCandidateError",
     "RedactingFilter",
+    "ServerProcessError",
     "StoreError",
     "UserError",
     "redact",
@@ -215,19 +217,28 @@ class EndpointTimeout(EndpointError):
     """A call to an endpoint ran past its timeout."""
 
 
-class EmbeddedError(FeeditError):
-    """The embedded llama.cpp endpoint could not be found, started or reached.
+class ServerProcessError(FeeditError):
+    """A child server process (see ``supervise.py``) could not be started or reached.
 
     Attributes:
         log_tail: the last lines the server wrote, if it got as far as starting.
     """
 
+    log_label = "server"
+    """What the log's heading calls the server."""
+
     def __init__(self, message: str, *, log_tail: str | None = None) -> None:
         self.log_tail = redact(log_tail) if log_tail else log_tail
         text = message
         if log_tail:
-            text += f"\n--- embedded server log (last lines) ---\n{log_tail}"
+            text += f"\n--- {self.log_label} log (last lines) ---\n{log_tail}"
         super().__init__(text)
+
+
+class EmbeddedError(ServerProcessError):
+    """The embedded llama.cpp endpoint could not be found, started or reached."""
+
+    log_label = "embedded server"
 
 
 class StoreError(FeeditError):

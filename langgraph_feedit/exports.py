@@ -68,7 +68,8 @@ def _trace(record: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
 def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, list[str]]:
     """Write an Arena-Hard answer file; returns the count written and the ids left out
     (prompts that failed). Partial answers are written."""
-    from langgraph_feedit.evaluate.arena import answer_record, dump_record, split_think
+    from langgraph_feedit.evaluate.prompts import split_think
+    from langgraph_feedit.evaluate.records import answer_record, dump_record
 
     src, out = Path(answers), Path(output)
     model = out.stem

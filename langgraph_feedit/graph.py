@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast, get_type_hints
+from typing import Any, get_type_hints
 
 from langchain_core.messages import AIMessage, convert_to_openai_messages
 from langchain_core.runnables import RunnableConfig
@@ -32,17 +32,16 @@ from langgraph.types import Command, Overwrite, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both
-from langgraph_feedit.branches import Target, branch_graphs, emit, failure_text
-from langgraph_feedit.calls import BudgetExhausted, active_run, forget_run
+from langgraph_feedit.branches import Target, branch_graphs
+from langgraph_feedit.calls import BudgetExhausted, active_run, failure_text, forget_run
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
-from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, is_candidate, rank_key, rank_round, tree_order
+from langgraph_feedit.judges import POINTWISE, rank_key, rank_round
 from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
@@ -53,10 +52,13 @@ from langgraph_feedit.state import (
     RunSpec,
     Trace,
     TraceNode,
-    UsageDict,
+    is_candidate,
     merge_nodes,
     rounds_enabled,
+    tree_order,
 )
+from langgraph_feedit.tracing import emit
+from langgraph_feedit.usage import Usage
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
 
@@ -219,10 +221,6 @@ def _deepen(state: FeeditState) -> list[Send] | str:
     ]
 
 
-def _usage(usage: Usage) -> UsageDict:
-    return cast(UsageDict, usage.as_dict())
-
-
 def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
     """The branches to send again for the failed calls in ``nodes``: each failed draft,
     critique or edit, with the parent it answered (found in the tree)."""
@@ -308,8 +306,8 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
         nodes=nodes,
         selected=best.id if best else None,
         answer=best.text if best else None,
-        usage={**{r: _usage(u) for r, u in per_role.items()}, "total": _usage(total)},
-        reused=_usage(reused),
+        usage={**{r: u.as_dict() for r, u in per_role.items()}, "total": total.as_dict()},
+        reused=reused.as_dict(),
         wall_s=round(time.time() - spec["started"], 6),
         stopped=state.get("feedit_stopped"),
         judge=spec["judge"],

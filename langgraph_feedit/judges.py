@@ -27,7 +27,6 @@ from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.config import JudgeKind
-from langgraph_feedit.endpoints import Usage
 from langgraph_feedit.prompts import (
     TemplateSet,
     pairwise_messages,
@@ -35,18 +34,18 @@ from langgraph_feedit.prompts import (
     parse_score,
     rating_messages,
 )
+from langgraph_feedit.state import tree_order
 from langgraph_feedit.tracing import CallInfo
+from langgraph_feedit.usage import Usage
 
 __all__ = [
     "POINTWISE",
     "JudgeResult",
     "RoundResult",
     "consensus_scores",
-    "is_candidate",
     "rank_key",
     "rank_round",
     "score_candidate",
-    "tree_order",
 ]
 
 POINTWISE: frozenset[str] = frozenset({"reward", "llm"})
@@ -65,16 +64,6 @@ class RoundResult:
     scores: dict[str, float]
     usage: Usage = field(default_factory=Usage)
     notes: list[str] = field(default_factory=list)
-
-
-def tree_order(node_id: str) -> tuple[tuple[str, int], ...]:
-    """Sort key following the tree: ``d2`` < ``d10``, ``d0.c1`` < ``d0.c1.e0``."""
-    return tuple((part[0], int(part[1:])) for part in node_id.split("."))
-
-
-def is_candidate(node: Mapping[str, Any]) -> bool:
-    """A trace node (as a mapping) that can be the answer: a draft or edit with text."""
-    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
 
 
 def rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int], ...]]:

@@ -77,7 +77,7 @@ UNTRUSTED_KEYS: tuple[str, ...] = (
 )
 """What an untrusted caller may set, as dotted patterns (``*`` is one key). Everything else
 (``base_url``, ``model``, ``api_key_env``, ``extra_body``, ``max_concurrency``, ``timeout``,
-``max_retries``, ``backoff``, ``use_n``, ``store``, ``embedded_model``, ``cache_key``) belongs to
+``max_retries``, ``backoff``, ``store``, ``embedded_model``, ``cache_key``) belongs to
 the operator. ``roles.*.template`` takes a built-in set's name only: a path would have the
 server read a file of the caller's choosing."""
 

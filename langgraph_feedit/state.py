@@ -18,13 +18,15 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
+
+from langgraph_feedit.usage import UsageDict, empty_usage
 
 __all__ = [
     "TRACE_VERSION",
@@ -36,23 +38,14 @@ __all__ = [
     "RunSpec",
     "Trace",
     "TraceNode",
-    "UsageDict",
+    "is_candidate",
     "merge_nodes",
+    "rounds_enabled",
+    "tree_order",
 ]
 
 TRACE_VERSION = 1
 NodeKind = Literal["draft", "critique", "edit"]
-
-
-class UsageDict(TypedDict):
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    calls: int
-
-
-def empty_usage() -> UsageDict:
-    return {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "calls": 0}
 
 
 class TraceNode(BaseModel):
@@ -143,8 +136,8 @@ class NodeDict(TypedDict, total=False):
     text: str | None
     score: float | None
     verdict: str | None
-    usage: dict[str, int]
-    judge_usage: dict[str, int]
+    usage: UsageDict
+    judge_usage: UsageDict
     judge_note: str | None
     started: float | None
     ended: float | None
@@ -191,6 +184,16 @@ class RunSpec(TypedDict):
 def rounds_enabled(spec: RunSpec) -> bool:
     """Whether the run critiques and edits at all."""
     return spec["max_rounds"] >= 1 and spec["critiques"] >= 1
+
+
+def tree_order(node_id: str) -> tuple[tuple[str, int], ...]:
+    """Sort key following the tree: ``d2`` < ``d10``, ``d0.c1`` < ``d0.c1.e0``."""
+    return tuple((part[0], int(part[1:])) for part in node_id.split("."))
+
+
+def is_candidate(node: Mapping[str, Any]) -> bool:
+    """A trace node (as a mapping) that can be the answer: a draft or edit with text."""
+    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
 
 
 def keep_first(left: Any, right: Any) -> Any:
@@ -251,7 +254,7 @@ class FeeditState(TypedDict, total=False):
     """The run's resolved settings and conversation (set once, by ``start``)."""
     feedit_round: int
     feedit_stopped: str | None
-    feedit_judge_usage: Annotated[list[dict[str, int]], _concat]
+    feedit_judge_usage: Annotated[list[UsageDict], _concat]
     """Usage of whole-round judging (pairwise, consensus)."""
     feedit_next: list[dict[str, Any]]
     """Candidates the next round critiques (set by ``select``)."""

@@ -10,6 +10,9 @@ metadata and tags and the token usage as the message's ``usage_metadata``.
 Nothing is paid when nobody listens: with no handler in the node's callback manager (and no
 LangSmith tracing switched on) the call goes straight through. The endpoint is asked to
 stream only when a streaming handler listens (LangGraph's messages mode, ``astream_events``).
+
+Progress events (a node started, ended, failed; a round judged) go to LangGraph's
+``stream_mode="custom"`` through :func:`emit`.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
 if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
+
     from langgraph_feedit.config import RoleConfig
     from langgraph_feedit.endpoints import ChatResult
 
-__all__ = ["CallInfo", "TokenSink", "traced_chat"]
+__all__ = ["CallInfo", "TokenSink", "emit", "traced_chat"]
 
 TokenSink = Callable[[str], Awaitable[None]]
 """Receives each streamed piece of a completion's text."""
@@ -39,6 +44,18 @@ _SERIALIZED: dict[str, Any] = {
     "id": ["langgraph_feedit", "endpoints", "Endpoint"],
     "repr": "OpenAI-compatible endpoint",
 }
+
+
+def emit(runtime: Runtime[Any], event: str, node: Mapping[str, Any], **extra: Any) -> None:
+    """A progress event on ``stream_mode="custom"`` (a no-op when nobody listens)."""
+    payload = {
+        "event": event,
+        "id": node.get("id"),
+        "kind": node.get("kind"),
+        "round": node.get("round"),
+        **extra,
+    }
+    runtime.stream_writer({"feedit": payload})
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from langgraph_feedit.evaluate import (
     judgment_record,
     markdown_counts,
     metadata_from_answers,
-    parse_verdict,
+    parse_arena_verdict,
     read_answer_dir,
     read_answers,
     read_judgments,
@@ -126,11 +126,11 @@ def test_fixture_prompts_are_reproduced_byte_for_byte() -> None:
     ],
 )
 def test_parse_verdict(text: str, expected: str | None) -> None:
-    assert parse_verdict(text) == expected
+    assert parse_arena_verdict(text) == expected
 
 
 def test_parse_verdict_of_none_is_none() -> None:
-    assert parse_verdict(None) is None
+    assert parse_arena_verdict(None) is None
 
 
 def test_fixture_scores_are_what_their_judgments_say() -> None:
@@ -138,7 +138,7 @@ def test_fixture_scores_are_what_their_judgments_say() -> None:
         for game in row.games:
             if game is not None:
                 assert isinstance(game.judgment, dict)
-                assert parse_verdict(game.judgment["answer"]) == game.score
+                assert parse_arena_verdict(game.judgment["answer"]) == game.score
 
 
 _PROSE = st.text(alphabet=st.characters(blacklist_characters="[]<>"), max_size=40)
@@ -147,23 +147,23 @@ _PROSE = st.text(alphabet=st.characters(blacklist_characters="[]<>"), max_size=4
 @given(st.lists(st.tuples(_PROSE, st.sampled_from(VERDICTS)), min_size=1, max_size=5), _PROSE)
 def test_the_last_double_bracket_label_wins(pairs: list[tuple[str, str]], tail: str) -> None:
     text = "".join(f"{prose}[[{label}]]" for prose, label in pairs) + tail
-    assert parse_verdict(text) == pairs[-1][1]
+    assert parse_arena_verdict(text) == pairs[-1][1]
 
 
 @given(_PROSE, st.sampled_from(VERDICTS), _PROSE)
 def test_single_brackets_count_when_no_double_ones(head: str, label: str, tail: str) -> None:
-    assert parse_verdict(f"{head}[{label}]{tail}") == label
-    assert parse_verdict(f"{head}[{label.lower()}]{tail}") == label
+    assert parse_arena_verdict(f"{head}[{label}]{tail}") == label
+    assert parse_arena_verdict(f"{head}[{label.lower()}]{tail}") == label
 
 
 @given(st.text(alphabet=st.characters(blacklist_characters="["), max_size=200))
 def test_no_bracket_no_verdict(text: str) -> None:
-    assert parse_verdict(text) is None
+    assert parse_arena_verdict(text) is None
 
 
 @given(st.text(max_size=300))
 def test_parse_verdict_never_guesses(text: str) -> None:
-    assert parse_verdict(text) in (*VERDICTS, None)
+    assert parse_arena_verdict(text) in (*VERDICTS, None)
 
 
 def test_strip_think() -> None:
@@ -383,8 +383,8 @@ def test_arena_needs_no_eval_extra() -> None:
 import sys
 for name in ("numpy", "scipy", "matplotlib"):
     sys.modules[name] = None
-from langgraph_feedit.evaluate import parse_verdict, judge_messages
-assert parse_verdict("[[A>B]]") == "A>B"
+from langgraph_feedit.evaluate import parse_arena_verdict, judge_messages
+assert parse_arena_verdict("[[A>B]]") == "A>B"
 try:
     from langgraph_feedit.evaluate import score_judgments
 except ImportError as exc:

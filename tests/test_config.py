@@ -165,6 +165,25 @@ def test_presets_fill_what_is_not_set_explicitly() -> None:
     assert switched.preset == "beam" and switched.width.drafts == 4
 
 
+def test_a_per_run_preset_replaces_the_configurations_shape_and_keeps_what_it_leaves_open() -> None:
+    """One preset rule for every caller: under the settings given with it, over those before."""
+    config = FeeditConfig.load(env={}, overrides={"width": {"drafts": 3}, "preset": "best-of-n"})
+    assert resolve_config(config).width.drafts == 3  # the configuration's own preset fills in
+    single = resolve_config(config, overrides={"preset": "single"})
+    assert single.preset == "single" and single.width.drafts == 1
+    assert single.depth.max_rounds == 0
+    edit = resolve_config(config, overrides={"preset": "feedback-edit"})
+    assert edit.width.drafts == 3 and edit.depth.max_rounds >= 1  # drafts left open
+    wider = resolve_config(config, overrides={"preset": "single", "width": {"drafts": 2}})
+    assert wider.width.drafts == 2  # settings given with the per-run preset beat it
+
+
+def test_use_n_is_no_role_setting() -> None:
+    """A run sends one sample per branch, so a role key asking for ``n > 1`` would do nothing."""
+    with pytest.raises(ConfigError, match=r"unknown key 'roles\.draft\.use_n'"):
+        FeeditConfig.load(env={}, overrides={"roles": {"draft": {"use_n": True}}})
+
+
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset 'wide'"):
         resolve_config(FeeditConfig(), preset="wide")

@@ -13,7 +13,8 @@ from langgraph_feedit import UserError
 from langgraph_feedit.batch import BatchOptions, run_batch
 from langgraph_feedit.cli import main
 from langgraph_feedit.config import FeeditConfig
-from langgraph_feedit.evaluate.arena import ArenaAnswer, markdown_counts
+from langgraph_feedit.evaluate.markdown import markdown_counts
+from langgraph_feedit.evaluate.records import ArenaAnswer
 from langgraph_feedit.exports import export_arena_answers, export_nodes, find_trace
 from langgraph_feedit.testing import SimServer
 

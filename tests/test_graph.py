@@ -404,6 +404,15 @@ async def test_per_run_context_overrides_width(sim: SimServer) -> None:
     assert len(tree(out).nodes) == 1
 
 
+async def test_a_per_run_preset_is_laid_over_the_configurations_widths(sim: SimServer) -> None:
+    """LangGraph Server's context picks a preset the way a ``feedit serve`` model name does."""
+    graph = create_feedit_graph(sim_config(sim.base_url, width={"drafts": 3})).compile()
+    out = await graph.ainvoke({"messages": [("user", "q")]}, context={"preset": "single"})
+    assert len(tree(out).nodes) == 1
+    out = await graph.ainvoke({"messages": [("user", "q")]}, context={"preset": "best-of-n"})
+    assert len(tree(out).nodes) == 3
+
+
 async def test_nemotron_verdicts_recorded_and_perfect_drafts_not_edited(
     fresh_sim: SimServer,
 ) -> None:

@@ -14,9 +14,9 @@ from langgraph_feedit.prompts import (
     edit_messages,
     load_templates,
     pairwise_messages,
+    parse_critique_verdict,
     parse_pairwise,
     parse_score,
-    parse_verdict,
 )
 
 CONVERSATION = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
@@ -69,7 +69,7 @@ def test_verdict_found_anywhere(level: str, before: str, after: str) -> None:
     text = f"{before}\nThe response is {level} helpful. {after}"
     # text before the sentence could itself contain a verdict only by construction of the
     # same words, which st.text essentially never produces
-    assert parse_verdict(text) == level or "helpful" in before
+    assert parse_critique_verdict(text) == level or "helpful" in before
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_verdict_found_anywhere(level: str, before: str, after: str) -> None:
     ],
 )
 def test_verdict_forms(text: str, level: str | None) -> None:
-    assert parse_verdict(text) == level
+    assert parse_critique_verdict(text) == level
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, RunBudget
-from langgraph_feedit.endpoints import Usage
-from langgraph_feedit.judges import consensus_scores, rank_round, tree_order
+from langgraph_feedit.judges import consensus_scores, rank_round
 from langgraph_feedit.prompts import load_templates
-from langgraph_feedit.state import merge_nodes
+from langgraph_feedit.state import merge_nodes, tree_order
 from langgraph_feedit.testing import SimServer
+from langgraph_feedit.usage import Usage, empty_usage
 
 from .helpers import sim_config
 
@@ -102,6 +102,31 @@ def test_consensus_scores_are_mean_similarities_in_unit_range(candidates: list[s
 # -- the run budget -----------------------------------------------------------------------------
 
 
+usages = st.builds(
+    Usage,
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 100),
+)
+
+
+@given(st.lists(usages, max_size=10))
+def test_usage_adds_itself_up_and_round_trips_as_stored(parts: list[Usage]) -> None:
+    """One Usage type, in its own module, is what endpoints return and the trace stores."""
+    import langgraph_feedit
+    from langgraph_feedit import endpoints
+
+    assert Usage.__module__ == "langgraph_feedit.usage"
+    assert langgraph_feedit.Usage is Usage
+    assert "Usage" not in endpoints.__all__
+    total = sum(parts, Usage())
+    assert total.calls == sum(p.calls for p in parts)
+    assert total.total_tokens == sum(p.prompt_tokens + p.completion_tokens for p in parts)
+    assert Usage.from_dict(total.as_dict()) == total
+    assert Usage.from_dict(empty_usage()) == Usage() == Usage.from_dict(None)
+
+
 @given(st.lists(st.integers(0, 50), max_size=20), st.integers(1, 300))
 def test_budget_is_spent_when_the_charges_reach_it(charges: list[int], limit: int) -> None:
     budget = RunBudget(deadline_s=None, max_tokens=limit)
@@ -176,3 +201,25 @@ async def test_knockout_of_any_size(sim: SimServer, n: int) -> None:
     assert sum(result.scores.values()) == n - 1
     assert result.scores["d0"] == math.ceil(math.log2(n)) if n > 1 else result.scores["d0"] == 0
     assert result.usage.calls == 2 * (n - 1)
+
+
+def test_each_helper_has_one_home_and_the_two_verdicts_two_names() -> None:
+    """Node-id order and the candidate test live with the nodes (state), call failures with
+    the calls, progress events with the other reports (tracing); markdown counts in their own
+    module; the ``evaluate.arena`` re-export is gone."""
+    import importlib.util
+
+    from langgraph_feedit import branches, calls, evaluate, judges, prompts, state, tracing
+    from langgraph_feedit.evaluate import markdown, records
+
+    assert state.tree_order.__module__ == state.is_candidate.__module__ == state.__name__
+    assert calls.failure_text.__module__ == calls.failure_kind.__module__ == calls.__name__
+    assert tracing.emit.__module__ == tracing.__name__
+    assert not hasattr(branches, "emit") or branches.emit is tracing.emit
+    assert "tree_order" not in judges.__all__
+    assert evaluate.markdown_counts is markdown.markdown_counts
+    assert "markdown_counts" not in records.__all__
+    assert importlib.util.find_spec("langgraph_feedit.evaluate.arena") is None
+    assert not hasattr(prompts, "parse_verdict") and not hasattr(evaluate, "parse_verdict")
+    assert prompts.parse_critique_verdict("The response is mostly helpful.") == "mostly"
+    assert evaluate.parse_arena_verdict("My final verdict is [[A>B]]") == "A>B"

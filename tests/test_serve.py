@@ -800,3 +800,22 @@ def test_model_names_mean_their_preset_whatever_the_file_sets() -> None:
                 )
                 draft_calls = [r for r in sim.requests if len(r.body["messages"]) == 1]
                 assert len(draft_calls) == drafts, model
+
+
+def test_the_door_checks_the_tree_it_runs_when_the_model_names_a_preset() -> None:
+    """The request's checks and the graph resolve the model's preset the same way: over the
+    file's widths. So ``single`` on a file with three drafts is one draft (passed through),
+    and ``n=2`` of it is refused rather than answered with fewer choices."""
+    from langgraph_feedit.serve.protocol import APIError, parse_chat_request
+
+    config = sim_config("http://127.0.0.1:9/v1", width={"drafts": 3})
+
+    def parse(**body: Any) -> Any:
+        raw = json.dumps({"messages": [{"role": "user", "content": "q"}], **body}).encode()
+        return parse_chat_request(raw, config=config, presets=PRESETS, max_fanout=1000)
+
+    assert parse(model="single").passthrough
+    assert not parse(model="best-of-n").passthrough
+    with pytest.raises(APIError, match="'n' asks for 2 choices"):
+        parse(model="single", n=2)
+    assert parse(model="best-of-n", n=2).n == 2

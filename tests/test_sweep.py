@@ -11,8 +11,8 @@ import pytest
 
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import UserError
-from langgraph_feedit.evaluate.arena import read_judgments
 from langgraph_feedit.evaluate.judge import judge_answers
+from langgraph_feedit.evaluate.records import read_judgments
 from langgraph_feedit.evaluate.sweep import parse_grid, run_sweep
 from langgraph_feedit.testing import Fault, SimServer
 
@@ -108,7 +108,7 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
 
 
 async def test_judge_resumes_and_records_null_verdicts(tmp_path: Path) -> None:
-    from langgraph_feedit.evaluate.arena import answer_record, dump_record
+    from langgraph_feedit.evaluate.records import answer_record, dump_record
 
     qs = questions(tmp_path, 4)
     answers = tmp_path / "mine.jsonl"

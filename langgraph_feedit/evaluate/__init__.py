@@ -1,13 +1,14 @@
 """Evaluation against Arena-Hard-Auto: judge prompts and files, scores, sweep plots.
 
-``arena`` (prompts, verdict parsing, the JSONL formats) needs only the core install, so that
-judging works without the extras. Scoring and plotting need numpy, scipy and matplotlib, the
+Arena-Hard's prompts and verdict parsing (``prompts``), its JSONL formats (``records``) and the
+markdown counts of answers (``markdown``) need only the core install, so that judging works
+without the extras. Scoring and plotting need numpy, scipy and matplotlib, the
 ``eval`` extra; their names are imported on first use, and a missing extra raises an
 ImportError that says how to install it.
 
 Example:
-    >>> from langgraph_feedit.evaluate import judge_messages, parse_verdict
-    >>> parse_verdict("My final verdict is tie: [[A=B]]")
+    >>> from langgraph_feedit.evaluate import judge_messages, parse_arena_verdict
+    >>> parse_arena_verdict("My final verdict is tie: [[A=B]]")
     'A=B'
 """
 
@@ -16,39 +17,40 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from langgraph_feedit.evaluate.arena import (
+from langgraph_feedit.evaluate.baselines import BaselineChoice, parse_baseline_args
+from langgraph_feedit.evaluate.markdown import MarkdownCounts, markdown_counts
+from langgraph_feedit.evaluate.markdown_info import add_markdown_info, token_counter
+from langgraph_feedit.evaluate.prompts import (
     ARENA_HARD_SYSTEM_PROMPT,
     CREATIVE_WRITING_SYSTEM_PROMPT,
     DEFAULT_BASELINES,
     JUDGE_USER_TEMPLATE,
     VERDICT_PATTERNS,
     VERDICTS,
+    Verdict,
+    judge_messages,
+    judge_system_prompt,
+    normalize_verdict,
+    parse_arena_verdict,
+    split_think,
+    strip_think,
+)
+from langgraph_feedit.evaluate.records import (
     AnswerMetadata,
     ArenaAnswer,
     ArenaGame,
     ArenaJudgment,
     ArenaQuestion,
-    MarkdownCounts,
-    Verdict,
     answer_record,
     dump_record,
     game_record,
-    judge_messages,
-    judge_system_prompt,
     judgment_record,
-    markdown_counts,
     metadata_from_answers,
-    normalize_verdict,
-    parse_verdict,
     read_answer_dir,
     read_answers,
     read_judgments,
     read_questions,
-    split_think,
-    strip_think,
 )
-from langgraph_feedit.evaluate.baselines import BaselineChoice, parse_baseline_args
-from langgraph_feedit.evaluate.markdown_info import add_markdown_info, token_counter
 
 if TYPE_CHECKING:
     from langgraph_feedit.evaluate.plot import SweepPoint, plot_sweep
@@ -103,8 +105,8 @@ __all__ = [
     "markdown_counts",
     "metadata_from_answers",
     "normalize_verdict",
+    "parse_arena_verdict",
     "parse_baseline_args",
-    "parse_verdict",
     "plot_sweep",
     "read_answer_dir",
     "read_answers",

@@ -23,26 +23,28 @@ from typing import Any
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import EmbeddedError, EndpointError, InputError
-from langgraph_feedit.evaluate.arena import (
-    ArenaAnswer,
-    ArenaQuestion,
-    dump_record,
-    game_record,
-    judge_messages,
-    judgment_record,
-    parse_verdict,
-    read_answers,
-    read_judgments,
-    read_questions,
-    split_think,
-    strip_think,
-)
 from langgraph_feedit.evaluate.baselines import (
     BaselineChoice,
     missing_baselines_error,
     standard_baseline_warning,
 )
-from langgraph_feedit.evaluate.prompts import DEFAULT_BASELINES
+from langgraph_feedit.evaluate.prompts import (
+    DEFAULT_BASELINES,
+    judge_messages,
+    parse_arena_verdict,
+    split_think,
+    strip_think,
+)
+from langgraph_feedit.evaluate.records import (
+    ArenaAnswer,
+    ArenaQuestion,
+    dump_record,
+    game_record,
+    judgment_record,
+    read_answers,
+    read_judgments,
+    read_questions,
+)
 
 __all__ = ["JudgeSummary", "judge_answers", "resolve_baseline_files"]
 
@@ -84,7 +86,7 @@ async def _game(
     messages = judge_messages(question.prompt, a, b, category=question.category)
     result = await caller.complete("evaluator", messages, index=index)
     thought, reply = split_think(result.texts[0] if result.texts else "")
-    return game_record(parse_verdict(reply), reply, messages, thought=thought)
+    return game_record(parse_arena_verdict(reply), reply, messages, thought=thought)
 
 
 _HINT = " (--baseline {}=FILE chooses its baseline)"

@@ -37,12 +37,8 @@ from typing import Any, Literal, get_args
 from pydantic import ValidationError
 
 from langgraph_feedit.errors import InputError, UserError
-from langgraph_feedit.evaluate.records import (
-    ArenaAnswer,
-    _describe,
-    _iter_lines,
-    markdown_counts,
-)
+from langgraph_feedit.evaluate.markdown import markdown_counts
+from langgraph_feedit.evaluate.records import ArenaAnswer, _describe, _iter_lines
 
 __all__ = [
     "TOKEN_LEN_CHOICES",

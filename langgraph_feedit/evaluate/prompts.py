@@ -1,7 +1,7 @@
 """Arena-Hard's judge prompts, and reading a verdict from the judge's reply.
 
 What the judge is sent (`judge_messages`: the system prompt for the question's category, then
-the filled template) and how its reply is read (`parse_verdict`, with reasoning removed by
+the filled template) and how its reply is read (`parse_arena_verdict`, with reasoning removed by
 `strip_think`). `split_think` separates a reasoning model's thought from its answer the way
 Arena-Hard stores answers. Pure text handling: no network, no numpy.
 """
@@ -22,7 +22,7 @@ __all__ = [
     "judge_messages",
     "judge_system_prompt",
     "normalize_verdict",
-    "parse_verdict",
+    "parse_arena_verdict",
     "split_think",
     "strip_think",
 ]
@@ -206,7 +206,7 @@ def normalize_verdict(label: str | None) -> Verdict | None:
     return _SYNONYMS.get(label.strip())
 
 
-def parse_verdict(text: str | None) -> Verdict | None:
+def parse_arena_verdict(text: str | None) -> Verdict | None:
     """The verdict label of a judge's reply, or None when it gives none.
 
     Mirrors Arena-Hard's ``get_score``: the reply (reasoning stripped, see `strip_think`) is
@@ -217,7 +217,7 @@ def parse_verdict(text: str | None) -> Verdict | None:
     sensitive, ``[[...]]`` only, and several different labels made the verdict null.)
 
     Example:
-        >>> parse_verdict("A is fine [[A>B]] ... on reflection, my final verdict is [[b>>a]]")
+        >>> parse_arena_verdict("A is fine [[A>B]] ... on reflection, my final verdict is [[b>>a]]")
         'B>>A'
     """
     body = strip_think(text).upper()

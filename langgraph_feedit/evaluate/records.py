@@ -1,4 +1,4 @@
-"""Arena-Hard's JSONL files: record models, readers, writers and the markdown counts.
+"""Arena-Hard's JSONL files: record models, readers and writers.
 
 The goal is that files written here are read by lmarena/arena-hard-auto unchanged, and that
 its files are read here, including fields we do not use.
@@ -20,16 +20,16 @@ judgments are in that form.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from langgraph_feedit.errors import InputError
+from langgraph_feedit.evaluate.markdown import markdown_counts
 from langgraph_feedit.evaluate.prompts import VERDICTS, Verdict, normalize_verdict
 
 __all__ = [
@@ -38,63 +38,16 @@ __all__ = [
     "ArenaGame",
     "ArenaJudgment",
     "ArenaQuestion",
-    "MarkdownCounts",
     "answer_record",
     "dump_record",
     "game_record",
     "judgment_record",
-    "markdown_counts",
     "metadata_from_answers",
     "read_answer_dir",
     "read_answers",
     "read_judgments",
     "read_questions",
 ]
-
-
-class MarkdownCounts(TypedDict):
-    """Markdown element counts, as in an answer's ``metadata``."""
-
-    header_count: dict[str, int]
-    list_count: dict[str, int]
-    bold_count: dict[str, int]
-
-
-# Arena-Hard's `utils/add_markdown_info.py`, reproduced exactly (lmarena/arena-hard-auto,
-# Apache-2.0; see the attribution in `prompts.py`).
-_CODE_BLOCK = re.compile("```([^`]*)```")
-_HEADERS = tuple(re.compile(rf"^#{{{n}}}\s", re.MULTILINE) for n in range(1, 7))
-_ORDERED = re.compile(r"^\s*\d+\.\s", re.MULTILINE)
-_UNORDERED = re.compile(r"^\s*[-*+]\s", re.MULTILINE)
-_BOLD_STARS = re.compile(r"\*\*[^*\n]+\*\*")
-_BOLD_UNDERSCORES = re.compile(r"__[^_\n]+__")
-
-
-def markdown_counts(text: str) -> MarkdownCounts:
-    """Headers, list items and bold spans of an answer, with fenced code blocks removed.
-
-    Arena-Hard's exact regexes and removal, quirks included, so that style-control features
-    agree with metadata it computed: removal deletes each block's inner text (the fences stay)
-    wherever that text occurs in the answer, and a block containing a backtick is not removed.
-
-    Example:
-        >>> markdown_counts("# T\\n- a\\n```\\n# not a header\\n```\\n**b**")["header_count"]["h1"]
-        1
-    """
-    for block in _CODE_BLOCK.findall(text):
-        text = text.replace(block, "")
-    headers = [len(p.findall(text)) for p in _HEADERS]
-    return {
-        "header_count": {f"h{n}": headers[n - 1] for n in range(1, 7)},
-        "list_count": {
-            "ordered": len(_ORDERED.findall(text)),
-            "unordered": len(_UNORDERED.findall(text)),
-        },
-        "bold_count": {
-            "**": len(_BOLD_STARS.findall(text)),
-            "__": len(_BOLD_UNDERSCORES.findall(text)),
-        },
-    }
 
 
 # ---------------------------------------------------------------------------------------------

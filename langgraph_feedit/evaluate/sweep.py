@@ -136,9 +136,9 @@ async def run_sweep(
     Raises:
         UserError: the questions' categories have different baselines, or none.
     """
-    from langgraph_feedit.evaluate.arena import dump_record, read_judgments, read_questions
     from langgraph_feedit.evaluate.judge import judge_answers, resolve_baseline_files
     from langgraph_feedit.evaluate.plot import plot_sweep
+    from langgraph_feedit.evaluate.records import dump_record, read_judgments, read_questions
     from langgraph_feedit.evaluate.scoring import score_judgments
 
     points = parse_grid(grid)

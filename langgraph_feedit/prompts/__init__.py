@@ -33,9 +33,9 @@ __all__ = [
     "critique_messages",
     "edit_messages",
     "load_templates",
+    "parse_critique_verdict",
     "parse_pairwise",
     "parse_score",
-    "parse_verdict",
     "rating_messages",
     "render_conversation",
 ]
@@ -177,7 +177,7 @@ _VERDICT = re.compile(
 )
 
 
-def parse_verdict(text: str) -> str | None:
+def parse_critique_verdict(text: str) -> str | None:
     """The helpfulness verdict of a critique ("The response is mostly helpful" -> ``mostly``),
     or ``None`` when it states none."""
     m = _VERDICT.search(text or "")

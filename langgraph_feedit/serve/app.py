@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from langgraph_feedit import __version__
-from langgraph_feedit.config import PRESETS, FeeditConfig
+from langgraph_feedit.config import PRESETS, FeeditConfig, resolve_config
 from langgraph_feedit.endpoints import aclose_endpoints
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.graph import create_feedit_graph
@@ -224,14 +224,12 @@ def build_app(
 
 
 def _preset_graph(config: FeeditConfig, preset: str) -> Any:
-    """The graph a model name stands for: the preset's shape laid over the configuration.
-
-    Elsewhere a preset fills only what the configuration leaves unset; here the model name is
-    the client's choice of strategy, so ``single`` is one draft even when the server's file
-    sets ``width.drafts``. Widths the preset leaves open (the drafts of ``feedback-edit``) still
-    come from the configuration, and each request may change them.
-    """
-    return create_feedit_graph(config.merged(PRESETS[preset]), preset=preset).compile()
+    """The graph a model name stands for: the model name is the client's per-run choice of
+    preset, so it is resolved as one (``resolve_config``): ``single`` is one draft even when
+    the server's file sets ``width.drafts``; widths the preset leaves open (the drafts of
+    ``feedback-edit``) still come from the file, and each request may change them."""
+    resolved = resolve_config(config, overrides={"preset": preset})
+    return create_feedit_graph(resolved, preset=preset).compile()
 
 
 def _error_response(exc: APIError) -> JSONResponse:

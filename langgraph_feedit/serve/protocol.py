@@ -294,8 +294,7 @@ def parse_chat_request(
     try:
         resolved = resolve_config(
             config,
-            preset=request.model,
-            overrides=context,
+            overrides={**context, "preset": request.model},
             source="the request's feedit settings",
         )
     except ConfigError as exc:

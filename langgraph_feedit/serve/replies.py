@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph_feedit.errors import EndpointTimeout, FeeditError, NoCandidateError, UserError
-from langgraph_feedit.judges import is_candidate, rank_key
+from langgraph_feedit.judges import rank_key
 from langgraph_feedit.serve.protocol import APIError
+from langgraph_feedit.state import is_candidate
 
 __all__ = [
     "Choice",
