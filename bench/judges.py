@@ -21,7 +21,11 @@ Prints one JSON object: per backend, per kind: pairs, candidates, scored, scored
 correct (ties half), accuracy, ties, calls, tokens, wall_s.
 
 Usage: ``python bench/judges.py [--backend embedded|sim|both] [--pairs 20]
-[--kinds principle,llm-json,llm-text,pairwise] [--max-tokens 128]``
+[--kinds principle,llm-json,llm-text,pairwise] [--max-tokens 128] [--threads 1]``
+
+With ``--threads`` the bench starts an embedded server of its own, which is not known to the
+endpoint layer as the embedded one, so its endpoint finds llama-cpp-python's JSON form by the
+refusal of the first (one 500, not retried), as any remote llama-cpp-python server would.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 
 from langgraph_feedit import FeeditConfig
 from langgraph_feedit.calls import RoleCaller
+from langgraph_feedit.embedded import EmbeddedServer, EmbeddedSettings
 from langgraph_feedit.endpoints import Usage, aclose_endpoints
 from langgraph_feedit.judges import rank_round, score_candidate
 from langgraph_feedit.prompts import load_templates
@@ -160,17 +165,26 @@ def build_pairs(count: int) -> list[Pair]:
 # -- judging -------------------------------------------------------------------------------------
 
 
-def _config(base_url: str | None, kind: str, max_tokens: int) -> FeeditConfig:
+def _config(base_url: str | None, kind: str, max_tokens: int, model: str) -> FeeditConfig:
     judge: dict[str, Any] = {"kind": "llm" if kind.startswith("llm") else kind}
     judge["max_tokens"] = max_tokens
     roles: dict[str, Any] = {"judge": judge}
     if base_url is not None:
-        roles["default"] = {"base_url": base_url, "model": "sim-model", "max_concurrency": 16}
+        # The bench's own llama.cpp server has one slot: queue on our side, where waiting does
+        # not count against the request's timeout.
+        limit = 16 if model == "sim-model" else 1
+        roles["default"] = {"base_url": base_url, "model": model, "max_concurrency": limit}
     return FeeditConfig.load(env={}, overrides={"roles": roles})
 
 
-async def judge_kind(base_url: str | None, kind: str, pairs: list[Pair], max_tokens: int) -> Any:
-    caller = RoleCaller.for_config(_config(base_url, kind, max_tokens))
+async def judge_kind(
+    base_url: str | None,
+    kind: str,
+    pairs: list[Pair],
+    max_tokens: int,
+    model: str | None = None,
+) -> Any:
+    caller = RoleCaller.for_config(_config(base_url, kind, max_tokens, model or "sim-model"))
     templates = load_templates("generic")
     if kind == "llm-text":
         (await caller.endpoint("judge")).json_modes = []
@@ -240,7 +254,9 @@ async def judge_kind(base_url: str | None, kind: str, pairs: list[Pair], max_tok
     }
 
 
-async def bench(backend: str, kinds: list[str], pairs: list[Pair], max_tokens: int) -> Any:
+async def bench(
+    backend: str, kinds: list[str], pairs: list[Pair], max_tokens: int, threads: int | None
+) -> Any:
     out: dict[str, Any] = {}
     if backend in ("sim", "both"):
         with SimServer(seed=0, mean_tokens=40) as sim:
@@ -250,11 +266,23 @@ async def bench(backend: str, kinds: list[str], pairs: list[Pair], max_tokens: i
                 await aclose_endpoints()
     if backend in ("embedded", "both"):
         out["embedded"] = {}
-        for kind in kinds:
-            print(f"embedded: {kind}...", file=sys.stderr, flush=True)
-            out["embedded"][kind] = await judge_kind(None, kind, pairs, max_tokens)
-            await aclose_endpoints()
-            print(json.dumps(out["embedded"][kind]), file=sys.stderr, flush=True)
+        server = None
+        if threads is not None:
+            # A server of the bench's own: on a machine shared with other work, llama.cpp's
+            # threads wait on each other at every step, and one thread is several times faster.
+            settings = EmbeddedSettings(n_threads=threads, n_threads_batch=threads)
+            server = await asyncio.to_thread(EmbeddedServer(settings).start)
+        try:
+            for kind in kinds:
+                print(f"embedded: {kind}...", file=sys.stderr, flush=True)
+                url = None if server is None else server.base_url
+                model = None if server is None else server.model
+                out["embedded"][kind] = await judge_kind(url, kind, pairs, max_tokens, model)
+                await aclose_endpoints()
+                print(json.dumps(out["embedded"][kind]), file=sys.stderr, flush=True)
+        finally:
+            if server is not None:
+                server.stop()
     return out
 
 
@@ -264,6 +292,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--kinds", default="principle,llm-json,llm-text")
     parser.add_argument("--max-tokens", type=int, default=128, help="the rating judges' cap")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="run the bench's own embedded server on this many threads (default: the "
+        "package's shared server and its thread settings)",
+    )
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = set(kinds) - set(KINDS)
@@ -271,9 +306,14 @@ def main() -> None:
         parser.error(f"unknown kinds {sorted(unknown)}: choose from {', '.join(KINDS)}")
     pairs = build_pairs(args.pairs)
     started = time.perf_counter()
-    figures = asyncio.run(bench(args.backend, kinds, pairs, args.max_tokens))
+    figures = asyncio.run(bench(args.backend, kinds, pairs, args.max_tokens, args.threads))
     figures["wall_s"] = round(time.perf_counter() - started, 2)
-    figures["settings"] = {"pairs": args.pairs, "kinds": kinds, "max_tokens": args.max_tokens}
+    figures["settings"] = {
+        "pairs": args.pairs,
+        "kinds": kinds,
+        "max_tokens": args.max_tokens,
+        "threads": args.threads,
+    }
     print(json.dumps(figures))
 
 
