@@ -233,6 +233,9 @@ class Endpoint:
         self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
         """The ``response_format`` forms still worth trying here, best first; a form the
         server refuses is dropped, so it is asked once per endpoint, not once per call."""
+        self.json_mode_known = False
+        """Whether a call has found which form (if any) this server takes."""
+        self._json_probe = asyncio.Lock()
         self.logprobs_supported: bool | None = None
         """Whether the server returns ``logprobs`` when asked: unknown until tried."""
         self._default_model: str | None = None
@@ -315,6 +318,43 @@ class Endpoint:
             return await self._chat(
                 messages, model, n, use_n, role, seed, params, extra_body, on_token
             )
+        if not self.json_mode_known:
+            # Until one call has found the form this server takes, calls wait for it, so a
+            # wave of first calls is not refused once each.
+            async with self._json_probe:
+                if not self.json_mode_known:
+                    result = await self._json_ladder(
+                        messages,
+                        model,
+                        n,
+                        use_n,
+                        role,
+                        seed,
+                        params,
+                        extra_body,
+                        on_token,
+                        json_schema,
+                    )
+                    self.json_mode_known = True
+                    return result
+        return await self._json_ladder(
+            messages, model, n, use_n, role, seed, params, extra_body, on_token, json_schema
+        )
+
+    async def _json_ladder(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        n: int,
+        use_n: bool,
+        role: str | None,
+        seed: int | None,
+        params: dict[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        on_token: Callable[[str], Awaitable[None]] | None,
+        json_schema: Mapping[str, Any],
+    ) -> ChatResult:
+        """The call with the first ``response_format`` form not refused here, down to none."""
         while self.json_modes:
             mode = self.json_modes[0]
             formatted = {**params, "response_format": _response_format(mode, json_schema)}
@@ -772,6 +812,7 @@ def get_endpoint(
                 # llama-cpp-python's server knows only the json_object form (and answers
                 # the other with a 500), so it is not asked the other on every start.
                 endpoint.json_modes = ["json_object"]
+                endpoint.json_mode_known = True
             endpoints[key] = endpoint
         elif limit < endpoint.limiter.limit:
             endpoint.limiter.limit = limit

@@ -164,7 +164,7 @@ async def test_embedded_rating_uses_its_json_form() -> None:
     # with llama-cpp-python's json_object + schema, which constrains the reply by grammar.
     server = get_embedded_server()
     ep = get_endpoint(RoleConfig(), base_url=server.base_url)
-    assert ep.json_modes == ["json_object"]
+    assert ep.json_modes == ["json_object"] and ep.json_mode_known
     messages = rating_messages(QUESTION, "Paris.", load_templates("generic"), json=True)
     result = await ep.chat(
         messages, model=server.model, max_tokens=160, temperature=0.0, json_schema=RATING_SCHEMA
