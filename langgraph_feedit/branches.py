@@ -2,9 +2,15 @@
 
 Each branch is a subgraph sent with ``Send``, so it waits only for its own parent::
 
-    draft_branch:    draft -> route -> judge, and critique_branch x critiques (together)
-    critique_branch: critique -> route -> edit_branch x edits
-    edit_branch:     edit -> judge
+    draft_branch:    draft -> twins -> judge, and critique_branch x critiques (together)
+    critique_branch: critique -> route -> edit_branch x edits, or critique again (resample)
+    edit_branch:     edit -> twins -> judge
+
+``twins`` finds a candidate identical to an earlier one (see :mod:`langgraph_feedit.twins`):
+such a candidate is neither judged nor critiqued. With ``skip_perfect`` a critique that asks
+for no change is not effective: ``route`` sends the critique node again for the same slot,
+with the next sample index, up to ``critique_samples`` samples; its edits follow only an
+effective one.
 
 Every call node has a LangGraph ``CachePolicy`` keyed by what determines the call: the role's
 endpoint identity (base URL and model, never the key) and sampling settings, the exact request
@@ -35,6 +41,7 @@ from langgraph_feedit.errors import EmbeddedError, EndpointError, EndpointTimeou
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
+    asks_no_change,
     critique_messages,
     edit_messages,
     load_templates,
@@ -42,8 +49,16 @@ from langgraph_feedit.prompts import (
 )
 from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
 from langgraph_feedit.tracing import CallInfo
+from langgraph_feedit.twins import normalise
 
-__all__ = ["BranchState", "branch_graphs", "emit", "failure_kind", "failure_text"]
+__all__ = [
+    "BranchState",
+    "branch_graphs",
+    "critique_slot",
+    "emit",
+    "failure_kind",
+    "failure_text",
+]
 
 
 class Target(TypedDict):
@@ -74,6 +89,8 @@ class BranchState(TypedDict, total=False):
     parent: Annotated[Target | None, keep_first]
     critique: Annotated[Target | None, keep_first]
     candidate: Annotated[Target | None, keep_first]
+    # Sent again on resume: its siblings may not run in this attempt, so wait for none.
+    alone: Annotated[bool | None, keep_first]
 
 
 class NodeFailed(Exception):
@@ -121,6 +138,21 @@ def _spec(state: BranchState) -> RunSpec:
 
 def _templates(spec: RunSpec, role: str) -> TemplateSet:
     return load_templates(spec["roles"][role].get("template"))
+
+
+def critique_slot(spec: RunSpec, index: int) -> tuple[int, int]:
+    """The slot and sample of critique ``index``: sample ``s`` of slot ``j`` has index
+    ``j + s * critiques``, so every sample has its own node id, seed and cache entry, and
+    the first sample of each slot keeps the id it had before resampling existed."""
+    per = max(1, spec["critiques"])
+    return index % per, index // per
+
+
+def _group(kind: str, state: BranchState) -> str:
+    """The fan-out a candidate belongs to: the drafts, or the edits of one critique."""
+    if kind == "draft":
+        return ""
+    return cast(Target, state["critique"])["id"]
 
 
 def _head(kind: str, state: BranchState) -> NodeDict:
@@ -204,9 +236,12 @@ async def draft(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     """Sample one draft of the conversation."""
     spec = _spec(state)
     run = active_run(spec)
-    node = await _call(
-        runtime, config, _head("draft", state), run, spec["conversation"], (state.get("index") or 0)
-    )
+    index = state.get("index") or 0
+    try:
+        node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
+    except NodeFailed:
+        run.twins.settle("", index, f"d{index}", None)  # siblings waiting on it go on
+        raise
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -223,10 +258,13 @@ async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableCo
         messages,
         (state.get("index") or 0),
     )
-    node["verdict"] = parse_verdict(node.get("text") or "")
-    if spec["skip_perfect"] and node["verdict"] == "perfectly":
+    text = node.get("text") or ""
+    node["verdict"] = parse_verdict(text)
+    node["sample"] = critique_slot(spec, state.get("index") or 0)[1]
+    node["effective"] = not (spec["skip_perfect"] and asks_no_change(text))
+    if not node["effective"]:
         node["skipped"] = "perfect"
-    target = None if node.get("skipped") else {"id": node["id"], "text": node.get("text") or ""}
+    target = {"id": node["id"], "text": text} if node["effective"] else None
     return {"feedit_nodes": [node], "critique": target}
 
 
@@ -238,9 +276,14 @@ async def edit(state: BranchState, runtime: Runtime[Any], config: RunnableConfig
     messages = edit_messages(
         spec["conversation"], parent["text"], crit["text"], _templates(spec, "edit")
     )
-    node = await _call(
-        runtime, config, _head("edit", state), active_run(spec), messages, (state.get("index") or 0)
-    )
+    run = active_run(spec)
+    index = state.get("index") or 0
+    head = _head("edit", state)
+    try:
+        node = await _call(runtime, config, head, run, messages, index)
+    except NodeFailed:
+        run.twins.settle(crit["id"], index, head["id"], None)
+        raise
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -285,6 +328,48 @@ def _recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
     return {"feedit_nodes": [error.error.node], "candidate": None, "critique": None}
 
 
+def _twins(kind: str) -> Any:
+    async def twins(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+        return await _mark_twin(kind, state, runtime)
+
+    return both(twins)
+
+
+async def _mark_twin(kind: str, state: BranchState, runtime: Runtime[Any]) -> Any:
+    """Mark the branch's candidate as a twin of an earlier identical one (never cached: the
+    registry of finished candidates lives in this attempt's memory, see ``route``)."""
+    spec = _spec(state)
+    cand = state.get("candidate")
+    if not cand or spec["trivial"]:
+        return {}
+    group, index = _group(kind, state), state.get("index") or 0
+    registry = active_run(spec).twins
+    registry.settle(group, index, cand["id"], cand["text"])
+    twin: str | None = None
+    parent = state.get("parent")
+    if (
+        kind == "edit"
+        and parent is not None
+        and normalise(parent["text"]) == normalise(cand["text"])
+    ):
+        twin = parent["id"]
+    else:
+        twin = await registry.earlier_twin(group, index, cand["text"], wait=not state.get("alone"))
+    if twin is None:
+        return {}
+    emit(runtime, "duplicate", {"id": cand["id"]}, duplicate_of=twin)
+    return {"feedit_nodes": [{"id": cand["id"], "duplicate_of": twin}]}
+
+
+def _is_twin(state: BranchState) -> bool:
+    cand = state.get("candidate")
+    if not cand:
+        return False
+    return any(
+        n.get("id") == cand["id"] and n.get("duplicate_of") for n in state.get("feedit_nodes", [])
+    )
+
+
 def route(state: BranchState) -> dict[str, Any]:
     """Where a branch goes next is decided here, in a node that is never cached.
 
@@ -300,7 +385,7 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
     score it does not need."""
     spec = _spec(state)
     cand = state.get("candidate")
-    if not cand:
+    if not cand or _is_twin(state):
         return END
     nxt: list[Send | str] = ["judge"]
     if rounds_enabled(spec) and not active_run(spec).budget.exhausted:
@@ -311,11 +396,47 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
     return nxt
 
 
+def _after_edit(state: BranchState) -> str:
+    return "judge" if state.get("candidate") and not _is_twin(state) else END
+
+
+def _resample(state: BranchState) -> list[Send] | str:
+    """Send the critique node again for this slot when its last sample was not effective
+    and the slot has samples left; otherwise the slot ends without edits."""
+    spec = _spec(state)
+    parent = cast(Target, state["parent"])
+    mine = [
+        n
+        for n in state.get("feedit_nodes", [])
+        if n.get("kind") == "critique" and n.get("parent") == parent["id"]
+    ]
+    if not mine:
+        return END
+    last = max(mine, key=lambda n: n.get("sample") or 0)
+    if last.get("error") or last.get("effective") is not False:
+        return END
+    index = int(last["id"].rsplit(".", 1)[-1][1:])
+    if critique_slot(spec, index)[1] + 1 >= spec.get("critique_samples", 1):
+        return END
+    if active_run(spec).budget.exhausted:
+        return END
+    payload = {
+        "spec": spec,
+        "parent": parent,
+        "round": state.get("round") or 0,
+        "index": index + max(1, spec["critiques"]),
+    }
+    return [Send("critique", payload)]
+
+
 def _fan_edits(state: BranchState) -> list[Send] | str:
     spec = _spec(state)
     crit = state.get("critique")
-    if not crit or active_run(spec).budget.exhausted:
+    if not crit:
+        return _resample(state)
+    if active_run(spec).budget.exhausted:
         return END
+    active_run(spec).twins.expect(crit["id"], spec["edits"])
     return [
         Send(
             "edit_branch",
@@ -399,9 +520,11 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
 
     leaf = StateGraph(BranchState, output_schema=BranchOutput)
     leaf.add_node("edit", both(edit), cache_policy=policy("edit"), error_handler=recorded)
+    leaf.add_node("twins", _twins("edit"))
     leaf.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
     leaf.add_edge(START, "edit")
-    leaf.add_edge("edit", "judge")
+    leaf.add_edge("edit", "twins")
+    leaf.add_conditional_edges("twins", _after_edit, ["judge", END])
     leaf.add_edge("judge", END)
 
     crit = StateGraph(BranchState, output_schema=BranchOutput)
@@ -413,16 +536,16 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
-    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", END])
+    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", "critique", END])
     critique_branch = crit.compile(name="critique_branch", cache=cache)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
     drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
     drafts.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
-    drafts.add_node("route", route)
+    drafts.add_node("twins", _twins("draft"))
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
-    drafts.add_edge("draft", "route")
-    drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
+    drafts.add_edge("draft", "twins")
+    drafts.add_conditional_edges("twins", _after_draft, ["judge", "critique_branch", END])
     drafts.add_edge("judge", END)
     return drafts.compile(name="draft_branch", cache=cache), critique_branch, edit_branch

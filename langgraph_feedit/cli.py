@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from langgraph_feedit import __version__
+from langgraph_feedit import __version__, verify_cli
 from langgraph_feedit.errors import ConfigError, FeeditError, UserError, register_secret
 from langgraph_feedit.presets import PRESETS
 
@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_feedit.serve import add_serve_parser
 
     add_serve_parser(sub)
+    verify_cli.add_parser(sub)
     return parser
 
 
@@ -618,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _markdown_info(args)
         if args.command == "sweep":
             return asyncio.run(_sweep(args))
+        if args.command == "verify":
+            return verify_cli.run(args)
         if args.command == "serve":
             from langgraph_feedit.serve import run_serve
 

@@ -92,6 +92,7 @@ def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
         "stop_score": d.stop_score,
         "beam": d.beam,
         "skip_perfect": d.skip_perfect,
+        "critique_samples": d.max_critique_samples if d.skip_perfect else 1,
         "deadline_s": config.budget.deadline_s,
         "max_tokens": config.budget.max_tokens,
         "judge": roles["judge"].get("kind", "llm"),
@@ -135,9 +136,21 @@ def _make_start(
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
     spec = state["feedit_spec"]
+    active_run(spec).twins.expect("", spec["drafts"])
     return [
         Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
+
+
+def _twin_scores(nodes: Sequence[NodeDict]) -> list[NodeDict]:
+    """Score updates giving each twin (a candidate with ``duplicate_of``) its twin's score."""
+    scores = {n["id"]: n.get("score") for n in nodes}
+    out: list[NodeDict] = []
+    for n in nodes:
+        twin = n.get("duplicate_of")
+        if twin and n.get("score") != scores.get(twin):
+            out.append({"id": n["id"], "score": scores.get(twin)})
+    return out
 
 
 async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
@@ -149,13 +162,14 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     candidates = [n for n in nodes if is_candidate(n)]
     run = active_run(spec)
     budget = run.budget
-    if spec["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
+    distinct = [n for n in candidates if not n.get("duplicate_of")]
+    if spec["judge"] not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
         try:
             ranked = await rank_round(
                 spec["judge"],  # type: ignore[arg-type]
                 run.caller,
                 spec["conversation"],
-                [(n["id"], n.get("text") or "") for n in candidates],
+                [(n["id"], n.get("text") or "") for n in distinct],
                 load_templates(spec["roles"]["judge"].get("template")),
                 config=config,
             )
@@ -175,6 +189,10 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             candidates = [n for n in nodes if is_candidate(n)]
             update["feedit_nodes"] = scored
             update["feedit_judge_usage"] = [ranked.usage.as_dict()]
+    if shared := _twin_scores(nodes):
+        nodes = merge_nodes(nodes, shared)
+        candidates = [n for n in nodes if is_candidate(n)]
+        update["feedit_nodes"] = merge_nodes(update.get("feedit_nodes"), shared)
     best = min(candidates, key=rank_key) if candidates else None
     stopped: str | None = None
     next_round: list[Target] = []
@@ -188,7 +206,10 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     elif rnd >= spec["max_rounds"] or not rounds_enabled(spec):
         stopped = "max_rounds"
     else:
-        latest = sorted((n for n in candidates if n.get("round", 0) == rnd), key=rank_key)
+        latest = sorted(
+            (n for n in candidates if n.get("round", 0) == rnd and not n.get("duplicate_of")),
+            key=rank_key,
+        )
         next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: spec["beam"]]]
         if not next_round:
             stopped = "no_candidates"
@@ -241,7 +262,8 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
         index = int(n["id"].rsplit(".", 1)[-1][1:])
         rnd = n.get("round", 0)
         if n["kind"] == "draft":
-            sends.append(Send("draft_branch", {"spec": spec, "index": index, "round": 0}))
+            payload = {"spec": spec, "index": index, "round": 0, "alone": True}
+            sends.append(Send("draft_branch", payload))
         elif n["kind"] == "critique" and (parent := target(n.get("parent"))):
             sends.append(
                 Send(
@@ -258,6 +280,7 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
                     "critique": crit,
                     "round": rnd,
                     "index": index,
+                    "alone": True,
                 }
                 sends.append(Send("edit_branch", payload))
     return sends
