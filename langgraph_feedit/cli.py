@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=int, help="only the first N questions")
     sweep.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
     sweep.add_argument(
+        "--scorer",
+        choices=("arena", "verify"),
+        default="arena",
+        help="arena: judged against --baseline; verify: IFEval-format --questions, checked",
+    )
+    sweep.add_argument(
         "--confidence",
         type=float,
         default=0.90,
@@ -572,6 +578,7 @@ async def _sweep(args: argparse.Namespace) -> int:
         confidence=confidence,
         categories=_categories(args.category),
         warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr, flush=True),
+        scorer=args.scorer,
     )
     for row in result["rows"]:
         score = "n/a" if row["score"] is None else f"{row['score']:.1f}"

@@ -16,7 +16,9 @@ which loads ``punkt_tab``; neither can be downloaded without the network (and NL
 no longer load the pickled model at all). When the data cannot be loaded, both are replaced, in
 the checkers' module only, by what NLTK computes without data: an untrained
 ``PunktSentenceTokenizer`` (the same algorithm with no learned abbreviation list) and
-``word_tokenize(..., preserve_line=True)``. The result says which was used
+``word_tokenize(..., preserve_line=True)``. The untrained tokenizer is given a short list of
+common English abbreviations (``Dr.``, ``e.g.``, ``Inc.``...) so that it does not end a
+sentence after them. The result says which was used
 (``sentence_splitter``).
 """
 
@@ -100,6 +102,31 @@ class _OfflineNltk(ModuleType):
 
 
 _SPLITTER: str | None = None
+# What the trained English model knows best and an untrained one would cut after: titles,
+# Latin shorthand and company suffixes (the abbreviations IFEval's own splitter protects too).
+_ABBREVIATIONS = [
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "jr",
+    "sr",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "a.m",
+    "p.m",
+    "u.s",
+    "fig",
+    "approx",
+]
 
 
 def _offline_nltk() -> str:
@@ -114,9 +141,11 @@ def _offline_nltk() -> str:
         util._get_sentence_tokenizer()
         _SPLITTER = "punkt"
     except (LookupError, ValueError, OSError):
-        from nltk.tokenize.punkt import PunktSentenceTokenizer
+        from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
-        untrained = PunktSentenceTokenizer()
+        params = PunktParameters()
+        params.abbrev_types = set(_ABBREVIATIONS)
+        untrained = PunktSentenceTokenizer(params)
         util._get_sentence_tokenizer = lambda: untrained
         _SPLITTER = "punkt-untrained"
     try:
