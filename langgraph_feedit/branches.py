@@ -2,15 +2,14 @@
 
 Each branch is a subgraph sent with ``Send``, so it waits only for its own parent::
 
-    draft_branch:    draft -> twins -> judge, and critique_branch x critiques (together)
+    draft_branch:    draft -> route -> judge, and critique_branch x critiques (together)
     critique_branch: critique -> route -> edit_branch x edits, or critique again (resample)
-    edit_branch:     edit -> twins -> judge
+    edit_branch:     edit -> judge
 
-``twins`` finds a candidate identical to an earlier one (see :mod:`langgraph_feedit.twins`):
-such a candidate is neither judged nor critiqued. With ``skip_perfect`` a critique that asks
-for no change is not effective: ``route`` sends the critique node again for the same slot,
-with the next sample index, up to ``critique_samples`` samples; its edits follow only an
-effective one.
+With ``skip_perfect`` a critique that asks for no change is not effective: ``route`` sends the
+critique node again for the same slot, with the next sample index, up to ``critique_samples``
+samples; edits follow only an effective one. Judge, critique and edit calls that depend only on
+a candidate's text are shared between identical candidates (see :mod:`langgraph_feedit.twins`).
 
 Every call node has a LangGraph ``CachePolicy`` keyed by what determines the call: the role's
 endpoint identity (base URL and model, never the key) and sampling settings, the exact request
@@ -89,8 +88,6 @@ class BranchState(TypedDict, total=False):
     parent: Annotated[Target | None, keep_first]
     critique: Annotated[Target | None, keep_first]
     candidate: Annotated[Target | None, keep_first]
-    # Sent again on resume: its siblings may not run in this attempt, so wait for none.
-    alone: Annotated[bool | None, keep_first]
 
 
 class NodeFailed(Exception):
@@ -148,11 +145,10 @@ def critique_slot(spec: RunSpec, index: int) -> tuple[int, int]:
     return index % per, index // per
 
 
-def _group(kind: str, state: BranchState) -> str:
-    """The fan-out a candidate belongs to: the drafts, or the edits of one critique."""
-    if kind == "draft":
-        return ""
-    return cast(Target, state["critique"])["id"]
+def _share_key(kind: str, text: str, index: int = 0, critique: str | None = None) -> str:
+    """The content key of a call that identical candidates share (whitespace aside)."""
+    parts = [kind, normalise(text), index, None if critique is None else normalise(critique)]
+    return json.dumps(parts, ensure_ascii=False)
 
 
 def _head(kind: str, state: BranchState) -> NodeDict:
@@ -186,8 +182,12 @@ async def _call(
     run: ActiveRun,
     messages: Sequence[Mapping[str, Any]],
     index: int,
+    share: str | None = None,
 ) -> NodeDict:
     """Make one node's call and fill in its text, model, usage and timings.
+
+    ``share``: the call's content key; an identical candidate's branch asking with the same
+    key gets this call's result instead of making another (see :mod:`langgraph_feedit.twins`).
 
     Raises:
         NodeFailed: the call failed after retries, or the deadline or budget ran out.
@@ -195,10 +195,15 @@ async def _call(
     node["started"] = time.time()
     emit(runtime, "started", node)
     info = CallInfo(role=node["role"], node_id=node["id"], kind=node["kind"], round=node["round"])
+
+    def make() -> Any:
+        return run.caller.complete(node["role"], messages, index=index, config=config, info=info)
+
     try:
-        result = await run.caller.complete(
-            node["role"], messages, index=index, config=config, info=info
-        )
+        if share is None:
+            result = await make()
+        else:
+            result, _ = await run.shared.once(share, make)
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         # A backend failure ends this branch only; a user's mistake (a missing key
         # variable, a bad template file) propagates and fails the run, saying so.
@@ -237,11 +242,7 @@ async def draft(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     spec = _spec(state)
     run = active_run(spec)
     index = state.get("index") or 0
-    try:
-        node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
-    except NodeFailed:
-        run.twins.settle("", index, f"d{index}", None)  # siblings waiting on it go on
-        raise
+    node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -250,13 +251,10 @@ async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableCo
     spec = _spec(state)
     parent = cast(Target, state["parent"])
     messages = critique_messages(spec["conversation"], parent["text"], _templates(spec, "critique"))
+    index = state.get("index") or 0
+    share = _share_key("critique", parent["text"], index)
     node = await _call(
-        runtime,
-        config,
-        _head("critique", state),
-        active_run(spec),
-        messages,
-        (state.get("index") or 0),
+        runtime, config, _head("critique", state), active_run(spec), messages, index, share
     )
     text = node.get("text") or ""
     node["verdict"] = parse_verdict(text)
@@ -276,14 +274,11 @@ async def edit(state: BranchState, runtime: Runtime[Any], config: RunnableConfig
     messages = edit_messages(
         spec["conversation"], parent["text"], crit["text"], _templates(spec, "edit")
     )
-    run = active_run(spec)
     index = state.get("index") or 0
-    head = _head("edit", state)
-    try:
-        node = await _call(runtime, config, head, run, messages, index)
-    except NodeFailed:
-        run.twins.settle(crit["id"], index, head["id"], None)
-        raise
+    share = _share_key("edit", parent["text"], index, crit["text"])
+    node = await _call(
+        runtime, config, _head("edit", state), active_run(spec), messages, index, share
+    )
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -294,8 +289,9 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     if not cand or spec["judge"] not in POINTWISE or spec["trivial"]:
         return {}
     run = active_run(spec)
-    try:
-        result = await score_candidate(
+
+    def make() -> Any:
+        return score_candidate(
             spec["judge"],  # type: ignore[arg-type]
             run.caller,
             spec["conversation"],
@@ -305,6 +301,10 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
             config=config,
             info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
         )
+
+    try:
+        # A pointwise score depends on the text alone: an identical candidate's is reused.
+        result, _ = await run.shared.once(_share_key("judge", cand["text"]), make)
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         note: NodeDict = {"id": cand["id"], "judge_note": f"not scored: {failure_text(exc)}"}
         emit(runtime, "scored", note, score=None, error=note["judge_note"])
@@ -328,48 +328,6 @@ def _recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
     return {"feedit_nodes": [error.error.node], "candidate": None, "critique": None}
 
 
-def _twins(kind: str) -> Any:
-    async def twins(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
-        return await _mark_twin(kind, state, runtime)
-
-    return both(twins)
-
-
-async def _mark_twin(kind: str, state: BranchState, runtime: Runtime[Any]) -> Any:
-    """Mark the branch's candidate as a twin of an earlier identical one (never cached: the
-    registry of finished candidates lives in this attempt's memory, see ``route``)."""
-    spec = _spec(state)
-    cand = state.get("candidate")
-    if not cand or spec["trivial"]:
-        return {}
-    group, index = _group(kind, state), state.get("index") or 0
-    registry = active_run(spec).twins
-    registry.settle(group, index, cand["id"], cand["text"])
-    twin: str | None = None
-    parent = state.get("parent")
-    if (
-        kind == "edit"
-        and parent is not None
-        and normalise(parent["text"]) == normalise(cand["text"])
-    ):
-        twin = parent["id"]
-    else:
-        twin = await registry.earlier_twin(group, index, cand["text"], wait=not state.get("alone"))
-    if twin is None:
-        return {}
-    emit(runtime, "duplicate", {"id": cand["id"]}, duplicate_of=twin)
-    return {"feedit_nodes": [{"id": cand["id"], "duplicate_of": twin}]}
-
-
-def _is_twin(state: BranchState) -> bool:
-    cand = state.get("candidate")
-    if not cand:
-        return False
-    return any(
-        n.get("id") == cand["id"] and n.get("duplicate_of") for n in state.get("feedit_nodes", [])
-    )
-
-
 def route(state: BranchState) -> dict[str, Any]:
     """Where a branch goes next is decided here, in a node that is never cached.
 
@@ -385,7 +343,7 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
     score it does not need."""
     spec = _spec(state)
     cand = state.get("candidate")
-    if not cand or _is_twin(state):
+    if not cand:
         return END
     nxt: list[Send | str] = ["judge"]
     if rounds_enabled(spec) and not active_run(spec).budget.exhausted:
@@ -394,10 +352,6 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
             for j in range(spec["critiques"])
         ]
     return nxt
-
-
-def _after_edit(state: BranchState) -> str:
-    return "judge" if state.get("candidate") and not _is_twin(state) else END
 
 
 def _resample(state: BranchState) -> list[Send] | str:
@@ -436,7 +390,6 @@ def _fan_edits(state: BranchState) -> list[Send] | str:
         return _resample(state)
     if active_run(spec).budget.exhausted:
         return END
-    active_run(spec).twins.expect(crit["id"], spec["edits"])
     return [
         Send(
             "edit_branch",
@@ -520,11 +473,9 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
 
     leaf = StateGraph(BranchState, output_schema=BranchOutput)
     leaf.add_node("edit", both(edit), cache_policy=policy("edit"), error_handler=recorded)
-    leaf.add_node("twins", _twins("edit"))
     leaf.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
     leaf.add_edge(START, "edit")
-    leaf.add_edge("edit", "twins")
-    leaf.add_conditional_edges("twins", _after_edit, ["judge", END])
+    leaf.add_edge("edit", "judge")
     leaf.add_edge("judge", END)
 
     crit = StateGraph(BranchState, output_schema=BranchOutput)
@@ -542,10 +493,10 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
     drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
     drafts.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
-    drafts.add_node("twins", _twins("draft"))
+    drafts.add_node("route", route)
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
-    drafts.add_edge("draft", "twins")
-    drafts.add_conditional_edges("twins", _after_draft, ["judge", "critique_branch", END])
+    drafts.add_edge("draft", "route")
+    drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
     drafts.add_edge("judge", END)
     return drafts.compile(name="draft_branch", cache=cache), critique_branch, edit_branch

@@ -30,7 +30,7 @@ from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, RoleConfig
 from langgraph_feedit.endpoints import ChatResult, Endpoint, Usage, get_endpoint
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, traced_chat
-from langgraph_feedit.twins import Twins
+from langgraph_feedit.twins import SharedCalls
 
 __all__ = [
     "ActiveRun",
@@ -228,7 +228,7 @@ class RoleCaller:
 class ActiveRun:
     """The typed, process-local view of one run: its caller, budget and attempt id."""
 
-    __slots__ = ("attempt", "budget", "caller", "spec", "twins")
+    __slots__ = ("attempt", "budget", "caller", "shared", "spec")
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
@@ -237,7 +237,8 @@ class ActiveRun:
         # Validated once by ``start``; rebuilt here without validating again.
         roles = {r: RoleConfig.model_construct(**spec["roles"][r]) for r in spec["roles"]}
         self.caller = RoleCaller(roles, embedded_model=spec["embedded_model"], budget=self.budget)
-        self.twins = Twins()
+        # Calls identical candidates share, for this attempt (see ``twins``).
+        self.shared = SharedCalls()
 
 
 # Runs active in this process, least recently used first. A run touches its entry on every

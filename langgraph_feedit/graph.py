@@ -57,6 +57,7 @@ from langgraph_feedit.state import (
     merge_nodes,
     rounds_enabled,
 )
+from langgraph_feedit.twins import twin_descendants, twin_updates
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
 
@@ -136,21 +137,9 @@ def _make_start(
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
     spec = state["feedit_spec"]
-    active_run(spec).twins.expect("", spec["drafts"])
     return [
         Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
-
-
-def _twin_scores(nodes: Sequence[NodeDict]) -> list[NodeDict]:
-    """Score updates giving each twin (a candidate with ``duplicate_of``) its twin's score."""
-    scores = {n["id"]: n.get("score") for n in nodes}
-    out: list[NodeDict] = []
-    for n in nodes:
-        twin = n.get("duplicate_of")
-        if twin and n.get("score") != scores.get(twin):
-            out.append({"id": n["id"], "score": scores.get(twin)})
-    return out
 
 
 async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
@@ -159,9 +148,12 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
     update: dict[str, Any] = {}
-    candidates = [n for n in nodes if is_candidate(n)]
     run = active_run(spec)
     budget = run.budget
+    # Identical candidates: the later ones are marked and take the first one's score.
+    twins = cast(list[NodeDict], twin_updates(nodes))
+    nodes = merge_nodes(nodes, twins)
+    candidates = [n for n in nodes if is_candidate(n)]
     distinct = [n for n in candidates if not n.get("duplicate_of")]
     if spec["judge"] not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
         try:
@@ -185,14 +177,13 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             raise
         else:
             scored: list[NodeDict] = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
+            scored += cast(list[NodeDict], twin_updates(merge_nodes(nodes, scored)))
             nodes = merge_nodes(nodes, scored)
             candidates = [n for n in nodes if is_candidate(n)]
-            update["feedit_nodes"] = scored
+            twins = merge_nodes(twins, scored)
             update["feedit_judge_usage"] = [ranked.usage.as_dict()]
-    if shared := _twin_scores(nodes):
-        nodes = merge_nodes(nodes, shared)
-        candidates = [n for n in nodes if is_candidate(n)]
-        update["feedit_nodes"] = merge_nodes(update.get("feedit_nodes"), shared)
+    if twins:
+        update["feedit_nodes"] = twins
     best = min(candidates, key=rank_key) if candidates else None
     stopped: str | None = None
     next_round: list[Target] = []
@@ -262,8 +253,7 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
         index = int(n["id"].rsplit(".", 1)[-1][1:])
         rnd = n.get("round", 0)
         if n["kind"] == "draft":
-            payload = {"spec": spec, "index": index, "round": 0, "alone": True}
-            sends.append(Send("draft_branch", payload))
+            sends.append(Send("draft_branch", {"spec": spec, "index": index, "round": 0}))
         elif n["kind"] == "critique" and (parent := target(n.get("parent"))):
             sends.append(
                 Send(
@@ -280,7 +270,6 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
                     "critique": crit,
                     "round": rnd,
                     "index": index,
-                    "alone": True,
                 }
                 sends.append(Send("edit_branch", payload))
     return sends
@@ -303,8 +292,13 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             return Command(goto=sends)
     reused = Usage()
     nodes = []
+    # A twin's critiques and edits are copies of the first one's, made by shared calls.
+    copies = twin_descendants(raw_nodes)
+    raw_nodes = [n for n in raw_nodes if n["id"] not in copies]
     for raw in raw_nodes:
         data = dict(raw)
+        if data.get("duplicate_of"):
+            data.pop("judge_usage", None)  # its score is the first one's, bought once
         # A node whose call was made by another attempt came from the call cache or from
         # the checkpoint of an earlier attempt at this run.
         origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)
@@ -317,7 +311,11 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             reused += Usage.from_dict(node.judge_usage)
         nodes.append(node)
     nodes.sort(key=lambda n: tree_order(n.id))
-    chosen = min((n for n in raw_nodes if is_candidate(n)), key=rank_key, default=None)
+    chosen = min(
+        (n for n in raw_nodes if is_candidate(n) and not n.get("duplicate_of")),
+        key=rank_key,
+        default=None,
+    )
     best = next(n for n in nodes if n.id == chosen["id"]) if chosen else None
     forget_run(spec)
     per_role: dict[str, Usage] = {r: Usage() for r in ("draft", "critique", "edit", "judge")}

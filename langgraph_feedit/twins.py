@@ -1,28 +1,34 @@
 """Identical candidates are judged once and critiqued once.
 
-A candidate (draft or edit) whose text, after whitespace normalisation, equals an earlier one
-is a *twin*: it is not judged and not critiqued, its trace node says ``duplicate_of`` the
-earlier one, and it takes that one's score when the round is ranked.
+Two candidates (drafts or edits) whose texts are equal after whitespace normalisation are
+*twins*. Nothing waits for a sibling to find out: a branch never waits for anything but its own
+parent (the first finished draft is critiqued while a slow one is still running). Instead, the
+calls that depend only on a candidate's text are made once per text and shared:
 
-"Earlier" is tree order, and the choice must not depend on which call answered first. So a
-candidate compares itself with the candidate it is an edit of (always finished before it), and
-with its lower-indexed siblings of the same fan-out (the drafts of the run, or the edits of one
-critique), waiting for those siblings to settle (finish or fail) first. Siblings wait only for
-siblings the same attempt sent (:meth:`Twins.expect`, called where the fan-out is made): a
-branch sent again on resume, or one resumed from a checkpoint whose siblings finished in an
-earlier process, waits for nobody, so a resumed run never hangs on a branch that will not run.
+- a pointwise judge's score is keyed by the normalised text;
+- a critique by the normalised text it critiques and its slot's sample index;
+- an edit by the normalised candidate text, the critique's text and its index.
 
-Candidates of different fan-outs (the edits of two different critiques) are not compared:
-that would make one branch wait on another's whole subtree.
+Whichever twin asks first makes the call (:class:`SharedCalls`); the other gets the same
+result without a call. The record is then made deterministic where the tree is whole:
+``select`` (the round's barrier) marks every candidate after the first with its text (in tree
+order, a candidate of an earlier round first) as ``duplicate_of`` that first one
+(:func:`twin_updates`), gives it that one's score and does not carry it into the next round;
+``finish`` drops the twin's own critiques and edits from the trace (:func:`twin_descendants`):
+copies, made by shared calls, of the first one's.
+
+Drafts are never shared: identical draft requests are independent samples by intent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-__all__ = ["Twins", "normalise"]
+__all__ = ["SharedCalls", "normalise", "twin_descendants", "twin_updates"]
+
+T = TypeVar("T")
 
 
 def normalise(text: str) -> str:
@@ -30,59 +36,75 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-@dataclass
-class _Group:
-    expected: int = 0
-    settled: dict[int, str | None] = field(default_factory=dict)
-    """index -> normalised text (``None``: the branch failed, so it has no text)."""
-    owners: dict[int, str] = field(default_factory=dict)
-    """index -> node id of a settled candidate."""
-    changed: asyncio.Event | None = None
+_FAILED = object()
 
 
-class Twins:
-    """One attempt's registry of finished candidates, per fan-out group.
-
-    ``expect`` may be called from a worker thread (sync runs route on threads); everything
-    else runs on the run's event loop.
-    """
+class SharedCalls:
+    """One attempt's calls by content key: a key's call is made once, and every other asker
+    gets its result (waiting for it when it is still under way). A failed call is not shared:
+    the next asker makes its own."""
 
     def __init__(self) -> None:
-        self._groups: dict[str, _Group] = {}
-        self._lock = threading.Lock()
+        self._calls: dict[str, asyncio.Future[Any]] = {}
+        self.shared = 0
+        """How many asks were answered without a call (for tests and benchmarks)."""
 
-    def expect(self, group: str, count: int) -> None:
-        """``count`` siblings (indices ``0..count-1``) of ``group`` were sent by this attempt."""
-        with self._lock:
-            g = self._groups.setdefault(group, _Group())
-            g.expected = max(g.expected, count)
+    async def once(self, key: str, make: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """``make()``'s result for ``key``, and whether it came from another asker's call."""
+        while (pending := self._calls.get(key)) is not None:
+            result = await asyncio.shield(pending)
+            if result is not _FAILED:
+                self.shared += 1
+                return result, True
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[key] = future
+        try:
+            value = await make()
+        except BaseException:
+            del self._calls[key]
+            future.set_result(_FAILED)
+            raise
+        future.set_result(value)
+        return value, False
 
-    def _group(self, group: str) -> _Group:
-        with self._lock:
-            return self._groups.setdefault(group, _Group())
 
-    def settle(self, group: str, index: int, node_id: str, text: str | None) -> None:
-        """Record that sibling ``index`` finished with ``text`` (``None``: it failed)."""
-        g = self._group(group)
-        g.settled[index] = None if text is None else normalise(text)
-        g.owners[index] = node_id
-        if g.changed is not None:
-            g.changed.set()
+def _order(node: Mapping[str, Any]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Earlier rounds first, then tree order: the first of twins is the one critiqued first."""
+    tree = tuple((part[0], int(part[1:])) for part in node["id"].split("."))
+    return node.get("round") or 0, tree
 
-    async def earlier_twin(self, group: str, index: int, text: str, *, wait: bool) -> str | None:
-        """The id of the first lower-indexed sibling with the same normalised text, if any.
 
-        With ``wait``, first waits until every lower-indexed sibling this attempt sent has
-        settled, so the answer does not depend on timing.
-        """
-        g = self._group(group)
-        if wait:
-            while any(j not in g.settled for j in range(min(index, g.expected))):
-                if g.changed is None or g.changed.is_set():
-                    g.changed = asyncio.Event()
-                await g.changed.wait()
-        norm = normalise(text)
-        for j in range(index):
-            if g.settled.get(j) == norm:
-                return g.owners[j]
-        return None
+def _is_candidate(node: Mapping[str, Any]) -> bool:
+    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
+
+
+def twin_updates(nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Node updates marking each twin ``duplicate_of`` the first candidate with its text (in
+    tree order; a candidate of an earlier round comes first), with that one's score; empty
+    when nothing changes."""
+    first: dict[str, Mapping[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for node in sorted((n for n in nodes if _is_candidate(n)), key=_order):
+        text = normalise(node.get("text") or "")
+        original = first.setdefault(text, node)
+        if original is node:
+            continue
+        update = {"id": node["id"], "duplicate_of": original["id"], "score": original.get("score")}
+        if any(node.get(k) != v for k, v in update.items()):
+            out.append(update)
+    return out
+
+
+def twin_descendants(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Ids of the nodes below a twin (its critiques, their edits, and so on)."""
+    parent = {n["id"]: n.get("parent") for n in nodes}
+    twins = {n["id"] for n in nodes if n.get("duplicate_of")}
+    out: set[str] = set()
+    for node_id in parent:
+        up = parent[node_id]
+        while up is not None:
+            if up in twins:
+                out.add(node_id)
+                break
+            up = parent.get(up)
+    return out

@@ -163,26 +163,35 @@ async def test_identical_drafts_are_judged_once(sim: SimServer) -> None:
 async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimServer) -> None:
     config = sim_config(sim.base_url, width={"drafts": 3, "critiques": 1, "edits": 3})
     trace = await run(config)
+    assert [n.duplicate_of for n in trace.nodes if n.kind == "draft"] == [None, "d0", "d0"]
+    # The twins' own critiques and edits are not in the trace: they were d0's, shared.
     critiques = [n for n in trace.nodes if n.kind == "critique"]
     assert [n.parent for n in critiques] == ["d0"]
     edits = [n for n in trace.nodes if n.kind == "edit"]
     assert [n.duplicate_of for n in edits] == [None, "d0.c0.e0", "d0.c0.e0"]
-    # d0 and its first edit are judged; the twins take their scores.
+    # Paid once: three drafts, one critique, three edits, and d0 and its first edit judged.
+    assert calls(sim, "demanding expert reviewer") == 1
     assert calls(sim, JUDGE) == 2
-    assert calls(sim, CRITIQUE) == 0 and sim.call_count == 3 + 1 + 3 + 2
+    assert sim.call_count == 3 + 1 + 3 + 2
+    assert trace.usage["total"]["calls"] == sim.call_count
     assert trace.node("d1").score == trace.node("d0").score
     assert trace.node("d0.c0.e2").score == trace.node("d0.c0.e0").score
+    assert trace.selected is not None and trace.node(trace.selected).duplicate_of is None
 
 
-async def test_whitespace_alone_does_not_make_candidates_different() -> None:
-    from langgraph_feedit.twins import Twins, normalise
+def test_whitespace_alone_does_not_make_candidates_different() -> None:
+    from langgraph_feedit.twins import normalise, twin_descendants, twin_updates
 
     assert normalise("  a\n\tb  c ") == "a b c"
-    twins = Twins()
-    twins.expect("", 2)
-    twins.settle("", 0, "d0", "Hello,\n  world.")
-    assert await twins.earlier_twin("", 1, "Hello, world.  ", wait=True) == "d0"
-    assert await twins.earlier_twin("", 1, "Hello world.", wait=True) is None
+    nodes: list[dict[str, Any]] = [
+        {"id": "d1", "kind": "draft", "round": 0, "text": "Hello, world.", "score": None},
+        {"id": "d0", "kind": "draft", "round": 0, "text": "Hello,\n  world.", "score": 0.5},
+        {"id": "d2", "kind": "draft", "round": 0, "text": "Hello world.", "score": 0.1},
+        {"id": "d1.c0", "kind": "critique", "parent": "d1", "round": 1, "text": "x"},
+    ]
+    assert twin_updates(nodes) == [{"id": "d1", "duplicate_of": "d0", "score": 0.5}]
+    marked = [{**n, "duplicate_of": "d0"} if n["id"] == "d1" else n for n in nodes]
+    assert twin_descendants(marked) == {"d1.c0"}
 
 
 async def test_the_first_in_tree_order_is_the_original_whoever_answers_first() -> None:
@@ -200,13 +209,31 @@ async def test_the_first_in_tree_order_is_the_original_whoever_answers_first() -
         with SimServer(seed=4, latency_fn=latency) as server:
             config = sim_config(server.base_url, preset="best-of-n", width={"drafts": 3})
             trace = await run(config)
+            assert calls(server, JUDGE) == 1
         assert [n.duplicate_of for n in trace.nodes] == [None, "d0", "d0"]
         assert trace.selected == "d0"
 
 
-async def test_resent_branches_do_not_wait_for_siblings_that_will_not_run() -> None:
-    from langgraph_feedit.twins import Twins
+async def test_a_failed_shared_call_is_made_again_by_the_next_asker() -> None:
+    from langgraph_feedit.twins import SharedCalls
 
-    twins = Twins()  # a new attempt: nothing was expected, so nothing is waited for
-    got = await asyncio.wait_for(twins.earlier_twin("", 3, "text", wait=True), timeout=1)
-    assert got is None
+    shared = SharedCalls()
+    made: list[str] = []
+
+    async def failing() -> str:
+        made.append("fail")
+        await asyncio.sleep(0.01)
+        raise RuntimeError("down")
+
+    async def working() -> str:
+        made.append("ok")
+        return "text"
+
+    first = asyncio.ensure_future(shared.once("k", failing))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(shared.once("k", working))
+    with pytest.raises(RuntimeError):
+        await first
+    assert await second == ("text", False)
+    assert await shared.once("k", working) == ("text", True)
+    assert made == ["fail", "ok"] and shared.shared == 1
