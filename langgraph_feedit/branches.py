@@ -21,6 +21,7 @@ cache it; the node's error handler records the failure in the tree and the branc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -204,6 +205,8 @@ async def _call(
             result = await make()
         else:
             result, _ = await run.shared.once(share, make)
+            # Nodes with one call share this mark; ``finish`` counts the call once.
+            node["share"] = hashlib.sha1(share.encode()).hexdigest()[:16]
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         # A backend failure ends this branch only; a user's mistake (a missing key
         # variable, a bad template file) propagates and fails the run, saying so.

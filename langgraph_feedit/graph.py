@@ -57,7 +57,7 @@ from langgraph_feedit.state import (
     merge_nodes,
     rounds_enabled,
 )
-from langgraph_feedit.twins import twin_descendants, twin_updates
+from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
 
@@ -295,10 +295,13 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     # A twin's critiques and edits are copies of the first one's, made by shared calls.
     copies = twin_descendants(raw_nodes)
     raw_nodes = [n for n in raw_nodes if n["id"] not in copies]
+    paid = first_of_shared(raw_nodes)
     for raw in raw_nodes:
         data = dict(raw)
         if data.get("duplicate_of"):
             data.pop("judge_usage", None)  # its score is the first one's, bought once
+        if data.pop("share", None) is not None and data["id"] not in paid:
+            data.pop("usage", None)  # one call made for several nodes counts once
         # A node whose call was made by another attempt came from the call cache or from
         # the checkpoint of an earlier attempt at this run.
         origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)

@@ -139,7 +139,8 @@ class NodeDict(TypedDict, total=False):
     """A trace node as it travels in state (plain data, so every checkpointer keeps it).
 
     The keys are :class:`TraceNode`'s, plus ``origin`` and ``judge_origin``: the attempt that
-    made the node's call and its judge's call, which tell reused calls from bought ones.
+    made the node's call and its judge's call, which tell reused calls from bought ones, and
+    ``share``: the mark of a call identical candidates' nodes shared (see ``twins``).
     """
 
     id: str
@@ -166,6 +167,7 @@ class NodeDict(TypedDict, total=False):
     origin: str
     judge_origin: str
     attempt: str
+    share: str
 
 
 class RunSpec(TypedDict):

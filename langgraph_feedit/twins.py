@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["SharedCalls", "normalise", "twin_descendants", "twin_updates"]
+__all__ = ["SharedCalls", "first_of_shared", "normalise", "twin_descendants", "twin_updates"]
 
 T = TypeVar("T")
 
@@ -108,3 +108,12 @@ def twin_descendants(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
                 break
             up = parent.get(up)
     return out
+
+
+def first_of_shared(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Of the nodes that shared one call (the same ``share`` mark), the first in twin order:
+    the one whose usage counts (whichever of them actually made the call)."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for node in sorted((n for n in nodes if n.get("share")), key=_order):
+        first.setdefault(node["share"], node)
+    return {n["id"] for n in first.values()}

@@ -179,6 +179,19 @@ async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimS
     assert trace.selected is not None and trace.node(trace.selected).duplicate_of is None
 
 
+async def test_an_edit_request_made_twice_is_paid_and_counted_once(sim: SimServer) -> None:
+    # Unseeded, the two critique slots of d0 read alike, so their edits are one request.
+    config = sim_config(sim.base_url, width={"drafts": 1, "critiques": 2, "edits": 1})
+    trace = await run(config)
+    assert trace.node("d0.c0").text == trace.node("d0.c1").text
+    assert trace.node("d0.c1.e0").duplicate_of == "d0.c0.e0"
+    assert sim.call_count == 1 + 2 + 1 + 2  # draft, critiques, one edit, two scores
+    assert trace.usage["total"]["calls"] == sim.call_count
+    assert trace.usage["edit"]["calls"] == 1
+    assert trace.node("d0.c1.e0").usage["calls"] == 0
+    assert trace.node("d0.c0.e0").usage["calls"] == 1
+
+
 def test_whitespace_alone_does_not_make_candidates_different() -> None:
     from langgraph_feedit.twins import normalise, twin_descendants, twin_updates
 
