@@ -3,8 +3,13 @@
 Each branch is a subgraph sent with ``Send``, so it waits only for its own parent::
 
     draft_branch:    draft -> route -> judge, and critique_branch x critiques (together)
-    critique_branch: critique -> route -> edit_branch x edits
+    critique_branch: critique -> route -> edit_branch x edits, or critique again (resample)
     edit_branch:     edit -> judge
+
+With ``skip_perfect`` a critique that asks for no change is not effective: ``route`` sends the
+critique node again for the same slot, with the next sample index, up to ``critique_samples``
+samples; edits follow only an effective one. Judge, critique and edit calls that depend only on
+a candidate's text are shared between identical candidates (see :mod:`langgraph_feedit.twins`).
 
 Every call node has a LangGraph ``CachePolicy`` keyed by what determines the call: the role's
 endpoint identity (base URL and model, never the key) and sampling settings, the exact request
@@ -16,6 +21,7 @@ cache it; the node's error handler records the failure in the tree and the branc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +47,7 @@ from langgraph_feedit.errors import EmbeddedError, EndpointError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
+    asks_no_change,
     critique_messages,
     edit_messages,
     load_templates,
@@ -48,8 +55,9 @@ from langgraph_feedit.prompts import (
 )
 from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
 from langgraph_feedit.tracing import CallInfo, emit
+from langgraph_feedit.twins import normalise
 
-__all__ = ["BranchState", "branch_graphs"]
+__all__ = ["BranchState", "branch_graphs", "critique_slot"]
 
 
 class Target(TypedDict):
@@ -101,6 +109,20 @@ def _templates(spec: RunSpec, role: str) -> TemplateSet:
     return load_templates(spec["roles"][role].get("template"))
 
 
+def critique_slot(spec: RunSpec, index: int) -> tuple[int, int]:
+    """The slot and sample of critique ``index``: sample ``s`` of slot ``j`` has index
+    ``j + s * critiques``, so every sample has its own node id, seed and cache entry, and
+    the first sample of each slot keeps the id it had before resampling existed."""
+    per = max(1, spec["critiques"])
+    return index % per, index // per
+
+
+def _share_key(kind: str, text: str, index: int = 0, critique: str | None = None) -> str:
+    """The content key of a call that identical candidates share (whitespace aside)."""
+    parts = [kind, normalise(text), index, None if critique is None else normalise(critique)]
+    return json.dumps(parts, ensure_ascii=False)
+
+
 def _head(kind: str, state: BranchState) -> NodeDict:
     """The fixed part of a node: id, kind, parent, round and role, from the branch's input."""
     i = state.get("index") or 0
@@ -132,8 +154,12 @@ async def _call(
     run: ActiveRun,
     messages: Sequence[Mapping[str, Any]],
     index: int,
+    share: str | None = None,
 ) -> NodeDict:
     """Make one node's call and fill in its text, model, usage and timings.
+
+    ``share``: the call's content key; an identical candidate's branch asking with the same
+    key gets this call's result instead of making another (see :mod:`langgraph_feedit.twins`).
 
     Raises:
         NodeFailed: the call failed after retries, or the deadline or budget ran out.
@@ -141,10 +167,17 @@ async def _call(
     node["started"] = time.time()
     emit(runtime, "started", node)
     info = CallInfo(role=node["role"], node_id=node["id"], kind=node["kind"], round=node["round"])
+
+    def make() -> Any:
+        return run.caller.complete(node["role"], messages, index=index, config=config, info=info)
+
     try:
-        result = await run.caller.complete(
-            node["role"], messages, index=index, config=config, info=info
-        )
+        if share is None:
+            result = await make()
+        else:
+            result, _ = await run.shared.once(share, make)
+            # Nodes with one call share this mark; ``finish`` counts the call once.
+            node["share"] = hashlib.sha1(share.encode()).hexdigest()[:16]
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         # A backend failure ends this branch only; a user's mistake (a missing key
         # variable, a bad template file) propagates and fails the run, saying so.
@@ -182,9 +215,8 @@ async def draft(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     """Sample one draft of the conversation."""
     spec = _spec(state)
     run = active_run(spec)
-    node = await _call(
-        runtime, config, _head("draft", state), run, spec["conversation"], (state.get("index") or 0)
-    )
+    index = state.get("index") or 0
+    node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -193,18 +225,18 @@ async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableCo
     spec = _spec(state)
     parent = cast(Target, state["parent"])
     messages = critique_messages(spec["conversation"], parent["text"], _templates(spec, "critique"))
+    index = state.get("index") or 0
+    share = _share_key("critique", parent["text"], index)
     node = await _call(
-        runtime,
-        config,
-        _head("critique", state),
-        active_run(spec),
-        messages,
-        (state.get("index") or 0),
+        runtime, config, _head("critique", state), active_run(spec), messages, index, share
     )
-    node["verdict"] = parse_critique_verdict(node.get("text") or "")
-    if spec["skip_perfect"] and node["verdict"] == "perfectly":
+    text = node.get("text") or ""
+    node["verdict"] = parse_critique_verdict(text)
+    node["sample"] = critique_slot(spec, state.get("index") or 0)[1]
+    node["effective"] = not (spec["skip_perfect"] and asks_no_change(text))
+    if not node["effective"]:
         node["skipped"] = "perfect"
-    target = None if node.get("skipped") else {"id": node["id"], "text": node.get("text") or ""}
+    target = {"id": node["id"], "text": text} if node["effective"] else None
     return {"feedit_nodes": [node], "critique": target}
 
 
@@ -216,8 +248,10 @@ async def edit(state: BranchState, runtime: Runtime[Any], config: RunnableConfig
     messages = edit_messages(
         spec["conversation"], parent["text"], crit["text"], _templates(spec, "edit")
     )
+    index = state.get("index") or 0
+    share = _share_key("edit", parent["text"], index, crit["text"])
     node = await _call(
-        runtime, config, _head("edit", state), active_run(spec), messages, (state.get("index") or 0)
+        runtime, config, _head("edit", state), active_run(spec), messages, index, share
     )
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
@@ -229,8 +263,9 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     if not cand or spec["judge"] not in POINTWISE or spec["trivial"]:
         return {}
     run = active_run(spec)
-    try:
-        result = await score_candidate(
+
+    def make() -> Any:
+        return score_candidate(
             spec["judge"],  # type: ignore[arg-type]
             run.caller,
             spec["conversation"],
@@ -240,6 +275,10 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
             config=config,
             info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
         )
+
+    try:
+        # A pointwise score depends on the text alone: an identical candidate's is reused.
+        result, _ = await run.shared.once(_share_key("judge", cand["text"]), make)
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
         note: NodeDict = {
             "id": cand["id"],
@@ -297,10 +336,41 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
     return nxt
 
 
+def _resample(state: BranchState) -> list[Send] | str:
+    """Send the critique node again for this slot when its last sample was not effective
+    and the slot has samples left; otherwise the slot ends without edits."""
+    spec = _spec(state)
+    parent = cast(Target, state["parent"])
+    mine = [
+        n
+        for n in state.get("feedit_nodes", [])
+        if n.get("kind") == "critique" and n.get("parent") == parent["id"]
+    ]
+    if not mine:
+        return END
+    last = max(mine, key=lambda n: n.get("sample") or 0)
+    if last.get("error") or last.get("effective") is not False:
+        return END
+    index = int(last["id"].rsplit(".", 1)[-1][1:])
+    if critique_slot(spec, index)[1] + 1 >= spec.get("critique_samples", 1):
+        return END
+    if active_run(spec).budget.exhausted:
+        return END
+    payload = {
+        "spec": spec,
+        "parent": parent,
+        "round": state.get("round") or 0,
+        "index": index + max(1, spec["critiques"]),
+    }
+    return [Send("critique", payload)]
+
+
 def _fan_edits(state: BranchState) -> list[Send] | str:
     spec = _spec(state)
     crit = state.get("critique")
-    if not crit or active_run(spec).budget.exhausted:
+    if not crit:
+        return _resample(state)
+    if active_run(spec).budget.exhausted:
         return END
     return [
         Send(
@@ -400,7 +470,7 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
-    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", END])
+    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", "critique", END])
     critique_branch = crit.compile(name="critique_branch", cache=cache)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)

@@ -31,6 +31,7 @@ from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
 from langgraph_feedit.errors import EndpointTimeout
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, traced_chat
+from langgraph_feedit.twins import SharedCalls
 from langgraph_feedit.usage import Usage
 
 __all__ = [
@@ -268,7 +269,7 @@ class RoleCaller:
 class ActiveRun:
     """The typed, process-local view of one run: its caller, budget and attempt id."""
 
-    __slots__ = ("attempt", "budget", "caller", "spec")
+    __slots__ = ("attempt", "budget", "caller", "shared", "spec")
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
@@ -277,6 +278,8 @@ class ActiveRun:
         # Validated once by ``start``; rebuilt here without validating again.
         roles = {r: RoleConfig.model_construct(**spec["roles"][r]) for r in spec["roles"]}
         self.caller = RoleCaller(roles, embedded_model=spec["embedded_model"], budget=self.budget)
+        # Calls identical candidates share, for this attempt (see ``twins``).
+        self.shared = SharedCalls()
 
 
 # Runs active in this process, least recently used first. A run touches its entry on every

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from langgraph_feedit import __version__
+from langgraph_feedit import __version__, verify_cli
 from langgraph_feedit.errors import ConfigError, FeeditError, UserError, register_secret
 from langgraph_feedit.presets import PRESETS
 
@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=int, help="only the first N questions")
     sweep.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds")
     sweep.add_argument(
+        "--scorer",
+        choices=("arena", "verify"),
+        default="arena",
+        help="arena: judged against --baseline; verify: IFEval-format --questions, checked",
+    )
+    sweep.add_argument(
         "--confidence",
         type=float,
         default=0.90,
@@ -285,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_feedit.view import command as view_command
 
     view_command.add_parser(sub)
+    verify_cli.add_parser(sub)
     return parser
 
 
@@ -574,6 +581,7 @@ async def _sweep(args: argparse.Namespace) -> int:
         confidence=confidence,
         categories=_categories(args.category),
         warn=lambda message: print(f"feedit: warning: {message}", file=sys.stderr, flush=True),
+        scorer=args.scorer,
     )
     for row in result["rows"]:
         score = "n/a" if row["score"] is None else f"{row['score']:.1f}"
@@ -625,6 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from langgraph_feedit.view import command as view_command
 
             return view_command.run(args)
+        if args.command == "verify":
+            return verify_cli.run(args)
         if args.command == "serve":
             from langgraph_feedit.serve import run_serve
 

@@ -266,7 +266,12 @@ class DepthConfig(_Strict):
     beam: int = Field(default=2, ge=1, le=64)
     """Candidates carried into the next round."""
     skip_perfect: bool = False
-    """Skip edits of candidates whose critique says the response is perfectly helpful."""
+    """Count only effective critiques, as the paper: a critique that asks for no change (its
+    verdict is "perfectly helpful", or it says no changes are needed) spawns no edit, and the
+    critique slot is sampled again, up to ``max_critique_samples`` times."""
+    max_critique_samples: int = Field(default=3, ge=1, le=16)
+    """With ``skip_perfect``: the most critiques sampled per slot to get an effective one
+    (1: never resample)."""
 
 
 class BudgetConfig(_Strict):

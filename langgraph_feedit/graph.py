@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from langchain_core.messages import AIMessage, convert_to_openai_messages
 from langchain_core.runnables import RunnableConfig
@@ -58,6 +58,7 @@ from langgraph_feedit.state import (
     tree_order,
 )
 from langgraph_feedit.tracing import emit
+from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
@@ -94,6 +95,7 @@ def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
         "stop_score": d.stop_score,
         "beam": d.beam,
         "skip_perfect": d.skip_perfect,
+        "critique_samples": d.max_critique_samples if d.skip_perfect else 1,
         "deadline_s": config.budget.deadline_s,
         "max_tokens": config.budget.max_tokens,
         "judge": roles["judge"].get("kind", "principle"),
@@ -148,16 +150,20 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
     update: dict[str, Any] = {}
-    candidates = [n for n in nodes if is_candidate(n)]
     run = active_run(spec)
     budget = run.budget
-    if spec["judge"] not in POINTWISE and len(candidates) > 1 and not budget.exhausted:
+    # Identical candidates: the later ones are marked and take the first one's score.
+    twins = cast(list[NodeDict], twin_updates(nodes))
+    nodes = merge_nodes(nodes, twins)
+    candidates = [n for n in nodes if is_candidate(n)]
+    distinct = [n for n in candidates if not n.get("duplicate_of")]
+    if spec["judge"] not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
         try:
             ranked = await rank_round(
                 spec["judge"],  # type: ignore[arg-type]
                 run.caller,
                 spec["conversation"],
-                [(n["id"], n.get("text") or "") for n in candidates],
+                [(n["id"], n.get("text") or "") for n in distinct],
                 load_templates(spec["roles"]["judge"].get("template")),
                 config=config,
             )
@@ -173,10 +179,13 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             raise
         else:
             scored: list[NodeDict] = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
+            scored += cast(list[NodeDict], twin_updates(merge_nodes(nodes, scored)))
             nodes = merge_nodes(nodes, scored)
             candidates = [n for n in nodes if is_candidate(n)]
-            update["feedit_nodes"] = scored
+            twins = merge_nodes(twins, scored)
             update["feedit_judge_usage"] = [ranked.usage.as_dict()]
+    if twins:
+        update["feedit_nodes"] = twins
     best = min(candidates, key=rank_key) if candidates else None
     stopped: str | None = None
     next_round: list[Target] = []
@@ -190,7 +199,10 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     elif rnd >= spec["max_rounds"] or not rounds_enabled(spec):
         stopped = "max_rounds"
     else:
-        latest = sorted((n for n in candidates if n.get("round", 0) == rnd), key=rank_key)
+        latest = sorted(
+            (n for n in candidates if n.get("round", 0) == rnd and not n.get("duplicate_of")),
+            key=rank_key,
+        )
         next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: spec["beam"]]]
         if not next_round:
             stopped = "no_candidates"
@@ -278,8 +290,16 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             return Command(goto=sends)
     reused = Usage()
     nodes = []
+    # A twin's critiques and edits are copies of the first one's, made by shared calls.
+    copies = twin_descendants(raw_nodes)
+    raw_nodes = [n for n in raw_nodes if n["id"] not in copies]
+    paid = first_of_shared(raw_nodes)
     for raw in raw_nodes:
         data = dict(raw)
+        if data.get("duplicate_of"):
+            data.pop("judge_usage", None)  # its score is the first one's, bought once
+        if data.pop("share", None) is not None and data["id"] not in paid:
+            data.pop("usage", None)  # one call made for several nodes counts once
         # A node whose call was made by another attempt came from the call cache or from
         # the checkpoint of an earlier attempt at this run.
         origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)
@@ -292,7 +312,11 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             reused += Usage.from_dict(node.judge_usage)
         nodes.append(node)
     nodes.sort(key=lambda n: tree_order(n.id))
-    chosen = min((n for n in raw_nodes if is_candidate(n)), key=rank_key, default=None)
+    chosen = min(
+        (n for n in raw_nodes if is_candidate(n) and not n.get("duplicate_of")),
+        key=rank_key,
+        default=None,
+    )
     best = next(n for n in nodes if n.id == chosen["id"]) if chosen else None
     forget_run(spec)
     per_role: dict[str, Usage] = {r: Usage() for r in ("draft", "critique", "edit", "judge")}

@@ -247,7 +247,8 @@ def _parse_json_line(text: str, path: str, line: int) -> Prompt:
         raise InputError("each line must be a JSON object", path=path, line=line)
     if bad is not None:
         raise InputError(unencodable_message(repr(bad)), path=path, line=line)
-    pid = data.get("id", data.get("uid"))
+    # IFEval's files name the prompt's id "key" (an integer).
+    pid = data.get("id", data.get("uid", data.get("key")))
     if "messages" in data:
         try:
             messages = check_conversation(data["messages"])
@@ -257,7 +258,7 @@ def _parse_json_line(text: str, path: str, line: int) -> Prompt:
             pid = str(line)
     elif "prompt" in data:
         if pid is None:
-            raise InputError("missing field 'uid' (or 'id')", path=path, line=line)
+            raise InputError("missing field 'uid' (or 'id', 'key')", path=path, line=line)
         prompt = data["prompt"]
         if not isinstance(prompt, str):
             raise InputError("'prompt' must be a string", path=path, line=line)
@@ -270,7 +271,7 @@ def _parse_json_line(text: str, path: str, line: int) -> Prompt:
         )
     if not isinstance(pid, str | int) or isinstance(pid, bool) or str(pid) == "":
         raise InputError("'id'/'uid' must be a non-empty string or number", path=path, line=line)
-    extra = {k: v for k, v in data.items() if k not in ("id", "uid", "messages", "prompt")}
+    extra = {k: v for k, v in data.items() if k not in ("id", "uid", "key", "messages", "prompt")}
     return Prompt(id=str(pid), messages=messages, line=line, extra=extra)
 
 

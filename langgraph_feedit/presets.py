@@ -17,7 +17,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # n drafts, judged; no critique or edit.
     "best-of-n": {"width": {"critiques": 0}, "depth": {"max_rounds": 0}},
     # The paper: n drafts, m critiques each, k edits per critique, one round, judge all.
-    "feedback-edit": {"depth": {"max_rounds": 1}},
+    # Only effective feedback counts: a critique that finds nothing to change is sampled again.
+    "feedback-edit": {"depth": {"max_rounds": 1, "skip_perfect": True}},
     # One draft, critiqued and edited for r rounds, the best edit carried on each time.
     "self-refine": {
         "width": {"drafts": 1, "critiques": 1, "edits": 1},

@@ -87,6 +87,14 @@ class TraceNode(BaseModel):
     never answered in time (``timeout``), or the run's deadline or token budget ran out."""
     skipped: str | None = None
     """Why no edit follows this critique (``perfect``: it found nothing to change)."""
+    effective: bool | None = None
+    """A critique's: whether it counted as feedback (with ``skip_perfect``, one that asks for no
+    change does not, and its slot is sampled again)."""
+    sample: int | None = None
+    """A critique's: which sample of its slot it is (0 first; see ``max_critique_samples``)."""
+    duplicate_of: str | None = None
+    """A candidate's: the earlier candidate with the same text (whitespace aside); this one
+    was not judged or critiqued again and takes that one's score."""
     reused: bool = False
     """The call was not made by this run: its result came from the call cache, or from an
     earlier attempt of this run that was resumed from its checkpoint."""
@@ -131,7 +139,8 @@ class NodeDict(TypedDict, total=False):
     """A trace node as it travels in state (plain data, so every checkpointer keeps it).
 
     The keys are :class:`TraceNode`'s, plus ``origin`` and ``judge_origin``: the attempt that
-    made the node's call and its judge's call, which tell reused calls from bought ones.
+    made the node's call and its judge's call, which tell reused calls from bought ones, and
+    ``share``: the mark of a call identical candidates' nodes shared (see ``twins``).
     """
 
     id: str
@@ -153,10 +162,14 @@ class NodeDict(TypedDict, total=False):
     error: str | None
     failure: Literal["backend", "timeout", "deadline", "budget"] | None
     skipped: str | None
+    effective: bool | None
+    sample: int | None
+    duplicate_of: str | None
     finish_reason: str | None
     origin: str
     judge_origin: str
     attempt: str
+    share: str
 
 
 class RunSpec(TypedDict):
@@ -180,6 +193,8 @@ class RunSpec(TypedDict):
     stop_score: float | None
     beam: int
     skip_perfect: bool
+    critique_samples: int
+    """Critiques sampled per slot at most, to get an effective one (``skip_perfect``)."""
     deadline_s: float | None
     max_tokens: int | None
     judge: str

@@ -46,6 +46,8 @@ async def batch(
     overrides = kw.pop("overrides", {})
     on_record = kw.pop("on_record", None)
     overrides.setdefault("width", {"drafts": 2, "critiques": 1, "edits": 1})
+    # Seeded drafts differ (identical ones would share their judge and critique calls).
+    overrides.setdefault("roles", {}).setdefault("draft", {"seed": 0})
     options = BatchOptions(
         input=inp, output=tmp_path / out, store=tmp_path / "store", progress=False, **kw
     )

@@ -83,7 +83,8 @@ async def test_failures_are_not_cached_and_a_rerun_retries_only_them(
 
 async def test_a_failed_judge_leaves_the_branch_going_unscored(sim: SimServer) -> None:
     sim.set_faults([Fault("500", rate=1.0, match="satisfies this principle")])
-    config = sim_config(sim.base_url, width=width(2), roles={"default": {"max_retries": 0}})
+    roles = {"default": {"max_retries": 0}, "draft": {"seed": 0}}
+    config = sim_config(sim.base_url, width=width(2), roles=roles)
     out = await create_feedit_graph(config).compile().ainvoke({"messages": [("user", "q")]})
     trace = Trace.model_validate(out["trace"])
     assert len(trace.nodes) == 6

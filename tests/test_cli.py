@@ -80,6 +80,8 @@ def test_run_json_and_trace_file(
             "1",
             "--judge",
             "consensus",
+            "--set",
+            "roles.draft.seed=0",
             "--json",
             "--trace",
             str(trace_path),

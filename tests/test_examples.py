@@ -40,6 +40,9 @@ def sim_env(sim: SimServer) -> dict[str, str]:
     return {
         "FEEDIT_ROLES__DEFAULT__BASE_URL": sim.base_url,
         "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
+        # Seeded drafts differ: the server answers identical requests alike, and identical
+        # drafts would share their judge, critique and edit calls.
+        "FEEDIT_ROLES__DRAFT__SEED": "0",
     }
 
 

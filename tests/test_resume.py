@@ -37,7 +37,7 @@ async def test_resume_gets_a_fresh_deadline_and_counts_restored_calls_as_reused(
     config = sim_config(
         sim.base_url,
         width={"drafts": 3, "critiques": 1, "edits": 1},
-        roles={"judge": {"kind": "pairwise"}},
+        roles={"judge": {"kind": "pairwise"}, "draft": {"seed": 0}},
         budget={"deadline_s": 3.0},
     )
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
@@ -67,7 +67,11 @@ async def test_resume_gets_a_fresh_deadline_and_counts_restored_calls_as_reused(
 async def test_resumed_failure_retries_exactly_the_failed_calls(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    config = sim_config(sim.base_url, width={"drafts": 3, "critiques": 1, "edits": 1})
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 3, "critiques": 1, "edits": 1},
+        roles={"draft": {"seed": 0}},
+    )
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
         graph = create_feedit_graph(config, preset="best-of-n").compile(checkpointer=saver)
         thread = {"configurable": {"thread_id": "t2"}}
@@ -95,7 +99,11 @@ async def test_failure_of_this_attempt_is_not_retried_in_a_loop(sim: SimServer) 
 
 
 async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer) -> None:
-    config = sim_config(sim.base_url, width={"drafts": 2}, roles={"judge": {"kind": "pairwise"}})
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 2},
+        roles={"judge": {"kind": "pairwise"}, "draft": {"seed": 0}},
+    )
     graph = create_feedit_graph(config, preset="best-of-n").compile()
     before = set(_active)
     await graph.ainvoke(QUESTION)

@@ -32,7 +32,10 @@ def sim() -> Iterator[SimServer]:
 
 def _graph(sim: SimServer, **width: int) -> Any:
     w = {"drafts": 3, "critiques": 2, "edits": 1, **width}
-    return create_feedit_graph(sim_config(sim.base_url, width=w), preset="feedback-edit")
+    # Seeded drafts and critiques differ (identical ones would share their calls).
+    roles = {"draft": {"seed": 0}, "critique": {"seed": 0}}
+    config = sim_config(sim.base_url, width=w, roles=roles)
+    return create_feedit_graph(config, preset="feedback-edit")
 
 
 QUESTION = {"messages": [("user", "Explain CRDTs briefly.")]}

@@ -63,7 +63,8 @@ def test_grid_parsing() -> None:
 async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path) -> None:
     qs = questions(tmp_path, 5)
     with SimServer(seed=101) as sim:
-        config = sim_config(sim.base_url, roles={"draft": {"seed": 1}})
+        # Seeded critiques differ, so their edits are not identical calls made once.
+        config = sim_config(sim.base_url, roles={"draft": {"seed": 1}, "critique": {"seed": 1}})
         grid = "preset=feedback-edit; drafts=1,2,4; critiques=1,2"
         result = await run_sweep(
             config,

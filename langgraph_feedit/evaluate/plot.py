@@ -59,11 +59,16 @@ def plot_sweep(
     title: str = "Arena-Hard score against compute",
     baseline: str | None = None,
     empty_note: str | None = None,
+    ylabel: str = "win rate against the baseline (%)",
+    reference: float | None = 50.0,
 ) -> Path:
     """Write a PNG (8x5 in, 120 dpi) of score against mean tokens per prompt.
 
     Each preset is one line through its points in order of cost, with the bootstrap interval
     as error bars and each point's label beside it; a dashed line marks the baseline's 50%.
+
+    ``ylabel`` names the score axis and ``reference`` is where the dashed line goes (``None``:
+    no line; verified accuracy has no baseline to compare with).
 
     With no points and an ``empty_note``, the chart says that note instead (a sweep whose judge
     gave no usable verdict still gets its picture).
@@ -101,13 +106,14 @@ def plot_sweep(
     figure = Figure(figsize=_SIZE_INCHES, dpi=_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.axhline(
-        50.0,
-        color="0.5",
-        linestyle="--",
-        linewidth=1,
-        label=f"baseline ({baseline})" if baseline else "baseline",
-    )
+    if reference is not None:
+        axes.axhline(
+            reference,
+            color="0.5",
+            linestyle="--",
+            linewidth=1,
+            label=f"baseline ({baseline})" if baseline else "baseline",
+        )
     for preset in sorted(lines):
         run = sorted(lines[preset])
         xs = [p[0] for p in run]
@@ -147,7 +153,7 @@ def plot_sweep(
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("mean tokens per prompt (log scale)")
-    axes.set_ylabel("win rate against the baseline (%)")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     axes.grid(True, which="minor", axis="x", alpha=0.1)

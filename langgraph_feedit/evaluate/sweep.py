@@ -10,6 +10,11 @@ the cartesian product of every key's values. A preset fixes some widths (``singl
 no critique; ``best-of-n``: no critique; ``self-refine``: one draft), so grid values for those
 keys are dropped for it and duplicate points are run once.
 
+With ``scorer="verify"`` (``feedit sweep --scorer verify``) the questions are IFEval-format
+prompts with verifiable instructions instead, and each point's answers are checked by IFEval's
+checkers (:mod:`langgraph_feedit.evaluate.verify`): no judge, no baseline; the plot shows
+verified accuracy (prompt-level, loose) against mean tokens per prompt, one line per preset.
+
 Every point is scored against one baseline, so the sweep's questions must share one: a v0.1
 question file does; with v2.0's, whose categories have their own baselines, pick one baseline's
 categories with ``categories=`` (``--category hard_prompt``), and only those questions are run.
@@ -123,6 +128,7 @@ async def run_sweep(
     confidence: float = 0.90,
     categories: Sequence[str] | None = None,
     warn: Callable[[str], None] | None = None,
+    scorer: str = "arena",
 ) -> dict[str, Any]:
     """Run, judge and score every point; write ``sweep.csv``, ``sweep.png`` and ``report.md``
     into ``output``, and each point's trace pages into ``output/pages/<point>/`` (linked from
@@ -133,9 +139,18 @@ async def run_sweep(
     arena-hard-auto's layout (``model_answer/`` beside ``questions``); ``categories``: run only
     questions of these categories.
 
+    ``scorer``: ``arena`` (judged against the baseline) or ``verify`` (IFEval's checkers; the
+    baseline, rounds and categories do not apply).
+
     Raises:
         UserError: the questions' categories have different baselines, or none.
     """
+    if scorer == "verify":
+        return await _verify_sweep(
+            config, questions=questions, grid=grid, output=output, limit=limit
+        )
+    if scorer != "arena":
+        raise UserError(f"unknown scorer {scorer!r}: use arena or verify")
     from langgraph_feedit.evaluate.judge import judge_answers, resolve_baseline_files
     from langgraph_feedit.evaluate.plot import plot_sweep
     from langgraph_feedit.evaluate.records import dump_record, read_judgments, read_questions
@@ -172,23 +187,8 @@ async def run_sweep(
     chosen = BaselineChoice(categories={c: str(p) for c, p in files.items()})
     rows: list[dict[str, Any]] = []
     judgment_files: list[Path] = []
-    calls_made = 0
     note = ""
-    # Largest point first: every smaller point is then a prefix of it, served from the cache,
-    # and no two points ever race to buy the same call.
-    summaries: dict[SweepPoint, Any] = {}
-    for point in sorted(points, key=_size, reverse=True):
-        summaries[point] = await run_batch(
-            config.merged(point.overrides()),
-            BatchOptions(
-                input=questions,
-                output=output / "answers" / f"{point.name}.jsonl",
-                store=output / "store",
-                limit=limit,
-                progress=False,
-            ),
-        )
-        calls_made += summaries[point].calls
+    summaries, calls_made = await _run_points(config, points, questions, output, limit)
 
     async def judge(point: SweepPoint) -> Any:
         arena = output / "model_answer" / f"{point.name}.jsonl"
@@ -263,6 +263,122 @@ def _write_pages(output: Path, point: SweepPoint) -> str:
     return (folder / "index.html").as_posix()
 
 
+async def _run_points(
+    config: FeeditConfig,
+    points: Sequence[SweepPoint],
+    questions: Path,
+    output: Path,
+    limit: int | None,
+) -> tuple[dict[SweepPoint, Any], int]:
+    # Largest point first: every smaller point is then a prefix of it, served from the cache,
+    # and no two points ever race to buy the same call.
+    summaries: dict[SweepPoint, Any] = {}
+    calls_made = 0
+    for point in sorted(points, key=_size, reverse=True):
+        summaries[point] = await run_batch(
+            config.merged(point.overrides()),
+            BatchOptions(
+                input=questions,
+                output=output / "answers" / f"{point.name}.jsonl",
+                store=output / "store",
+                limit=limit,
+                progress=False,
+            ),
+        )
+        calls_made += summaries[point].calls
+    return summaries, calls_made
+
+
+def _wilson(passed: float, n: int, z: float = 1.645) -> tuple[float, float]:
+    """The 90% Wilson interval of a proportion ``passed`` of ``n`` (in percent)."""
+    if n == 0:
+        return 0.0, 0.0
+    centre = (passed + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((passed * (1 - passed) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2)
+
+
+async def _verify_sweep(
+    config: FeeditConfig, *, questions: Path, grid: str, output: Path, limit: int | None
+) -> dict[str, Any]:
+    from langgraph_feedit.evaluate.plot import plot_sweep
+    from langgraph_feedit.evaluate.verify import (
+        read_ifeval_questions,
+        read_verify_answers,
+        verify_answers,
+    )
+
+    points = parse_grid(grid)
+    qs = read_ifeval_questions(questions)[:limit] if limit else read_ifeval_questions(questions)
+    await asyncio.to_thread(output.mkdir, parents=True, exist_ok=True)
+    summaries, calls_made = await _run_points(config, points, questions, output, limit)
+    rows: list[dict[str, Any]] = []
+    for point in points:
+        answers = output / "answers" / f"{point.name}.jsonl"
+        got = read_verify_answers(answers)
+        missing = [q.id for q in qs if q.id not in got]
+        if missing:
+            raise InputError(
+                f"no answer to key {missing[0]} (the run of that prompt failed): rerun the "
+                "sweep to resume it",
+                path=str(answers),
+            )
+        verified = verify_answers(qs, got)
+        row = _cost_row(point, answers, summaries[point].wall_s)
+        lower, upper = _wilson(verified["prompt_loose"], verified["prompts"])
+        row.update(
+            score=round(100 * verified["prompt_loose"], 2),
+            lower=lower,
+            upper=upper,
+            **{
+                k: verified[k]
+                for k in (
+                    "prompt_strict",
+                    "prompt_loose",
+                    "instruction_strict",
+                    "instruction_loose",
+                )
+            },
+        )
+        rows.append(row)
+    _write_csv(output / "sweep.csv", rows)
+    plotted = [r for r in rows if r["mean_tokens"] > 0]
+    plot_sweep(
+        plotted,
+        output / "sweep.png",
+        title="Verified accuracy (IFEval checkers) against compute",
+        ylabel="prompts with every instruction followed, loose (%)",
+        reference=None,
+        empty_note=None if plotted else "no answered prompt",
+    )
+    _write_verify_report(output / "report.md", rows)
+    return {"rows": rows, "report": None, "calls_made": calls_made}
+
+
+def _write_verify_report(path: Path, rows: list[dict[str, Any]]) -> None:
+    lines = [
+        "# Sweep report (verified)",
+        "",
+        "Prompts whose every instruction IFEval's checkers found followed (strict: the answer "
+        "as given; loose: also with its first or last line or markdown asterisks removed), "
+        "with the 90% Wilson interval of the loose rate, and the mean tokens spent per prompt "
+        "(all roles; calls reused from the cache count at full cost).",
+        "",
+        "| point | prompt loose | interval | prompt strict | instruction loose |"
+        " mean tokens | calls / prompt |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["preset"], r["mean_tokens"])):
+        lines.append(
+            f"| {r['point']} | {r['score']:.1f} | {r['lower']:.1f} to {r['upper']:.1f} |"
+            f" {100 * r['prompt_strict']:.1f} | {100 * r['instruction_loose']:.1f} |"
+            f" {r['mean_tokens']:.0f} | {r['mean_calls']:.1f} |"
+        )
+    lines += ["", "![verified accuracy against mean tokens per prompt](sweep.png)", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+
+
 def _size(point: SweepPoint) -> int:
     """Calls per prompt the point's tree makes, roughly: for ordering points by size."""
     from langgraph_feedit.config import resolve_config
@@ -311,6 +427,10 @@ _COLUMNS = (
     "score",
     "lower",
     "upper",
+    "prompt_strict",
+    "prompt_loose",
+    "instruction_strict",
+    "instruction_loose",
     "mean_tokens",
     "mean_tokens_draft",
     "mean_tokens_critique",

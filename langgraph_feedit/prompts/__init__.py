@@ -35,6 +35,7 @@ __all__ = [
     "RATING_SCHEMA",
     "Message",
     "TemplateSet",
+    "asks_no_change",
     "critique_messages",
     "edit_messages",
     "load_templates",
@@ -216,6 +217,27 @@ def parse_critique_verdict(text: str) -> str | None:
     or ``None`` when it states none."""
     m = _VERDICT.search(text or "")
     return m.group(1).lower() if m else None
+
+
+# A critique that asks for nothing, in the forms reviewers use when they find nothing to fix.
+# Only as a sentence of its own ("No changes needed.", "There is nothing to improve."): "add an
+# example; otherwise no changes are needed" asks for a change, and so does a sentence that goes
+# on with "but", "however" or "except".
+_NO_CHANGE = re.compile(
+    r"(?:^|(?<=[.!?:\n]))\s*(?:\W+\s*)?(?:there\s+(?:is|are)\s+|i\s+(?:see|find)\s+)?(?:no\s+(?:further\s+)?(?:changes?|edits?|revisions?|improvements?)\s+"
+    r"(?:is\s+|are\s+)?(?:needed|necessary|required)"
+    r"|nothing\s+(?:needs\s+to\s+be\s+|to\s+)(?:changed?|improved?|fixed|fix|improve|change))"
+    r"(?![^.\n]*\b(?:but|however|except)\b)",
+    re.IGNORECASE,
+)
+
+
+def asks_no_change(text: str) -> bool:
+    """Whether a critique asks for no change, so it is not *effective* feedback (the paper's
+    term): its verdict is "The response is perfectly helpful" (both built-in templates ask for
+    that verdict line first), or it says no changes are needed ("No changes needed.", "nothing
+    to improve") with no "but" after it in the same sentence."""
+    return parse_critique_verdict(text) == "perfectly" or bool(_NO_CHANGE.search(text or ""))
 
 
 _NUM = r"(-?\d+(?:\.\d+)?)"

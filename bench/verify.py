@@ -1,0 +1,114 @@
+"""Verified accuracy against compute on the embedded model: does a tree beat one draft?
+
+Runs the project's own instruction-following prompts (``tests/data/ifeval_prompts.jsonl``,
+IFEval's format, instructions from IFEval's checkers) through ``feedit batch`` on the default
+endpoint (the embedded llama.cpp model, no configuration), one store for all configurations so
+the call cache is shared, then ``feedit verify`` on each answer file. Prints one JSON object:
+per configuration ``prompt_strict``, ``prompt_loose``, ``instruction_strict``,
+``instruction_loose`` and ``mean_tokens`` (all roles, judge included, per prompt).
+
+Configurations: ``single``; ``best-of-n`` with 4 drafts; ``feedback-edit`` 2x1x1 with
+effective feedback (the preset: ``skip_perfect`` on, a critique asking for no change is sampled
+again) and without it (``depth.skip_perfect=false``).
+
+    python bench/verify.py [--prompts 15] [--output DIR] [-- extra feedit batch flags]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ROOT / "tests" / "data" / "ifeval_prompts.jsonl"
+CONFIGS: dict[str, list[str]] = {
+    "single": ["--preset", "single"],
+    "best-of-n-4": ["--preset", "best-of-n", "--drafts", "4"],
+    "feedback-edit-2x1x1-effective": [
+        "--preset",
+        "feedback-edit",
+        "--drafts",
+        "2",
+        "--critiques",
+        "1",
+        "--edits",
+        "1",
+    ],
+    "feedback-edit-2x1x1-all": [
+        "--preset",
+        "feedback-edit",
+        "--drafts",
+        "2",
+        "--critiques",
+        "1",
+        "--edits",
+        "1",
+        "--set",
+        "depth.skip_perfect=false",
+    ],
+}
+
+
+def feedit(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "langgraph_feedit.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=15, help="the first N prompts")
+    parser.add_argument("--output", type=Path, help="keep the answers here (default: temp)")
+    parser.add_argument("extra", nargs="*", help="more feedit batch flags, after --")
+    args = parser.parse_args()
+    out_dir = args.output or Path(tempfile.mkdtemp(prefix="feedit-verify-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    questions = out_dir / "questions.jsonl"
+    lines = PROMPTS.read_text(encoding="utf-8").splitlines()[: args.prompts]
+    questions.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results: dict[str, object] = {"prompts": len(lines), "output": str(out_dir)}
+    for name, flags in CONFIGS.items():
+        answers = out_dir / f"{name}.jsonl"
+        started = time.monotonic()
+        done = feedit(
+            "batch",
+            "--no-progress",
+            "--input",
+            str(questions),
+            "--output",
+            str(answers),
+            "--store",
+            str(out_dir / "store"),
+            *flags,
+            *args.extra,
+        )
+        wall = round(time.monotonic() - started, 1)
+        if done.returncode != 0:
+            results[name] = {"error": done.stderr.strip()[-2000:], "wall_s": wall}
+            continue
+        verified = feedit("verify", "--questions", str(questions), "--answers", str(answers))
+        if verified.returncode != 0:
+            results[name] = {"error": verified.stderr.strip()[-2000:], "wall_s": wall}
+            continue
+        v = json.loads(verified.stdout)
+        results[name] = {
+            k: v[k]
+            for k in (
+                "prompt_strict",
+                "prompt_loose",
+                "instruction_strict",
+                "instruction_loose",
+                "mean_tokens",
+            )
+        } | {"wall_s": wall}
+        print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
