@@ -38,6 +38,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from langgraph_feedit._http import cheap_liveness_probes
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
 from langgraph_feedit.usage import Usage
@@ -185,6 +186,7 @@ class Endpoint:
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout
         )
+        cheap_liveness_probes(self.client._client)
         self.n_supported: bool | None = None
         """Whether the server honours ``n > 1``: unknown until tried."""
         self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
