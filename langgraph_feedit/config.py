@@ -111,6 +111,10 @@ class RoleConfig(_Strict):
     use_n: bool | None = None
     """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
     are handled by falling back to parallel single calls."""
+    embedded_model: str | None = None
+    """Path to a GGUF file this role's embedded endpoint serves (when ``base_url`` is unset);
+    overrides the top-level ``embedded_model``, so each role may run its own local model
+    (e.g. one trained with ``feedit train``). Roles naming the same file share one server."""
 
     @field_validator("base_url")
     @classmethod
