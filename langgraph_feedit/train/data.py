@@ -22,6 +22,9 @@ Sources (files are JSONL, or parquet when the name ends in ``.parquet``):
   ``min_gain``;
 - preference pairs: ``{"prompt": str or messages, "chosen": str, "rejected": str}``.
 
+A path ``hf:NAME:SUBSET[:SPLIT]`` loads a Hugging Face dataset by name (when the user asks for
+it: it needs the network or the datasets cache).
+
 A malformed row is an :class:`~langgraph_feedit.errors.InputError` naming its file and line.
 """
 
@@ -113,6 +116,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     Raises:
         InputError: the file cannot be read, or a line is not a JSON object.
     """
+    if str(path).startswith(HUB_PREFIX):
+        yield from _hub_rows(str(path))
+        return
     if not path.is_file():
         raise InputError("no such file", path=str(path))
     if path.suffix.lower() == ".parquet":
@@ -143,6 +149,28 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(row, dict):
             raise InputError("each line must be a JSON object", path=str(path), line=i)
         yield i, row
+
+
+HUB_PREFIX = "hf:"
+"""``hf:NAME[:SUBSET[:SPLIT]]`` names a Hugging Face dataset (``hf:nvidia/HelpSteer3:feedback``),
+loaded with ``datasets.load_dataset`` (online, or from its local cache with HF_HUB_OFFLINE)."""
+
+
+def _hub_rows(spec: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    name, _, rest = spec[len(HUB_PREFIX) :].partition(":")
+    subset, _, split = rest.partition(":")
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets comes with the train extra
+        raise InputError(
+            "loading by name needs datasets: pip install 'langgraph-feedit[train]'"
+        ) from None
+    try:
+        rows = datasets.load_dataset(name, subset or None, split=split or "train")
+    except Exception as exc:  # datasets raises many kinds (network, missing config...)
+        raise InputError(f"cannot load the dataset: {exc}", path=spec) from None
+    for i, row in enumerate(rows, start=1):
+        yield i, dict(row)
 
 
 def _str(row: Mapping[str, Any], key: str, path: Path, line: int) -> str:
