@@ -13,7 +13,7 @@ held-out pairs (questions the select model never saw) with the select margin
 - ``select_pair_accuracy``: ``before`` and ``after`` on the held-out pairs, and their count.
 
     python bench/train.py [--steps 8] [--batch-size 2] [--max-length 192] [--lora]
-        [--base-model PATH] [--held-out 40] [--train-pairs 80]
+        [--base-model PATH] [--held-out 40] [--train-pairs 80] [--launcher 'accelerate launch -m']
 
 Environment: FEEDIT_TRAIN_CACHE keeps the trainable copy of the base between runs.
 """
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,11 @@ def main() -> int:
     ap.add_argument("--held-out", type=int, default=40)
     ap.add_argument("--train-pairs", type=int, default=80)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument(
+        "--launcher",
+        default=f"{sys.executable} -m",
+        help="what runs the train module: e.g. 'accelerate launch --num_processes 8 -m'",
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from langgraph_feedit.embedded import default_model_path
@@ -161,7 +167,7 @@ def main() -> int:
         figures: dict[str, Any] = {}
         for task, path in data.items():
             lr = args.lr or (1e-3 if args.lora else (2e-5 if task == "select" else 5e-5))
-            cmd = [sys.executable, "-m", "langgraph_feedit.cli", "train", task, str(path),
+            cmd = [*shlex.split(args.launcher), "langgraph_feedit.cli", "train", task, str(path),
                    "--output", str(tmp / task), "--base-model", str(base),
                    "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
                    "--max-length", str(args.max_length), "--learning-rate", str(lr),

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     out = {
         "record": str(settings.output / "run.json"),
         "gguf": record.get("gguf"),
-        **record["figures"],
+        **record.get("figures", {}),
     }
     print(json.dumps(out), file=sys.stdout)
     return 0

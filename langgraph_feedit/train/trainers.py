@@ -321,6 +321,9 @@ def train(settings: TrainSettings) -> TrainResult:
         tokens * (steps_run * settings.batch_size * settings.grad_accum) / max(1, len(rows))
     )
 
+    if not trainer.is_world_process_zero():
+        # Under accelerate or torchrun every process trains; one writes the results.
+        return TrainResult(task=settings.task, rank=trainer.args.process_index)
     final = trainer.model
     if hasattr(final, "merge_and_unload"):
         final = final.merge_and_unload()
