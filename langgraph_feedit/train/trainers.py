@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import resource
 import sys
 import time
@@ -207,6 +208,9 @@ def train(settings: TrainSettings) -> TrainResult:
         min_gain=settings.min_gain,
         counts=counts,
     )
+    # Mixed sources (HelpSteer3 rows and a batch's traces) are interleaved, so a run cut
+    # short by max_examples or max_steps still sees each.
+    random.Random(settings.seed).shuffle(examples)
     if settings.max_examples is not None:
         examples = examples[: settings.max_examples]
     base_dir, base_gguf = load_base(settings)
