@@ -263,7 +263,11 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
             info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
         )
     except (EndpointError, EmbeddedError, BudgetExhausted) as exc:
-        note: NodeDict = {"id": cand["id"], "judge_note": f"not scored: {failure_text(exc)}"}
+        note: NodeDict = {
+            "id": cand["id"],
+            "judge_note": f"not scored: {failure_text(exc)}",
+            "judge_path": "unscored",
+        }
         emit(runtime, "scored", note, score=None, error=note["judge_note"])
         raise NodeFailed(note) from exc
     update: NodeDict = {
@@ -274,6 +278,10 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
     }
     if result.note:
         update["judge_note"] = result.note
+    if result.path is not None:
+        update["judge_path"] = result.path
+    if result.principle_scores is not None:
+        update["principle_scores"] = result.principle_scores
     emit(runtime, "scored", {"id": cand["id"]}, score=result.score)
     return {"feedit_nodes": [update]}
 
@@ -344,6 +352,7 @@ _CALL_SETTINGS = (
     "extra_body",
     "template",
     "kind",
+    "principles",
 )
 
 

@@ -165,6 +165,10 @@ class RoleCaller:
             self._endpoints[key] = found
         return found[0], found[1], rc
 
+    async def endpoint(self, role: str) -> Endpoint:
+        """The endpoint ``role`` calls (what it has been found to support lives there)."""
+        return (await self._endpoint(role))[0]
+
     async def model_name(self, role: str) -> str:
         endpoint, model, _ = await self._endpoint(role)
         return model or await endpoint.default_model()
@@ -177,13 +181,27 @@ class RoleCaller:
         index: int = 0,
         config: RunnableConfig | None = None,
         info: CallInfo | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_logprobs: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> ChatResult:
         """One completion by ``role``; sample ``index`` shifts a configured seed.
 
         With ``config`` (a node's run configuration), the call is reported to its LangChain
         callbacks as a chat-model run, streamed from the endpoint when a handler listens.
+        ``max_tokens`` and ``temperature`` replace the role's for this call (a principle
+        judge reads one token at temperature 0); ``top_logprobs`` and ``json_schema`` are
+        passed to :meth:`Endpoint.chat`.
         """
         endpoint, model, rc = await self._endpoint(role)
+        if max_tokens is not None or temperature is not None:
+            rc = rc.model_copy(
+                update={
+                    "max_tokens": rc.max_tokens if max_tokens is None else max_tokens,
+                    "temperature": rc.temperature if temperature is None else temperature,
+                }
+            )
 
         def request(on_token: Any) -> Awaitable[ChatResult]:
             return self.budget.run(
@@ -198,6 +216,8 @@ class RoleCaller:
                     stop=rc.stop,
                     extra_body=rc.extra_body,
                     on_token=on_token,
+                    top_logprobs=top_logprobs,
+                    json_schema=json_schema,
                 )
             )
 

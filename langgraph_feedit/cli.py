@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main"]
 
-_JUDGES = ("reward", "llm", "pairwise", "consensus")
+_JUDGES = ("principle", "reward", "llm", "pairwise", "consensus")
 
 
 def build_parser() -> argparse.ArgumentParser:

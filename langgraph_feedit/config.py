@@ -44,6 +44,7 @@ from langgraph_feedit.errors import ConfigError, register_secret
 
 __all__ = [
     "CONFIG_ENV",
+    "DEFAULT_PRINCIPLE",
     "ENV_PREFIX",
     "PRESETS",
     "BudgetConfig",
@@ -51,6 +52,7 @@ __all__ = [
     "FeeditConfig",
     "JudgeKind",
     "PresetName",
+    "Principle",
     "RoleConfig",
     "RoleName",
     "RolesConfig",
@@ -69,11 +71,24 @@ CONFIG_ENV = "FEEDIT_CONFIG"
 
 RoleName = Literal["draft", "critique", "edit", "judge", "evaluator"]
 ROLE_NAMES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge", "evaluator")
-JudgeKind = Literal["reward", "llm", "pairwise", "consensus"]
+JudgeKind = Literal["principle", "reward", "llm", "pairwise", "consensus"]
+
+DEFAULT_PRINCIPLE = (
+    "The response is helpful: it follows every instruction in the prompt and answers it "
+    "correctly, completely and clearly"
+)
+"""What the ``principle`` judge asks about when ``roles.judge.principles`` names nothing."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Principle(_Strict):
+    """One principle the ``principle`` judge asks about, with its weight in the mean."""
+
+    text: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0.0)
 
 
 class RoleConfig(_Strict):
@@ -106,8 +121,14 @@ class RoleConfig(_Strict):
     template: str | None = None
     """Prompt template set: ``generic``, ``nemotron``, or a path to a TOML file of templates."""
     kind: JudgeKind | None = None
-    """Judge kind (``judge`` role only): ``reward`` endpoint, ``llm`` rating, ``pairwise``
-    knockout, or ``consensus`` (no model)."""
+    """Judge kind (``judge`` role only): ``principle`` (the default: logprob of Yes minus No
+    per principle, from ``top_logprobs``; the ``llm`` rating where the endpoint returns no
+    logprobs), ``reward`` endpoint, ``llm`` rating, ``pairwise`` knockout, or ``consensus``
+    (no model)."""
+    principles: list[str | Principle] | None = None
+    """What the ``principle`` judge asks about (``judge`` role only): principles as text, or
+    ``{text, weight}`` tables; the score is their weighted mean. Default: one helpfulness
+    principle (:data:`DEFAULT_PRINCIPLE`)."""
     use_n: bool | None = None
     """Ask for several samples with one ``n > 1`` request. Servers that reject or ignore ``n``
     are handled by falling back to parallel single calls."""
@@ -134,6 +155,30 @@ class RoleConfig(_Strict):
                 "must be an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1)"
             )
         return value.strip()
+
+    @field_validator("principles")
+    @classmethod
+    def _some_principles(cls, value: list[str | Principle] | None) -> list[str | Principle] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one principle, or leave the key out for the default")
+        if any(isinstance(p, str) and not p.strip() for p in value):
+            raise ValueError("a principle must not be empty")
+        return value
+
+    def principle_list(self) -> list[Principle]:
+        """The principles to judge by, each with its weight (the default when none is set)."""
+        given = self.principles or [DEFAULT_PRINCIPLE]
+        out: list[Principle] = []
+        for p in given:
+            if isinstance(p, str):
+                out.append(Principle(text=p))
+            elif isinstance(p, Principle):
+                out.append(p)
+            else:  # a plain mapping, from a spec rebuilt without validation
+                out.append(Principle.model_validate(p))
+        return out
 
     @model_validator(mode="after")
     def _no_inline_keys(self) -> Self:
@@ -184,7 +229,7 @@ _ROLE_DEFAULTS = RoleConfig(
 _ROLE_OVERRIDES: dict[str, dict[str, Any]] = {
     "critique": {"temperature": 0.7},
     "edit": {"temperature": 0.7},
-    "judge": {"temperature": 0.0, "max_tokens": 512, "kind": "llm"},
+    "judge": {"temperature": 0.0, "max_tokens": 512, "kind": "principle"},
     "evaluator": {"temperature": 0.0, "max_tokens": 4096},
 }
 

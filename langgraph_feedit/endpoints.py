@@ -7,6 +7,9 @@ policy) and a concurrency limiter that every run in the process shares. Calls:
 - :meth:`Endpoint.chat` samples ``n`` completions of a conversation. It asks for ``n > 1`` in one
   request only where the role allows it, checks how many choices came back (llama.cpp answers
   ``n=2`` with one choice and no error) and makes up the rest with parallel single calls.
+  It can ask for the first tokens' ``top_logprobs`` (a principle judge reads them) and for
+  output constrained by a JSON schema (``response_format``), falling back to plain text on a
+  server that refuses it and remembering that per endpoint.
 - :meth:`Endpoint.reward` scores a conversation with vLLM's pooling API (reward models).
 
 Failures become :class:`~langgraph_feedit.errors.EndpointError` naming the endpoint, the status
@@ -17,13 +20,14 @@ sees a disconnect.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatResult",
     "Endpoint",
+    "TokenLogprobs",
     "Usage",
     "aclose_endpoints",
     "calls_in_flight",
@@ -99,6 +104,22 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """The first generated token of a choice: its text and logprob, and the server's
+    ``top_logprobs`` alternatives at that position (as ``(token, logprob)``, as sent)."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+JsonMode = Literal["json_schema", "json_object"]
+"""How a JSON schema is sent: OpenAI's ``{"type": "json_schema", "json_schema": {...}}``
+(OpenAI, vLLM, llama.cpp's own server), or ``{"type": "json_object", "schema": {...}}``
+(llama-cpp-python's server, which refuses the first form)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatResult:
     """Completions of one conversation and what they cost."""
 
@@ -106,6 +127,12 @@ class ChatResult:
     usage: Usage
     model: str
     finish_reasons: list[str | None] = field(default_factory=list)
+    logprobs: list[TokenLogprobs | None] = field(default_factory=list)
+    """Per choice, the first token's logprobs when they were asked for and the server sent
+    them (``None`` where it sent none)."""
+    json_mode: JsonMode | None = None
+    """The ``response_format`` form the reply was constrained by, ``None`` when none was
+    sent (not asked for, or refused by this endpoint)."""
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -203,6 +230,14 @@ class Endpoint:
         )
         self.n_supported: bool | None = None
         """Whether the server honours ``n > 1``: unknown until tried."""
+        self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
+        """The ``response_format`` forms still worth trying here, best first; a form the
+        server refuses is dropped, so it is asked once per endpoint, not once per call."""
+        self.json_mode_known = False
+        """Whether a call has found which form (if any) this server takes."""
+        self._json_probe = asyncio.Lock()
+        self.logprobs_supported: bool | None = None
+        """Whether the server returns ``logprobs`` when asked: unknown until tried."""
         self._default_model: str | None = None
 
     def __repr__(self) -> str:
@@ -248,6 +283,8 @@ class Endpoint:
         stop: Sequence[str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         on_token: Callable[[str], Awaitable[None]] | None = None,
+        top_logprobs: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> ChatResult:
         """Sample ``n`` completions of ``messages``.
 
@@ -256,6 +293,13 @@ class Endpoint:
         Single call ``i`` of a fallback uses ``seed + i`` so seeded samples still differ.
         With ``on_token`` (one sample only) the reply is streamed and each piece of text is
         handed to ``on_token`` as it arrives; the result is the same as without.
+
+        ``top_logprobs`` asks for ``logprobs`` and that many alternatives per token; the
+        result's ``logprobs`` holds each choice's first token. ``json_schema``
+        (``{"name": ..., "schema": {...}}``) asks for output constrained by the schema, in the
+        first ``response_format`` form this endpoint has not refused; a refusal (an error
+        that names ``response_format``) is not retried, the next form is tried, and with none
+        left the call is made without one (the result's ``json_mode`` says what was used).
 
         Raises:
             EndpointError: the call failed after retries, or with a non-retryable error.
@@ -268,20 +312,94 @@ class Endpoint:
             "stop": list(stop) if stop else None,
         }
         params = {k: v for k, v in params.items() if v is not None}
+        if top_logprobs is not None:
+            params.update(logprobs=True, top_logprobs=top_logprobs)
+        if json_schema is None:
+            return await self._chat(
+                messages, model, n, use_n, role, seed, params, extra_body, on_token
+            )
+        if not self.json_mode_known:
+            # Until one call has found the form this server takes, calls wait for it, so a
+            # wave of first calls is not refused once each.
+            async with self._json_probe:
+                if not self.json_mode_known:
+                    result = await self._json_ladder(
+                        messages,
+                        model,
+                        n,
+                        use_n,
+                        role,
+                        seed,
+                        params,
+                        extra_body,
+                        on_token,
+                        json_schema,
+                    )
+                    self.json_mode_known = True
+                    return result
+        return await self._json_ladder(
+            messages, model, n, use_n, role, seed, params, extra_body, on_token, json_schema
+        )
+
+    async def _json_ladder(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        n: int,
+        use_n: bool,
+        role: str | None,
+        seed: int | None,
+        params: dict[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        on_token: Callable[[str], Awaitable[None]] | None,
+        json_schema: Mapping[str, Any],
+    ) -> ChatResult:
+        """The call with the first ``response_format`` form not refused here, down to none."""
+        while self.json_modes:
+            mode = self.json_modes[0]
+            formatted = {**params, "response_format": _response_format(mode, json_schema)}
+            try:
+                result = await self._chat(
+                    messages, model, n, use_n, role, seed, formatted, extra_body, on_token
+                )
+            except EndpointError as exc:
+                if not _refuses_response_format(exc):
+                    raise
+                if mode in self.json_modes:
+                    self.json_modes.remove(mode)
+                continue
+            return dataclasses.replace(result, json_mode=mode)
+        return await self._chat(messages, model, n, use_n, role, seed, params, extra_body, on_token)
+
+    async def _chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        n: int,
+        use_n: bool,
+        role: str | None,
+        seed: int | None,
+        params: dict[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        on_token: Callable[[str], Awaitable[None]] | None,
+    ) -> ChatResult:
+        refuse = _refuses_response_format if "response_format" in params else None
         if on_token is not None and n == 1:
             streamed: ChatResult = await self._call(
                 lambda: self._stream(messages, model, seed, params, extra_body, on_token),
                 model=model,
                 role=role,
                 seconds=self.request_timeout(params.get("max_tokens")),
+                refuse=refuse,
             )
-            return streamed
+            return self._noted(streamed, params)
         texts: list[str] = []
         reasons: list[str | None] = []
+        logprobs: list[TokenLogprobs | None] = []
         usage = Usage()
         if n > 1 and use_n and self.n_supported is not False:
             try:
-                got, got_reasons, got_usage = await self._complete(
+                got, got_reasons, got_logprobs, got_usage = await self._complete(
                     messages, model, role, n=n, seed=seed, params=params, extra_body=extra_body
                 )
             except EndpointError as exc:
@@ -291,6 +409,7 @@ class Endpoint:
             else:
                 self.n_supported = len(got) >= n
                 texts, reasons, usage = got[:n], got_reasons[:n], got_usage
+                logprobs = got_logprobs[:n]
         missing = n - len(texts)
         if missing > 0:
             start = len(texts)
@@ -308,11 +427,21 @@ class Endpoint:
                     for i in range(missing)
                 )
             )
-            for got, got_reasons, got_usage in results:
+            for got, got_reasons, got_logprobs, got_usage in results:
                 texts.extend(got[:1])
                 reasons.extend(got_reasons[:1])
+                logprobs.extend(got_logprobs[:1])
                 usage = usage + got_usage
-        return ChatResult(texts=texts, usage=usage, model=model, finish_reasons=reasons)
+        result = ChatResult(
+            texts=texts, usage=usage, model=model, finish_reasons=reasons, logprobs=logprobs
+        )
+        return self._noted(result, params)
+
+    def _noted(self, result: ChatResult, params: Mapping[str, Any]) -> ChatResult:
+        """Remember whether the server sent the logprobs it was asked for."""
+        if params.get("logprobs"):
+            self.logprobs_supported = any(lp is not None for lp in result.logprobs)
+        return result
 
     async def _complete(
         self,
@@ -324,7 +453,7 @@ class Endpoint:
         seed: int | None,
         params: Mapping[str, Any],
         extra_body: Mapping[str, Any] | None,
-    ) -> tuple[list[str], list[str | None], Usage]:
+    ) -> tuple[list[str], list[str | None], list[TokenLogprobs | None], Usage]:
         body = _chat_body(messages, model, n=n, seed=seed, params=params, extra_body=extra_body)
         timeout = self.request_timeout(params.get("max_tokens"), n)
         response = await self._call(
@@ -332,6 +461,7 @@ class Endpoint:
             model=model,
             role=role,
             seconds=timeout,
+            refuse=_refuses_response_format if "response_format" in body else None,
         )
         if not getattr(response, "choices", None):
             raise EndpointError(
@@ -340,7 +470,8 @@ class Endpoint:
         choices = sorted(response.choices, key=lambda c: c.index)
         texts = [c.message.content or "" for c in choices]
         reasons: list[str | None] = [c.finish_reason for c in choices]
-        return texts, reasons, _usage_of(response.usage)
+        logprobs = [_first_token(getattr(c, "logprobs", None)) for c in choices]
+        return texts, reasons, logprobs, _usage_of(response.usage)
 
     def _post_chat(self, body: dict[str, Any], *, timeout: float, stream: bool = False) -> Any:
         """``POST /chat/completions`` with ``body`` as it is, parsed into the SDK's types.
@@ -382,11 +513,14 @@ class Endpoint:
         pieces: list[str] = []
         reason: str | None = None
         usage: Usage | None = None
+        first: TokenLogprobs | None = None
         async with stream:
             async for chunk in stream:
                 if chunk.usage is not None:
                     usage = _usage_of(chunk.usage)
                 for choice in chunk.choices or ():
+                    if first is None:
+                        first = _first_token(getattr(choice, "logprobs", None))
                     piece = choice.delta.content if choice.delta else None
                     if piece:
                         pieces.append(piece)
@@ -398,6 +532,7 @@ class Endpoint:
             usage=usage or Usage(calls=1),
             model=model,
             finish_reasons=[reason],
+            logprobs=[first],
         )
 
     async def reward(
@@ -455,18 +590,30 @@ class Endpoint:
         return is_retryable(exc)
 
     async def _call(
-        self, make: Any, *, model: str | None, role: str | None, seconds: float | None = None
+        self,
+        make: Any,
+        *,
+        model: str | None,
+        role: str | None,
+        seconds: float | None = None,
+        refuse: Callable[[BaseException], bool] | None = None,
     ) -> Any:
         """Run one request under the limiter, retrying transient failures with tenacity.
 
         ``make`` opens the request only once the limiter lets it through, so its timeout
         (``seconds``, passed to the SDK by ``make``; else the client's) never counts the wait
-        in our queue.
+        in our queue. A failure ``refuse`` matches is a refusal of what was asked, never
+        retried whatever its status (llama-cpp-python answers a ``response_format`` it does
+        not know with a 500).
         """
+
+        def retryable(exc: BaseException) -> bool:
+            return self._retryable(exc) and not (refuse is not None and refuse(exc))
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(self._retryable),
+            retry=retry_if_exception(retryable),
             reraise=True,
         )
         attempts = 0
@@ -494,7 +641,7 @@ class Endpoint:
                 status=exc.status_code,
                 body=_body_text(exc),
                 role=role,
-                retryable=is_retryable(exc),
+                retryable=retryable(exc),
             ) from exc
         except openai.APIConnectionError as exc:
             raise EndpointError(
@@ -547,6 +694,40 @@ def _chat_body(
     if extra_body:
         body.update(extra_body)  # as the SDK merges ``extra_body``: last, over our fields
     return body
+
+
+def _response_format(mode: JsonMode, json_schema: Mapping[str, Any]) -> dict[str, Any]:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": dict(json_schema)}
+    return {"type": "json_object", "schema": json_schema["schema"]}
+
+
+def _refuses_response_format(exc: BaseException) -> bool:
+    """A server's refusal of the ``response_format`` it was sent: a 400, 422 or 500 (what
+    llama-cpp-python answers a form it does not know) whose body names ``response_format``."""
+    status: int | None
+    if isinstance(exc, openai.APIStatusError):
+        status, body = exc.status_code, _body_text(exc)
+    elif isinstance(exc, EndpointError):
+        status, body = exc.status, exc.body
+    else:
+        return False
+    return status in (400, 422, 500) and "response_format" in (body or "")
+
+
+def _first_token(logprobs: Any) -> TokenLogprobs | None:
+    """The first token of a choice's ``logprobs`` (``content[0]``), or ``None``."""
+    content = getattr(logprobs, "content", None)
+    if not content:
+        return None
+    head = content[0]
+    try:
+        top = [
+            (str(t.token), float(t.logprob)) for t in (getattr(head, "top_logprobs", None) or [])
+        ]
+        return TokenLogprobs(str(head.token), float(head.logprob), top)
+    except (AttributeError, TypeError, ValueError):
+        return None  # a server's odd shape is no logprobs, not a failed call
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -627,6 +808,11 @@ def get_endpoint(
                 ),
                 retry_timeouts=local is None,
             )
+            if local is not None:
+                # llama-cpp-python's server knows only the json_object form (and answers
+                # the other with a 500), so it is not asked the other on every start.
+                endpoint.json_modes = ["json_object"]
+                endpoint.json_mode_known = True
             endpoints[key] = endpoint
         elif limit < endpoint.limiter.limit:
             endpoint.limiter.limit = limit

@@ -94,7 +94,7 @@ def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
         "skip_perfect": d.skip_perfect,
         "deadline_s": config.budget.deadline_s,
         "max_tokens": config.budget.max_tokens,
-        "judge": roles["judge"].get("kind", "llm"),
+        "judge": roles["judge"].get("kind", "principle"),
         "trivial": w.drafts == 1 and not (d.max_rounds >= 1 and w.critiques >= 1),
         "embedded_model": config.embedded_model,
         "cache_key": config.cache_key,

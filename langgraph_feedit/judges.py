@@ -1,44 +1,59 @@
-"""Judges: one interface, four kinds.
+"""Judges: one interface, five kinds.
 
+- ``principle`` (the default): for each principle, the judge model is asked whether the
+  response satisfies it ("Only answer Yes or No", Nemotron-Reward-Principle's form) for one
+  token at temperature 0 with ``top_logprobs``; the principle's score is logprob(Yes) minus
+  logprob(No) at that token (see :func:`yes_no_margin`), and the candidate's the weighted mean
+  over principles. Nothing is parsed from text, so it cannot fail to parse. An endpoint that
+  sends no logprobs gets the ``llm`` rating instead (remembered per endpoint), and the trace
+  node says which path scored it (``judge_path``).
 - ``reward``: a reward-model endpoint (vLLM's pooling API) scores each candidate on its own,
   as the paper's Select model does. Scores are the model's raw rewards.
-- ``llm``: a chat model rates each candidate against a rubric; the ``Score: N`` (1-10) it ends
-  with is parsed from messy output and scaled to [0, 1].
+- ``llm``: a chat model rates each candidate against a rubric, 1-10 scaled to [0, 1]. Where
+  the endpoint constrains output by a JSON schema (``response_format``) the rating is a JSON
+  object (path ``json_schema``); where it refuses one (remembered per endpoint) or the reply
+  is not valid JSON, the ``Score: N`` is parsed from messy output (path ``text``).
 - ``pairwise``: a knockout bracket; every match is judged twice with the positions swapped, so
   position bias cancels. A candidate's score is the number of matches it won.
 - ``consensus``: no model; the candidate most similar to the others wins (mean word-bigram
   Jaccard similarity, in [0, 1]).
 
-``reward`` and ``llm`` are pointwise: each candidate is scored the moment it exists, inside its
-own branch. ``pairwise`` and ``consensus`` compare candidates, so they score a whole round.
-Ties always go to the candidate that comes first in tree order.
+``principle``, ``reward`` and ``llm`` are pointwise: each candidate is scored the moment it
+exists, inside its own branch. ``pairwise`` and ``consensus`` compare candidates, so they
+score a whole round. Ties always go to the candidate that comes first in tree order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.calls import RoleCaller
-from langgraph_feedit.config import JudgeKind
-from langgraph_feedit.endpoints import Usage
+from langgraph_feedit.config import JudgeKind, Principle
+from langgraph_feedit.endpoints import ChatResult, TokenLogprobs, Usage
 from langgraph_feedit.prompts import (
+    RATING_SCHEMA,
     TemplateSet,
     pairwise_messages,
     parse_pairwise,
+    parse_rating_json,
     parse_score,
+    principle_messages,
     rating_messages,
 )
 from langgraph_feedit.tracing import CallInfo
 
 __all__ = [
     "POINTWISE",
+    "TOP_LOGPROBS",
+    "JudgePath",
     "JudgeResult",
     "RoundResult",
     "consensus_scores",
@@ -47,9 +62,19 @@ __all__ = [
     "rank_round",
     "score_candidate",
     "tree_order",
+    "yes_no_margin",
 ]
 
-POINTWISE: frozenset[str] = frozenset({"reward", "llm"})
+POINTWISE: frozenset[str] = frozenset({"principle", "reward", "llm"})
+
+TOP_LOGPROBS = 20
+"""Alternatives asked for at the principle judge's one token. Yes and No are among the top
+few whenever the model follows "Only answer Yes or No"; 20 is what OpenAI allows at most."""
+
+JudgePath = Literal["logprobs", "json_schema", "text", "unscored"]
+"""How a pointwise model judge scored a candidate: ``logprobs`` (principle judge),
+``json_schema`` (a rating constrained to JSON), ``text`` (a rating parsed from free text), or
+``unscored`` (no score found)."""
 
 
 @dataclass(slots=True)
@@ -58,6 +83,9 @@ class JudgeResult:
     usage: Usage
     note: str | None = None
     model: str | None = None
+    path: JudgePath | None = None
+    principle_scores: dict[str, float] | None = None
+    """Per principle (``principle`` judge), its logprob(Yes) - logprob(No)."""
 
 
 @dataclass(slots=True)
@@ -84,6 +112,158 @@ def rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int
     return (score is None, -(score or 0.0), tree_order(node["id"]))
 
 
+_YES, _NO = "yes", "no"
+_TOKEN_EDGE = " \t\n\r\u0120\u2581.,:;!\"'*"  # spaces, BPE/SentencePiece space marks
+
+
+def _answer(token: str) -> str | None:
+    """``yes`` or ``no`` for a token variant of either ("Yes", " yes", "YES", "\u0120Yes",
+    "\u2581No", "No."), else ``None``."""
+    word = token.strip(_TOKEN_EDGE).lower()
+    return word if word in (_YES, _NO) else None
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def yes_no_margin(first: TokenLogprobs) -> tuple[float, str | None]:
+    """logprob(Yes) - logprob(No) at the first token, and a note when it had to be estimated.
+
+    Each side is the log-sum-exp over its token variants among the token and its
+    ``top_logprobs`` (each distinct token string once). When one side is not listed, its
+    logprob is taken as the lowest listed minus log 2: below everything listed, which is all
+    that is known of it (a top-k list omits only tokens no likelier than its last). When
+    neither is listed, the margin is 0: the model said neither, and no preference is known.
+    """
+    seen: dict[str, float] = {}
+    for token, logprob in [(first.token, first.logprob), *first.top]:
+        if math.isfinite(logprob):
+            seen.setdefault(token, logprob)
+    sides: dict[str, list[float]] = {_YES: [], _NO: []}
+    for token, logprob in seen.items():
+        answer = _answer(token)
+        if answer is not None:
+            sides[answer].append(logprob)
+    if not sides[_YES] and not sides[_NO]:
+        return 0.0, f"neither Yes nor No among the top logprobs (answered {first.token!r})"
+    floor = (min(seen.values()) if seen else 0.0) - math.log(2.0)
+    yes = _logsumexp(sides[_YES]) if sides[_YES] else floor
+    no = _logsumexp(sides[_NO]) if sides[_NO] else floor
+    note = None
+    if not sides[_YES] or not sides[_NO]:
+        missing = "Yes" if not sides[_YES] else "No"
+        note = f"{missing} not among the top logprobs: taken as the lowest listed minus log 2"
+    return yes - no, note
+
+
+def _weighted_mean(values: Iterable[tuple[float, float]]) -> float:
+    pairs = list(values)
+    return sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
+
+
+async def _rate(
+    caller: RoleCaller,
+    conversation: Sequence[Mapping[str, Any]],
+    text: str,
+    templates: TemplateSet,
+    *,
+    index: int,
+    config: RunnableConfig | None,
+    info: CallInfo | None,
+) -> JudgeResult:
+    """The ``llm`` rating: JSON constrained by :data:`RATING_SCHEMA` where the endpoint has not
+    refused ``response_format``, else the ``Score: N`` rubric parsed from text."""
+    endpoint = await caller.endpoint("judge")
+    as_json = bool(endpoint.json_modes)
+    result = await caller.complete(
+        "judge",
+        rating_messages(conversation, text, templates, json=as_json),
+        index=index,
+        config=config,
+        info=info,
+        json_schema=RATING_SCHEMA if as_json else None,
+    )
+    reply = result.texts[0] if result.texts else ""
+    rating = parse_rating_json(reply) if as_json else None
+    path: JudgePath = "json_schema" if rating is not None and result.json_mode else "text"
+    if rating is None:
+        rating = parse_score(reply)
+    if rating is None:
+        path = "unscored"
+    note = None if rating is not None else f"no score found in judge reply: {reply[-200:]!r}"
+    return JudgeResult(rating, result.usage, note=note, model=result.model, path=path)
+
+
+async def _principles(
+    caller: RoleCaller,
+    conversation: Sequence[Mapping[str, Any]],
+    text: str,
+    templates: TemplateSet,
+    *,
+    index: int,
+    config: RunnableConfig | None,
+    info: CallInfo | None,
+) -> JudgeResult:
+    """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
+    endpoint = await caller.endpoint("judge")
+    if endpoint.logprobs_supported is False:
+        rated = await _rate(
+            caller, conversation, text, templates, index=index, config=config, info=info
+        )
+        return _fell_back(rated, Usage())
+    principles: list[Principle] = caller.settings("judge").principle_list()
+    results: list[ChatResult] = await asyncio.gather(
+        *(
+            caller.complete(
+                "judge",
+                principle_messages(conversation, text, p.text, templates),
+                index=index,
+                config=config,
+                info=info,
+                max_tokens=1,
+                temperature=0.0,
+                top_logprobs=TOP_LOGPROBS,
+            )
+            for p in principles
+        )
+    )
+    usage = sum((r.usage for r in results), Usage())
+    firsts = [r.logprobs[0] if r.logprobs else None for r in results]
+    if any(first is None for first in firsts):
+        rated = await _rate(
+            caller, conversation, text, templates, index=index, config=config, info=info
+        )
+        return _fell_back(rated, usage)
+    scores: dict[str, float] = {}
+    notes: list[str] = []
+    weighted: list[tuple[float, float]] = []
+    for p, first in zip(principles, firsts, strict=True):
+        assert first is not None  # checked above
+        margin, note = yes_no_margin(first)
+        scores[p.text] = margin
+        weighted.append((margin, p.weight))
+        if note:
+            notes.append(f"{p.text[:60]!r}: {note}" if len(principles) > 1 else note)
+    return JudgeResult(
+        _weighted_mean(weighted),
+        usage,
+        note="; ".join(notes) or None,
+        model=results[0].model,
+        path="logprobs",
+        principle_scores=scores,
+    )
+
+
+def _fell_back(rated: JudgeResult, spent: Usage) -> JudgeResult:
+    """A rating standing in for the principle judge on an endpoint without logprobs."""
+    said = "the endpoint returns no logprobs, so the candidate was rated instead"
+    rated.usage = spent + rated.usage
+    rated.note = f"{said}; {rated.note}" if rated.note else said
+    return rated
+
+
 async def score_candidate(
     kind: JudgeKind,
     caller: RoleCaller,
@@ -95,7 +275,7 @@ async def score_candidate(
     config: RunnableConfig | None = None,
     info: CallInfo | None = None,
 ) -> JudgeResult:
-    """Score one candidate with a pointwise judge (``reward`` or ``llm``).
+    """Score one candidate with a pointwise judge (``principle``, ``reward`` or ``llm``).
 
     ``config`` (the node's run configuration) reports a chat call to its callbacks.
     """
@@ -105,17 +285,13 @@ async def score_candidate(
         )
         return JudgeResult(score, usage, model=model)
     if kind == "llm":
-        result = await caller.complete(
-            "judge",
-            rating_messages(conversation, text, templates),
-            index=index,
-            config=config,
-            info=info,
+        return await _rate(
+            caller, conversation, text, templates, index=index, config=config, info=info
         )
-        reply = result.texts[0] if result.texts else ""
-        rating = parse_score(reply)
-        note = None if rating is not None else f"no score found in judge reply: {reply[-200:]!r}"
-        return JudgeResult(rating, result.usage, note=note, model=result.model)
+    if kind == "principle":
+        return await _principles(
+            caller, conversation, text, templates, index=index, config=config, info=info
+        )
     raise ValueError(f"judge kind {kind!r} does not score candidates one at a time")
 
 

@@ -79,6 +79,13 @@ class TraceNode(BaseModel):
     """Tokens the judge spent scoring this candidate (pointwise judges)."""
     judge_note: str | None = None
     """What the judge said or why it gave no score."""
+    judge_path: Literal["logprobs", "json_schema", "text", "unscored"] | None = None
+    """How a model judge scored this candidate (``principle`` and ``llm`` kinds): from the
+    Yes/No logprobs, from a rating constrained to JSON, from a rating parsed from text, or
+    not at all."""
+    principle_scores: dict[str, float] | None = None
+    """The ``principle`` judge's logprob(Yes) - logprob(No) per principle; ``score`` is their
+    weighted mean."""
     started: float | None = None
     ended: float | None = None
     error: str | None = None
@@ -146,6 +153,8 @@ class NodeDict(TypedDict, total=False):
     usage: dict[str, int]
     judge_usage: dict[str, int]
     judge_note: str | None
+    judge_path: Literal["logprobs", "json_schema", "text", "unscored"] | None
+    principle_scores: dict[str, float] | None
     started: float | None
     ended: float | None
     error: str | None

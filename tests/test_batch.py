@@ -210,12 +210,12 @@ async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
 
 # -- partial answers ------------------------------------------------------------------------
 
-JUDGE_TEXT = "strict expert grader"  # in every llm-judge request (generic templates)
+JUDGE_TEXT = "satisfies this principle"  # in every request of the default (principle) judge
 EDIT_TEXT = "Here is feedback on your response"  # in every edit request
 
 
 def subtree_calls(node_id: str, critiques: int, edits: int) -> int:
-    """Calls a node's failure left unmade in a one-round tree with an llm judge: its own call,
+    """Calls a node's failure left unmade in a one-round tree with a one-call judge: its own call,
     and every call of the branches hanging off it."""
     kind = node_id.rsplit(".", 1)[-1][0]
     edit_calls = 2  # the edit and its judge

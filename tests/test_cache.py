@@ -82,7 +82,7 @@ async def test_failures_are_not_cached_and_a_rerun_retries_only_them(
 
 
 async def test_a_failed_judge_leaves_the_branch_going_unscored(sim: SimServer) -> None:
-    sim.set_faults([Fault("500", rate=1.0, match="Rate the response")])
+    sim.set_faults([Fault("500", rate=1.0, match="satisfies this principle")])
     config = sim_config(sim.base_url, width=width(2), roles={"default": {"max_retries": 0}})
     out = await create_feedit_graph(config).compile().ainvoke({"messages": [("user", "q")]})
     trace = Trace.model_validate(out["trace"])

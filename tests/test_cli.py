@@ -263,7 +263,9 @@ def test_batch_exit_status_says_partial(tmp_path: Path, capsys: pytest.CaptureFi
     prompts_file(tmp_path)
     out = tmp_path / "out.jsonl"
     # one judge call fails: its candidate is unscored and its prompt partial
-    with SimServer(seed=43, faults=[Fault("500", first=1, match="strict expert grader")]) as sim:
+    with SimServer(
+        seed=43, faults=[Fault("500", first=1, match="satisfies this principle")]
+    ) as sim:
         args = batch_args(
             sim, tmp_path, "--output", str(out), "--set", "roles.default.max_retries=0"
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,14 @@ from langgraph_feedit import RoleConfig, create_feedit_graph, get_endpoint
 from langgraph_feedit.cli import main
 from langgraph_feedit.embedded import get_embedded_server
 from langgraph_feedit.endpoints import aclose_endpoints
+from langgraph_feedit.judges import TOP_LOGPROBS, yes_no_margin
+from langgraph_feedit.prompts import (
+    RATING_SCHEMA,
+    load_templates,
+    parse_rating_json,
+    principle_messages,
+    rating_messages,
+)
 from langgraph_feedit.state import Trace
 
 pytestmark = pytest.mark.embedded
@@ -121,3 +131,79 @@ def test_feedit_run_as_a_subprocess() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     trace = json.loads(proc.stdout)
     assert trace["answer"] and len(trace["nodes"]) == 6
+
+
+# -- judges on the embedded model ----------------------------------------------------------------
+
+
+async def test_embedded_chat_returns_top_logprobs_with_yes_and_no() -> None:
+    # llama-cpp-python's server keeps logits_all on and answers logprobs for chat completions;
+    # a principle question's first token lists Yes and No among its top alternatives.
+    server = get_embedded_server()
+    ep = get_endpoint(RoleConfig(), base_url=server.base_url)
+    messages = principle_messages(
+        [{"role": "user", "content": "Name a primary colour."}],
+        "Red is a primary colour.",
+        "The response is correct",
+        load_templates("generic"),
+    )
+    result = await ep.chat(
+        messages, model=server.model, max_tokens=1, temperature=0.0, top_logprobs=TOP_LOGPROBS
+    )
+    first = result.logprobs[0]
+    assert first is not None and len(first.top) >= 10
+    listed = {token.strip().lower() for token, _ in first.top}
+    assert {"yes", "no"} <= listed
+    assert ep.logprobs_supported is True
+    margin, _ = yes_no_margin(first)
+    assert math.isfinite(margin)
+
+
+async def test_embedded_rating_uses_its_json_form() -> None:
+    # The embedded server refuses OpenAI's json_schema form (a 500), so its endpoint starts
+    # with llama-cpp-python's json_object + schema, which constrains the reply by grammar.
+    server = get_embedded_server()
+    ep = get_endpoint(RoleConfig(), base_url=server.base_url)
+    assert ep.json_modes == ["json_object"] and ep.json_mode_known
+    messages = rating_messages(QUESTION, "Paris.", load_templates("generic"), json=True)
+    result = await ep.chat(
+        messages, model=server.model, max_tokens=160, temperature=0.0, json_schema=RATING_SCHEMA
+    )
+    assert result.json_mode == "json_object"
+    assert parse_rating_json(result.texts[0]) is not None, result.texts[0]
+
+
+def test_best_of_n_scores_every_candidate_with_no_configuration(tmp_path: Path) -> None:
+    # The quick start's judge: no configuration names one, so it is the principle judge, and
+    # every candidate gets a number (SmolLM2 rarely wrote a parseable "Score: N").
+    trace_path = tmp_path / "trace.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langgraph_feedit.cli",
+            "run",
+            "--preset",
+            "best-of-n",
+            "--drafts",
+            "3",
+            "--set",
+            "roles.draft.max_tokens=48",  # shorter drafts, for time; the judge is untouched
+            "--trace",
+            str(trace_path),
+            "Give one tip for writing clear emails.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FEEDIT_CONFIG": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trace = Trace.model_validate_json(trace_path.read_text(encoding="utf-8"))
+    assert trace.judge == "principle"
+    cands = trace.candidates()
+    assert len(cands) == 3
+    for n in cands:
+        assert isinstance(n.score, float) and math.isfinite(n.score), n
+        assert n.judge_path == "logprobs"
+    assert trace.selected == max(cands, key=lambda n: n.score or 0.0).id

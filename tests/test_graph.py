@@ -261,7 +261,7 @@ async def test_stops_at_max_rounds(sim: SimServer) -> None:
     config = sim_config(
         sim.base_url,
         width={"drafts": 2, "critiques": 1, "edits": 1},
-        depth={"max_rounds": 3, "beam": 1, "stop_score": 2.0},
+        depth={"max_rounds": 3, "beam": 1, "stop_score": 1e9},  # unreachable
     )
     trace = tree(await run_graph(config))
     assert trace.stopped == "max_rounds"
@@ -273,7 +273,7 @@ async def test_token_budget_ends_the_run_with_the_best_so_far(fresh_sim: SimServ
     config = sim_config(
         fresh_sim.base_url,
         width={"drafts": 2, "critiques": 1, "edits": 1},
-        depth={"max_rounds": 10, "beam": 1, "stop_score": 2.0},
+        depth={"max_rounds": 10, "beam": 1, "stop_score": 1e9},  # unreachable
         budget={"max_tokens": 1500},
     )
     trace = tree(await run_graph(config))

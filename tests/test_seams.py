@@ -175,10 +175,12 @@ async def test_messages_mode_streams_real_tokens(sim: SimServer) -> None:
             chunks.setdefault(meta["feedit_id"] + "/" + meta["feedit_role"], []).append(
                 str(message.content)
             )
-    # every draft, critique and edit streamed, each in several pieces
+    # every draft, critique and edit streamed, each in several pieces; the principle judge
+    # streams its one Yes/No token
     drafts = [k for k in chunks if k.endswith("/draft")]
     assert sorted(drafts) == ["d0/draft", "d1/draft"]
-    assert all(len(v) > 1 for v in chunks.values())
+    assert all(len(v) > 1 for k, v in chunks.items() if not k.endswith("/judge"))
+    assert [len(v) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
 
 
 def test_sync_invoke_and_stream(sim: SimServer) -> None:

@@ -85,7 +85,7 @@ def test_batch_output_sidecar_stderr_and_store_never_hold_the_key(
     faults = [
         Fault("401", rate=1.0, match="Question 1?"),  # every call of q1: the prompt fails
         # the judge of q2's candidates: answered, partial, the echo in its trace's notes
-        Fault("500", rate=1.0, echo_key=True, match="strict expert grader"),
+        Fault("500", rate=1.0, echo_key=True, match="satisfies this principle"),
     ]
     with SimServer(seed=91, faults=faults) as sim:
         argv = batch_cli(

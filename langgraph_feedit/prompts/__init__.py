@@ -1,8 +1,11 @@
 """Prompt templates per role, as named and versioned sets, and the parsers of their replies.
 
 A template set is a TOML file with ``name``, ``version`` and one template per role call:
-``critique``, ``edit`` (with ``{feedback}``), ``judge_rating`` and ``judge_pairwise`` (with
-``{question}``, ``{response_a}``, ``{response_b}``). Built in: ``generic`` (any instruct model)
+``critique``, ``edit`` (with ``{feedback}``), ``judge_rating`` (a rubric ending in
+``Score: N``), ``judge_rating_json`` (the same rubric, answered as JSON where the endpoint
+constrains output by a schema), ``judge_principle`` (with ``{principle}``; the question the
+``principle`` judge asks, answered Yes or No) and ``judge_pairwise`` (with ``{question}``,
+``{response_a}``, ``{response_b}``). Built in: ``generic`` (any instruct model)
 and ``nemotron`` (NVIDIA's dedicated feedback and edit models). A role's ``template`` setting
 names a set or a path to a TOML file of one's own; a file may set only some templates and
 inherit the rest from ``base`` (default ``generic``).
@@ -14,6 +17,7 @@ it: the candidate enters as the assistant turn.
 from __future__ import annotations
 
 import functools
+import json as jsonlib
 import math
 import re
 import tomllib
@@ -28,14 +32,17 @@ from langgraph_feedit.errors import ConfigError
 
 __all__ = [
     "BUILTIN_TEMPLATES",
+    "RATING_SCHEMA",
     "Message",
     "TemplateSet",
     "critique_messages",
     "edit_messages",
     "load_templates",
     "parse_pairwise",
+    "parse_rating_json",
     "parse_score",
     "parse_verdict",
+    "principle_messages",
     "rating_messages",
     "render_conversation",
 ]
@@ -54,6 +61,8 @@ class TemplateSet(BaseModel):
     critique: str
     edit: str
     judge_rating: str
+    judge_rating_json: str
+    judge_principle: str
     judge_pairwise: str
 
     @property
@@ -125,13 +134,38 @@ def edit_messages(
 
 
 def rating_messages(
-    conversation: Sequence[Mapping[str, Any]], response: str, templates: TemplateSet
+    conversation: Sequence[Mapping[str, Any]],
+    response: str,
+    templates: TemplateSet,
+    *,
+    json: bool = False,
 ) -> list[Message]:
-    """[conversation..., assistant: response, user: rating rubric]."""
+    """[conversation..., assistant: response, user: rating rubric] (the JSON rubric with
+    ``json``, for an endpoint that constrains the reply to :data:`RATING_SCHEMA`)."""
     return [
         *(dict(m) for m in conversation),
         {"role": "assistant", "content": response},
-        {"role": "user", "content": templates.judge_rating},
+        {
+            "role": "user",
+            "content": templates.judge_rating_json if json else templates.judge_rating,
+        },
+    ]
+
+
+def principle_messages(
+    conversation: Sequence[Mapping[str, Any]],
+    response: str,
+    principle: str,
+    templates: TemplateSet,
+) -> list[Message]:
+    """[conversation..., assistant: response, user: "... satisfies this principle: P. Only
+    answer Yes or No."]: Nemotron-Reward-Principle's form. A final full stop of ``principle``
+    is dropped, since the template puts one after it."""
+    text = templates.judge_principle.replace("{principle}", principle.strip().rstrip("."))
+    return [
+        *(dict(m) for m in conversation),
+        {"role": "assistant", "content": response},
+        {"role": "user", "content": text},
     ]
 
 
@@ -217,6 +251,38 @@ def parse_score(text: str, *, low: float = 1.0, high: float = 10.0) -> float | N
             if math.isfinite(value) and low <= value <= high:
                 return (value - low) / (high - low)
     return None
+
+
+RATING_SCHEMA: dict[str, Any] = {
+    "name": "rating",
+    "schema": {
+        "type": "object",
+        "properties": {
+            # Capped so that a model that rambles still closes the object within max_tokens.
+            "reason": {"type": "string", "maxLength": 300},
+            "score": {"type": "integer", "enum": list(range(1, 11))},
+        },
+        "required": ["reason", "score"],
+        "additionalProperties": False,
+    },
+}
+"""The JSON schema of a rating (``response_format``'s ``json_schema``): a short reason,
+then an integer score from 1 to 10."""
+
+
+def parse_rating_json(text: str) -> float | None:
+    """The ``score`` (1-10) of a JSON rating scaled to ``[0, 1]``; ``None`` when the text is
+    not a JSON object with an integer score in range (then the text parser is tried)."""
+    try:
+        data = jsonlib.loads(text)
+    except ValueError:
+        return None
+    score = data.get("score") if isinstance(data, dict) else None
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return None
+    if not (math.isfinite(score) and 1 <= score <= 10):
+        return None
+    return (float(score) - 1.0) / 9.0
 
 
 _PAIR = (re.compile(r"\[\[\s*([ABC])\s*\]\]"), re.compile(r"\[\s*([ABC])\s*\]"))

@@ -13,6 +13,11 @@ Two content hooks let parsers be tested: a last user message containing "Rate th
 starts with ``The response is {not|slightly|partially|mostly|perfectly} helpful.``; an
 Arena-Hard judge prompt (``<|The Start of Assistant A's Answer|>``) ends with a verdict such as
 ``[[A>B]]`` that prefers the longer answer (strongly when it is 1.5 times as long).
+A principle judge's prompt ("... satisfies this principle: P. Only answer Yes or No.") is
+answered Yes or No, with ``logprobs`` (when asked) whose Yes-minus-No margin grows with the
+judged answer's length; a rating prompt sent with a ``response_format`` it accepts
+(``response_formats``) is answered as a JSON object ``{"reason", "score"}``, and one it does
+not accept is refused with ``refusal_status`` naming ``response_format``.
 
 Example::
 

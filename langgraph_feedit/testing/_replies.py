@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -16,6 +17,8 @@ from typing import Any
 
 # One choice: its tokens (each with its leading separator) and its finish reason.
 Choice = tuple[list[str], str]
+# One token's logprobs as the chat API sends them: {token, logprob, bytes, top_logprobs}.
+TokenLogprob = dict[str, Any]
 
 _SYLLABLES = ("ba", "ce", "di", "fo", "gu", "ka", "le", "mi", "no", "pu", "ra", "se", "ti")
 _SYLLABLES_MORE = ("vo", "zu", "an", "el", "in", "or", "um", "tra", "ste", "plo", "gri")
@@ -59,6 +62,76 @@ def arena_verdict(prompt: str) -> str:
     return "B>>A" if strong else "B>A"
 
 
+PRINCIPLE_MARK = "satisfies this principle:"
+# How the Yes and No mass splits over token variants, as a BPE model's would.
+_YES_VARIANTS = (("Yes", 0.7), (" Yes", 0.2), ("yes", 0.1))
+_NO_VARIANTS = (("No", 0.7), (" No", 0.2), ("no", 0.1))
+_FILLER = ("The", "I", "1", "It", "This", "A")
+
+
+def principle_margin(seed: int, response: str, principle: str) -> float:
+    """The simulated principle judge's logprob(Yes) - logprob(No): it favours longer
+    responses (one nat per 10 words past 20), plus seeded noise under half a nat, so a test
+    can tell which of two candidates it prefers."""
+    noise = random.Random(f"{seed}:principle:{principle}:{response}").uniform(-0.4, 0.4)
+    return (len(response.split()) - 20) / 10.0 + noise
+
+
+def principle_logprobs(margin: float) -> list[tuple[str, float]]:
+    """Every listed token with its logprob, likeliest first: 90% of the mass on Yes and No
+    (split by ``margin``, then over variants), the rest on filler tokens."""
+    p_yes = 0.9 / (1.0 + math.exp(-margin))
+    p_no = 0.9 - p_yes
+    listed = [(t, p_yes * share) for t, share in _YES_VARIANTS]
+    listed += [(t, p_no * share) for t, share in _NO_VARIANTS]
+    listed += [(t, 0.1 / len(_FILLER) / (i + 1)) for i, t in enumerate(_FILLER)]
+    return sorted(((t, math.log(p)) for t, p in listed if p > 0), key=lambda x: -x[1])
+
+
+def judged_response(messages: list[Any]) -> str:
+    """The assistant turn a judge prompt is about (the last one before the instruction)."""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            return content_text(m.get("content"))
+    return ""
+
+
+def token_logprobs(
+    tokens: list[str], key: int, choice: int, top: int, first: list[tuple[str, float]] | None
+) -> list[TokenLogprob]:
+    """Chat-completion ``logprobs.content`` for a reply: the first token's list is ``first``
+    when given (a principle judge's Yes/No), else every token leads a seeded list."""
+    rng = random.Random(f"{key}:{choice}:logprobs")
+    out: list[TokenLogprob] = []
+    for pos, token in enumerate(tokens):
+        if pos == 0 and first is not None:
+            listed = first
+        else:
+            lead = -rng.uniform(0.01, 1.0)
+            listed = [(token, lead)] + [
+                (f" {w}", lead - 1.0 - i - rng.random()) for i, w in enumerate(_FILLER)
+            ]
+        chosen = next((lp for t, lp in listed if t == token), listed[0][1])
+        out.append(
+            {
+                "token": token,
+                "logprob": chosen,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in listed[:top]
+                ],
+            }
+        )
+    return out
+
+
+def json_rating(rng: random.Random, score: int) -> list[str]:
+    """A rating as a JSON object (what a ``response_format`` json_schema asks), as tokens."""
+    text = json.dumps({"reason": " ".join(words(rng, 8)), "score": score})
+    pieces = text.split(" ")
+    return [pieces[0]] + [f" {p}" for p in pieces[1:]]
+
+
 def words(rng: random.Random, count: int) -> list[str]:
     """Pseudo-words in sentences: readable enough to eyeball, one whitespace word per token."""
     out: list[str] = []
@@ -84,9 +157,17 @@ def compose(
     mean_tokens: int,
     sd_tokens: float,
     min_tokens: int,
+    json_reply: bool = False,
+    principle_first: list[tuple[str, float]] | None = None,
 ) -> Choice:
-    """One choice as tokens (each with its leading separator) and its finish reason."""
+    """One choice as tokens (each with its leading separator) and its finish reason.
+
+    ``principle_first`` (a principle judge's listed first tokens) makes the reply its
+    likeliest token; ``json_reply`` makes a rating prompt's reply a JSON object.
+    """
     rng = random.Random(f"{key}:{choice}")
+    if principle_first is not None:
+        return [principle_first[0][0]], ("length" if cap == 1 else "stop")
     length = mean_tokens
     if sd_tokens > 0:
         length = round(rng.gauss(mean_tokens, sd_tokens))
@@ -105,7 +186,18 @@ def compose(
         level = _LEVELS[digest("level", key, choice) % len(_LEVELS)]
         head = f"The response is {level} helpful.".split()
     if "rate the response" in last_user or "score" in last_user:
-        tail = ["\nScore:", f" {1 + digest('score', key, choice) % 10}"]
+        score = 1 + digest("score", key, choice) % 10
+        if json_reply:
+            tokens = json_rating(rng, score)
+            return (
+                (tokens[:cap], "length")
+                if cap is not None and len(tokens) > cap
+                else (
+                    tokens,
+                    "stop",
+                )
+            )
+        tail = ["\nScore:", f" {score}"]
     if "<|the start of assistant a's answer|>" in last_user:
         tail = ["\nMy", " final", " verdict:", f" [[{arena_verdict(last_user)}]]"]
     body = head + words(rng, max(1, length - len(head) - len(tail)))
@@ -158,7 +250,11 @@ def chat_usage(prompt_tokens: int, completion_tokens: int, cached: int) -> dict[
 
 
 def chat_completion(
-    reply_id: str, model: str, choices: list[Choice], usage: dict[str, Any]
+    reply_id: str,
+    model: str,
+    choices: list[Choice],
+    usage: dict[str, Any],
+    logprobs: list[list[TokenLogprob]] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": reply_id,
@@ -170,7 +266,7 @@ def chat_completion(
             {
                 "index": i,
                 "message": {"role": "assistant", "content": "".join(tokens)},
-                "logprobs": None,
+                "logprobs": None if logprobs is None else {"content": logprobs[i], "refusal": None},
                 "finish_reason": finish,
             }
             for i, (tokens, finish) in enumerate(choices)
@@ -180,7 +276,11 @@ def chat_completion(
 
 
 def sse_steps(
-    reply_id: str, model: str, choices: list[Choice], usage: dict[str, Any] | None
+    reply_id: str,
+    model: str,
+    choices: list[Choice],
+    usage: dict[str, Any] | None,
+    logprobs: list[list[TokenLogprob]] | None = None,
 ) -> list[list[bytes]]:
     """SSE events grouped by decoding step: step 0 is the role, the last holds the ending."""
 
@@ -196,12 +296,21 @@ def sse_steps(
             chunk["usage"] = final_usage
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
-    def part(index: int, delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def part(
+        index: int, delta: dict[str, str], finish: str | None = None, pos: int | None = None
+    ) -> dict[str, Any]:
+        lp = None
+        if logprobs is not None and pos is not None:
+            lp = {"content": [logprobs[index][pos]], "refusal": None}
+        return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
 
     steps = [[event([part(i, {"role": "assistant", "content": ""}) for i in range(len(choices))])]]
     for pos in range(max(len(tokens) for tokens, _ in choices)):
-        parts = [part(i, {"content": t[pos]}) for i, (t, _) in enumerate(choices) if pos < len(t)]
+        parts = [
+            part(i, {"content": t[pos]}, pos=pos)
+            for i, (t, _) in enumerate(choices)
+            if pos < len(t)
+        ]
         steps.append([event(parts)])
     ending = [event([part(i, {}, finish) for i, (_, finish) in enumerate(choices)])]
     if usage is not None:

@@ -21,15 +21,21 @@ from aiohttp import web
 from langgraph_feedit.testing._faults import Fault, error_reply, fault_reply
 from langgraph_feedit.testing._ledger import Ledger, RecordedRequest
 from langgraph_feedit.testing._replies import (
+    PRINCIPLE_MARK,
     chat_completion,
     chat_usage,
     compose,
+    content_text,
     digest,
+    judged_response,
     pooled_texts,
     pooling_reply,
+    principle_logprobs,
+    principle_margin,
     reply_key,
     reward_scores,
     sse_steps,
+    token_logprobs,
 )
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
@@ -44,6 +50,18 @@ class SimServer:
     ``latency_fn(body)`` returns a number. A request holds one of ``capacity`` slots while in
     service; the rest queue in arrival order. Waits are ``asyncio.sleep``, so a client that hangs up
     cancels its handler and is recorded as ``disconnected``.
+
+    Logprobs: a request with ``logprobs: true`` gets ``choices[].logprobs.content`` (one entry
+    per token, each with up to ``top_logprobs`` alternatives, at most ``max_top_logprobs``),
+    unless ``logprobs=False`` (a server that sends none). A principle judge's prompt ("...
+    satisfies this principle: P. Only answer Yes or No.") is answered Yes or No, its first
+    token's alternatives spread over "Yes", " Yes", "yes", "No", " No", "no" and filler tokens,
+    with logprob(Yes) - logprob(No) = :func:`principle_margin` (longer responses win).
+
+    ``response_format``: a form named in ``response_formats`` (``json_schema``: OpenAI's;
+    ``json_object``: llama-cpp-python's, with ``schema``) makes a rating prompt's reply a JSON
+    object ``{"reason", "score"}``; another form is refused with ``refusal_status`` and a
+    message naming ``response_format`` (llama-cpp-python refuses ``json_schema`` with a 500).
 
     Endpoints: ``POST /v1/chat/completions``; ``POST /pooling`` and ``/v1/pooling``; ``GET
     /v1/models``; ``GET /health``; ``GET /_sim/stats``. ``requests`` lists chat and pooling
@@ -67,6 +85,10 @@ class SimServer:
         reject_n: bool = False,
         ignore_n: bool = False,
         port: int = 0,
+        logprobs: bool = True,
+        max_top_logprobs: int = 20,
+        response_formats: Sequence[str] = ("text", "json_schema", "json_object"),
+        refusal_status: int = 400,
     ) -> None:
         if rate <= 0 or ttft < 0 or jitter < 0 or sd_tokens < 0:
             raise ValueError("rate must be positive; ttft, jitter and sd_tokens not negative")
@@ -80,6 +102,9 @@ class SimServer:
         self.mean_tokens, self.sd_tokens, self.min_tokens = mean_tokens, sd_tokens, min_tokens
         self.capacity, self.model, self.latency_fn = capacity, model, latency_fn
         self.reject_n, self.ignore_n, self.port = reject_n, ignore_n, port
+        self.logprobs, self.max_top_logprobs = logprobs, max_top_logprobs
+        self.response_formats = tuple(response_formats)
+        self.refusal_status = refusal_status
         self.base_url = ""
         self._ledger = Ledger(capacity, faults)
         self._created = int(time.time())
@@ -322,6 +347,26 @@ class SimServer:
                 "invalid_request_error",
                 "max_tokens",
             )
+        form = body.get("response_format")
+        kind = form.get("type") if isinstance(form, dict) else None
+        if form is not None and kind not in self.response_formats:
+            message = f"response_format of type {kind!r} is not supported by this server"
+            return error_reply(
+                self.refusal_status, message, "invalid_request_error", "response_format"
+            )
+        last_user = next(
+            (
+                content_text(m.get("content"))
+                for m in reversed(messages)
+                if isinstance(m, dict) and m.get("role") == "user"
+            ),
+            "",
+        )
+        yes_no: list[tuple[str, float]] | None = None
+        if PRINCIPLE_MARK in last_user:
+            principle = last_user.split(PRINCIPLE_MARK, 1)[1]
+            margin = principle_margin(self.seed, judged_response(messages), principle)
+            yes_no = principle_logprobs(margin)
         key = reply_key(self.seed, messages, body)
         choices = [
             compose(
@@ -332,9 +377,18 @@ class SimServer:
                 mean_tokens=self.mean_tokens,
                 sd_tokens=self.sd_tokens,
                 min_tokens=self.min_tokens,
+                json_reply=kind in ("json_schema", "json_object"),
+                principle_first=yes_no,
             )
             for i in range(n)
         ]
+        logprobs = None
+        if body.get("logprobs") and self.logprobs:
+            asked = body.get("top_logprobs")
+            top = min(self.max_top_logprobs, asked if isinstance(asked, int) else 0)
+            logprobs = [
+                token_logprobs(tokens, key, i, top, yes_no) for i, (tokens, _) in enumerate(choices)
+            ]
         prompt_tokens, cached = self._ledger.prompt_usage(messages)
         record.completion_tokens = sum(len(tokens) for tokens, _ in choices)
         usage = chat_usage(prompt_tokens, record.completion_tokens, cached)
@@ -345,10 +399,12 @@ class SimServer:
             if body.get("stream"):
                 options = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-                chunks = sse_steps(reply_id, self.model, choices, usage if include_usage else None)
+                chunks = sse_steps(
+                    reply_id, self.model, choices, usage if include_usage else None, logprobs
+                )
                 return await self._stream(request, chunks, first, per_token)
             await asyncio.sleep(first + per_token * longest)
-        return web.json_response(chat_completion(reply_id, self.model, choices, usage))
+        return web.json_response(chat_completion(reply_id, self.model, choices, usage, logprobs))
 
     async def _stream(
         self, request: web.Request, steps: list[list[bytes]], first: float, per_token: float
