@@ -145,8 +145,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from langgraph_feedit.config import DEFAULT_PRINCIPLE
     from langgraph_feedit.embedded import default_model_path
-    from langgraph_feedit.train.data import DEFAULT_PRINCIPLE
     from langgraph_feedit.train.gguf_io import prepare_base
 
     base = args.base_model or default_model_path()

@@ -23,6 +23,7 @@ from langgraph_feedit.train.data import (
     PairExample,
     SFTExample,
     load_examples,
+    select_messages,
 )
 
 from .helpers import sim_config, write_prompts
@@ -163,8 +164,8 @@ def test_each_role_may_name_its_own_embedded_model(tmp_path: Path) -> None:
 
 
 def test_the_select_question_is_the_principle_judges() -> None:
-    assert PRINCIPLE_PROMPT.startswith("Evaluate the response to the previous prompt in terms of")
-    assert PRINCIPLE_PROMPT.endswith("this principle: {principle}. Only answer Yes or No.")
+    for name in ("generic", "nemotron"):
+        assert load_templates(name).judge_principle == PRINCIPLE_PROMPT
 
 
 # -- with the model (slow) ----------------------------------------------------------------------
@@ -236,6 +237,20 @@ def test_training_examples_are_byte_for_byte_what_the_graph_sends(
             n_prompt = enc["labels"].count(-100)
             served_ids = tokenizer(served, add_special_tokens=False)["input_ids"]
             assert enc["input_ids"][:n_prompt] == served_ids
+    # The select model's prompt is the principle judge's request, to the byte.
+    from langgraph_feedit.config import DEFAULT_PRINCIPLE
+    from langgraph_feedit.train.trainers import encode_pair
+
+    pairs = load_examples("select", [answers], NEMOTRON, min_gain=-1.0)
+    assert pairs
+    for pair in pairs:
+        for text in (pair.chosen, pair.rejected):
+            msgs = select_messages(pair.conversation, text, DEFAULT_PRINCIPLE)
+            assert msgs in sent, f"select example {pair.where} is not what the judge sent"
+        enc = encode_pair(tokenizer, pair, DEFAULT_PRINCIPLE, 4096)
+        judged = prompt_text(tokenizer, select_messages(pair.conversation, pair.chosen,
+                                                        DEFAULT_PRINCIPLE))  # fmt: skip
+        assert enc["chosen_ids"] == tokenizer(judged, add_special_tokens=False)["input_ids"]
     # The chat template the tokenizer renders with is the one llama.cpp reads from the GGUF.
     import gguf
 
@@ -307,13 +322,30 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         cache_dir=base_dir.parent,
         **common,
     )
+    # --resume continues the select run from its last checkpoint (step 2) to step 4.
+    resumed = _train(
+        "select",
+        [DATA / "helpsteer3_preference.jsonl", DATA / "pairs.jsonl"],
+        tmp_path / "sel",
+        base,
+        learning_rate=2e-3,
+        lora=True,
+        lora_r=8,
+        cache_dir=base_dir.parent,
+        resume=True,
+        export_gguf=False,
+        **{**common, "max_steps": 4},
+    )
+    assert resumed["figures"]["resumed_from"].endswith("checkpoint-2")
+    assert resumed["figures"]["steps"] == 4 and [p["step"] for p in resumed["losses"]][-1] == 4
     for task, rec in runs.items():
         losses = [p["loss"] for p in rec["losses"]]
         assert len(losses) == 3 and losses[-1] < losses[0], f"{task}: loss did not fall: {losses}"
         assert Path(rec["gguf"]).is_file() and Path(rec["loss_png"]).is_file()
         on_disk = json.loads((tmp_path / {"feedback": "fb", "edit": "ed", "select": "sel"}[task]
                               / "run.json").read_text())  # fmt: skip
-        assert on_disk["data"]["trained_on"] == 4 and on_disk["figures"]["steps"] == 3
+        assert on_disk["data"]["trained_on"] == 4
+        assert on_disk["figures"]["steps"] == (4 if task == "select" else 3)  # resumed
     # The distilled batch counted: the feedback run read the batch file's rows too.
     assert runs["feedback"]["data"]["rows"] > 8
 
@@ -343,7 +375,7 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         "default": {"max_tokens": 24},
         "critique": {"embedded_model": runs["feedback"]["gguf"], "template": "nemotron"},
         "edit": {"embedded_model": runs["edit"]["gguf"], "template": "nemotron"},
-        "judge": {"embedded_model": runs["select"]["gguf"]},
+        "judge": {"embedded_model": runs["select"]["gguf"], "kind": "principle"},
     }
     config = FeeditConfig.load(
         env={}, overrides={"roles": roles, "width": {"drafts": 1, "critiques": 1, "edits": 1}}
@@ -355,6 +387,9 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         kinds = [n.kind for n in trace.nodes]
         assert kinds.count("critique") == 1 and kinds.count("edit") == 1
         assert not any(n.error for n in trace.nodes), [n.error for n in trace.nodes]
+        # The principle judge read its Yes/No margin from the trained select model.
+        scored = [n for n in trace.nodes if n.kind != "critique"]
+        assert scored and all(n.score is not None for n in scored), [n.judge_note for n in scored]
         served = {str(s.model_path) for s in _registry}
         assert {runs[t]["gguf"] for t in runs} | {str(base)} <= served
     finally:

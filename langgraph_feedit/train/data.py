@@ -38,7 +38,13 @@ from typing import Any, Literal
 
 from langgraph_feedit.errors import InputError
 from langgraph_feedit.inputs import ConversationError, check_conversation, decode_text
-from langgraph_feedit.prompts import TemplateSet, critique_messages, edit_messages
+from langgraph_feedit.prompts import (
+    TemplateSet,
+    critique_messages,
+    edit_messages,
+    load_templates,
+    principle_messages,
+)
 
 __all__ = [
     "PRINCIPLE_PROMPT",
@@ -59,10 +65,10 @@ PRINCIPLE_PROMPT = (
     "Evaluate the response to the previous prompt in terms of whether it satisfies this "
     "principle: {principle}. Only answer Yes or No."
 )
-"""The select model's question (that of Nemotron's Reward-Principle model): its reward is
-logprob(Yes) - logprob(No) at the answer's first token; the ``principle`` judge asks the same."""
-
-DEFAULT_PRINCIPLE = "the response is helpful, correct and complete"
+"""The select model's question (that of Nemotron's Reward-Principle model, the template sets'
+``judge_principle``): its reward is logprob(Yes) - logprob(No) at the answer's first token,
+which the ``principle`` judge reads; the default principle is the judge's
+(:data:`~langgraph_feedit.config.DEFAULT_PRINCIPLE`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +103,14 @@ class DataCounts:
 
 
 def select_messages(
-    conversation: Sequence[Mapping[str, Any]], response: str, principle: str
+    conversation: Sequence[Mapping[str, Any]],
+    response: str,
+    principle: str,
+    templates: TemplateSet | None = None,
 ) -> list[dict[str, Any]]:
-    """[conversation..., assistant: response, user: the principle question]."""
-    return [
-        *(dict(m) for m in conversation),
-        {"role": "assistant", "content": response},
-        {"role": "user", "content": PRINCIPLE_PROMPT.replace("{principle}", principle)},
-    ]
+    """[conversation..., assistant: response, user: the principle question]: exactly what the
+    ``principle`` judge sends (:func:`~langgraph_feedit.prompts.principle_messages`)."""
+    return principle_messages(conversation, response, principle, templates or load_templates(None))
 
 
 # -- reading rows --------------------------------------------------------------------------------
@@ -302,7 +308,6 @@ def distill_examples(
     *,
     min_gain: float,
     counts: DataCounts,
-    principle: str = DEFAULT_PRINCIPLE,
 ) -> list[SFTExample] | list[PairExample]:
     """Examples from one ``feedit batch`` record: the teacher's critiques and edits whose edit
     the judge scored at least ``min_gain`` above its parent (feedback, edit), or the pair of

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from langgraph_feedit.config import DEFAULT_PRINCIPLE
 from langgraph_feedit.errors import ConfigError
-from langgraph_feedit.train.data import DEFAULT_PRINCIPLE, Source
+from langgraph_feedit.train.data import Source
 
 __all__ = ["Task", "TrainSettings", "settings_from"]
 
@@ -36,7 +37,8 @@ class TrainSettings(BaseModel):
     template: str = "generic"
     """The template set the examples are rendered with: the one the served role will use."""
     principle: str = DEFAULT_PRINCIPLE
-    """The select model's principle (``{principle}`` in its Yes/No question)."""
+    """The select model's principle (``{principle}`` in its Yes/No question); default the
+    ``principle`` judge's. Serve it with the same text in ``roles.judge.principles``."""
     min_gain: float = 0.0
     """Distillation: keep a teacher's critique and edit when the judge scored the edit at
     least this much above its parent."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph_feedit.errors import UserError
-from langgraph_feedit.prompts import load_templates
+from langgraph_feedit.prompts import TemplateSet, load_templates
 from langgraph_feedit.train.data import (
     DataCounts,
     PairExample,
@@ -88,12 +88,17 @@ def yes_no_ids(tokenizer: Any) -> tuple[int, int]:
 
 
 def encode_pair(
-    tokenizer: Any, ex: PairExample, principle: str, max_length: int
+    tokenizer: Any,
+    ex: PairExample,
+    principle: str,
+    max_length: int,
+    templates: TemplateSet | None = None,
 ) -> dict[str, list[int]]:
     """The chosen and rejected prompts (each ending where the Yes/No answer starts)."""
 
     def ids(response: str) -> list[int]:
-        text = prompt_text(tokenizer, select_messages(ex.conversation, response, principle))
+        msgs = select_messages(ex.conversation, response, principle, templates)
+        text = prompt_text(tokenizer, msgs)
         out: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
         return out[-max_length:]  # the question and the response's end matter most
 
@@ -221,7 +226,7 @@ def train(settings: TrainSettings) -> TrainResult:
     too_long = 0
     for ex in examples:
         if settings.task == "select":
-            rows.append(encode_pair(tok, ex, settings.principle, settings.max_length))
+            rows.append(encode_pair(tok, ex, settings.principle, settings.max_length, templates))
         else:
             enc = encode_sft(tok, ex, settings.max_length)
             if enc is None:
