@@ -408,7 +408,8 @@ def _endpoint_identity(spec: RunSpec, role: str) -> dict[str, Any]:
     settings = spec["roles"][role]
     ident = {k: settings.get(k) for k in _CALL_SETTINGS}
     if not ident["base_url"]:
-        ident["base_url"] = f"embedded:{spec['embedded_model'] or 'default'}"
+        model = settings.get("embedded_model") or spec["embedded_model"]
+        ident["base_url"] = f"embedded:{model or 'default'}"
     return ident
 
 

@@ -180,7 +180,7 @@ class RoleCaller:
             else:
                 from langgraph_feedit.embedded import EmbeddedSettings, get_embedded_server
 
-                path = self.embedded_model
+                path = rc.embedded_model or self.embedded_model
                 settings = EmbeddedSettings(model_path=Path(path) if path else None)
                 server = await asyncio.to_thread(get_embedded_server, settings)
                 found = (get_endpoint(rc, role=role, base_url=server.base_url), server.model)

@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     view_command.add_parser(sub)
     verify_cli.add_parser(sub)
+    from langgraph_feedit.train import cli as train_cli
+
+    train_cli.add_parser(sub)
     return parser
 
 
@@ -640,6 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _client_key(args.client_key_env)
             return run_serve(args)
+        if args.command == "train":
+            from langgraph_feedit.train import cli as train_cli
+
+            return train_cli.run(args)
     except UserError as exc:
         print(f"feedit: error: {exc}", file=sys.stderr)
         return 2

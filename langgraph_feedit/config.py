@@ -129,6 +129,10 @@ class RoleConfig(_Strict):
     """What the ``principle`` judge asks about (``judge`` role only): principles as text, or
     ``{text, weight}`` tables; the score is their weighted mean. Default: one helpfulness
     principle (:data:`DEFAULT_PRINCIPLE`)."""
+    embedded_model: str | None = None
+    """Path to a GGUF file this role's embedded endpoint serves (when ``base_url`` is unset);
+    overrides the top-level ``embedded_model``, so each role may run its own local model
+    (e.g. one trained with ``feedit train``). Roles naming the same file share one server."""
 
     @field_validator("base_url")
     @classmethod
