@@ -71,6 +71,9 @@ def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) 
         "m",
         "--concurrency",
         "4",
+        # Seeded drafts differ (identical ones would share their judge and critique calls).
+        "--set",
+        "roles.draft.seed=0",
     ]
     with SimServer(seed=62, ttft=0.05, rate=400) as server:
         base = ["--base-url", server.base_url]

@@ -38,7 +38,11 @@ async def sim_batch(sim: SimServer, tmp_path: Path) -> Path:
     options = BatchOptions(
         input=inp, output=tmp_path / "a.jsonl", store=tmp_path / "s", progress=False
     )
-    config = sim_config(sim.base_url, width={"drafts": 2, "critiques": 1, "edits": 1})
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 2, "critiques": 1, "edits": 1},
+        roles={"draft": {"seed": 0}},  # distinct drafts: twins would share their subtrees
+    )
     await run_batch(config, options)
     return options.output
 

@@ -41,8 +41,9 @@ def calls(sim: SimServer, marker: str) -> int:
     return sum(marker in last_user(r) for r in sim.requests)
 
 
-CRITIQUE = "Evaluate the response"  # the nemotron critique prompt; the server answers a verdict
-JUDGE = "Rate the response"
+# The nemotron critique prompt (the server answers it with a verdict) and the principle judge.
+CRITIQUE = "in terms of how helpful it is overall"
+JUDGE = "satisfies this principle"
 
 
 def effective_config(sim: SimServer, *, samples: int, skip: bool = True, **width: int) -> Any:

@@ -43,6 +43,8 @@ def server(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "FEEDIT_ROLES__DEFAULT__BASE_URL": sim.base_url,
         "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
         "FEEDIT_ROLES__DEFAULT__MAX_RETRIES": "0",
+        # Seeded drafts differ (identical ones would share their judge and critique calls).
+        "FEEDIT_ROLES__DRAFT__SEED": "0",
         "LANGSMITH_TRACING": "false",
     }
     proc = subprocess.Popen(

@@ -37,7 +37,9 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def url(sim: SimServer) -> Iterator[str]:
-    with serve_in_thread(build_app(sim_config(sim.base_url, width={"drafts": 2}))) as base_url:
+    with serve_in_thread(
+        build_app(sim_config(sim.base_url, width={"drafts": 2}, roles={"draft": {"seed": 0}}))
+    ) as base_url:
         yield base_url
 
 

@@ -54,6 +54,8 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
             pg,
             "--cache-url",
             rd,
+            "--set",
+            "roles.draft.seed=0",  # distinct drafts: twins would share calls
         ]
         # each shard keeps its own local folder: everything shared goes through the servers
         shard0 = subprocess.Popen(

@@ -201,7 +201,12 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         config = sim_config(
             sim.base_url,
             width={"drafts": 2, "critiques": 2, "edits": 1},
-            roles={"critique": {"template": "nemotron"}, "edit": {"template": "nemotron"}},
+            roles={
+                # seeded drafts differ (identical ones would share their critiques and edits)
+                "draft": {"seed": 0},
+                "critique": {"template": "nemotron"},
+                "edit": {"template": "nemotron"},
+            },
         )
         options = BatchOptions(
             input=write_prompts(tmp / "q.jsonl", 3),
