@@ -422,7 +422,8 @@ def door() -> Iterator[tuple[str, list[str]]]:
     second streamed); yields its root URL and the three completion ids."""
     with SimServer(seed=3, ttft=0.005, rate=4000, mean_tokens=20) as sim:
         app = build_app(
-            sim_config(sim.base_url),
+            # seeded drafts differ (identical ones would share their subtrees)
+            sim_config(sim.base_url, roles={"draft": {"seed": 0}}),
             api_key_env="FEEDIT_VIEW_TEST_KEY",
             env={"FEEDIT_VIEW_TEST_KEY": KEY},
             keep_traces=2,
