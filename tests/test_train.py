@@ -327,7 +327,8 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         cache_dir=base_dir.parent,
         **common,
     )
-    # --resume continues the select run from its last checkpoint (step 2) to step 4.
+    # --resume continues the select run from its last checkpoint to step 4: Trainer saved at
+    # step 2 (save_steps) and at the end of training (step 3).
     resumed = _train(
         "select",
         [DATA / "helpsteer3_preference.jsonl", DATA / "pairs.jsonl"],
@@ -341,7 +342,7 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         export_gguf=False,
         **{**common, "max_steps": 4},
     )
-    assert resumed["figures"]["resumed_from"].endswith("checkpoint-2")
+    assert resumed["figures"]["resumed_from"].endswith("checkpoint-3")
     assert resumed["figures"]["steps"] == 4 and [p["step"] for p in resumed["losses"]][-1] == 4
     for task, rec in runs.items():
         losses = [p["loss"] for p in rec["losses"]]
