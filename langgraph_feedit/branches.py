@@ -276,6 +276,7 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
             info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
         )
 
+    started = time.time()
     try:
         # A pointwise score depends on the text alone: an identical candidate's is reused.
         result, _ = await run.shared.once(_share_key("judge", cand["text"]), make)
@@ -284,6 +285,8 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
             "id": cand["id"],
             "judge_note": f"not scored: {failure_text(exc)}",
             "judge_path": "unscored",
+            "judge_started": started,
+            "judge_ended": time.time(),
         }
         emit(runtime, "scored", note, score=None, error=note["judge_note"])
         raise NodeFailed(note) from exc
@@ -292,6 +295,8 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
         "score": result.score,
         "judge_usage": result.usage.as_dict(),
         "judge_origin": run.attempt,
+        "judge_started": started,
+        "judge_ended": time.time(),
     }
     if result.note:
         update["judge_note"] = result.note

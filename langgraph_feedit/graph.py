@@ -336,6 +336,7 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
         stopped=state.get("feedit_stopped"),
         judge=spec["judge"],
         rounds=max((n.round for n in nodes), default=0),
+        conversation=spec["conversation"],
     )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None:

@@ -81,6 +81,10 @@ class TraceNode(BaseModel):
     weighted mean."""
     started: float | None = None
     ended: float | None = None
+    judge_started: float | None = None
+    judge_ended: float | None = None
+    """When this candidate's pointwise judge call started and ended (a pairwise judge's
+    matches belong to no one node)."""
     error: str | None = None
     failure: Literal["backend", "timeout", "deadline", "budget"] | None = None
     """The kind of failure behind ``error``: the endpoint answered an error (``backend``) or
@@ -124,6 +128,9 @@ class Trace(BaseModel):
     stopped: str | None = None
     judge: str | None = None
     rounds: int = 0
+    conversation: list[dict[str, Any]] | None = None
+    """The conversation the tree answered (OpenAI-style messages), so a trace file alone can be
+    read, and drawn by ``feedit view``."""
 
     def node(self, node_id: str) -> TraceNode:
         for n in self.nodes:
@@ -159,6 +166,8 @@ class NodeDict(TypedDict, total=False):
     principle_scores: dict[str, float] | None
     started: float | None
     ended: float | None
+    judge_started: float | None
+    judge_ended: float | None
     error: str | None
     failure: Literal["backend", "timeout", "deadline", "budget"] | None
     skipped: str | None

@@ -13,6 +13,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -519,3 +521,35 @@ def test_batch_pages_read_trace_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"gone\.json") as caught:
         write_batch_pages(answers, tmp_path / "pages")
     assert caught.value.line == 1
+
+
+def test_a_run_trace_file_alone_has_its_conversation_and_judge_bars(tmp_path: Path) -> None:
+    """``feedit run --trace`` writes the conversation into the trace, and each candidate's
+    pointwise judge call has its own bar on the timeline."""
+    src = tmp_path / "run.json"
+    with SimServer(seed=7, ttft=0.01, rate=2000, mean_tokens=20) as sim:
+        args = ["run", "--base-url", sim.base_url, "--model", "sim-model", "--trace", str(src)]
+        width = ["--drafts", "2", "--critiques", "1", "--edits", "1"]
+        seeded = ["--set", "roles.draft.seed=0"]
+        # In a process of its own, as a user runs it (the browser tests hold this one's loop).
+        cli = [sys.executable, "-m", "langgraph_feedit.cli"]
+        done = subprocess.run(
+            [*cli, *args, *width, *seeded, "Say <b>hi</b> twice."],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    trace = json.loads(src.read_text(encoding="utf-8"))
+    assert trace["conversation"] == [{"role": "user", "content": "Say <b>hi</b> twice."}]
+    candidates = [n for n in trace["nodes"] if n["kind"] in ("draft", "edit")]
+    assert len(candidates) == 4
+    assert all(n["judge_started"] <= n["judge_ended"] for n in candidates)
+    assert main(["view", str(src)]) == 0
+    page = (tmp_path / "run.html").read_text(encoding="utf-8")
+    conversation = page[page.index('id="conversation"') : page.index("<h2>Answer")]
+    assert "Say &lt;b&gt;hi&lt;/b&gt; twice." in conversation
+    timeline = page[page.index('id="timeline"') : page.index("<h2>Tree")]
+    assert timeline.count("role-judge") == len(candidates)
+    assert timeline.count('class="bar ') == len(trace["nodes"]) + len(candidates)

@@ -73,7 +73,7 @@ overflow-y:auto}
 .tl-row{position:relative;height:7px;margin:1px 0}
 .bar{position:absolute;top:0;height:7px;border-radius:2px;min-width:2px}
 .bar.role-draft{background:var(--draft)}.bar.role-critique{background:var(--critique)}
-.bar.role-edit{background:var(--edit)}.bar.reused{opacity:.35}
+.bar.role-edit{background:var(--edit)}.bar.role-judge{background:var(--judge)}.bar.reused{opacity:.35}
 .bar.failed{background:#c33}.bar.on-path{outline:1px solid #000}
 .axis{display:flex;justify-content:space-between;color:var(--mute);font-size:12px}
 .legend span{margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;
@@ -205,8 +205,8 @@ def _content_text(content: Any) -> str:
 def _conversation(messages: Sequence[Any] | None) -> str:
     if not messages:
         return (
-            '<p class="meta" id="conversation">The conversation is not in this file: a trace '
-            "holds the tree, and the batch record or the server keeps the messages.</p>"
+            '<p class="meta" id="conversation">The conversation is not in this file (a trace '
+            "written before traces kept their conversation).</p>"
         )
     rows = []
     for m in messages:
@@ -253,8 +253,30 @@ def _usage_table(trace: Mapping[str, Any]) -> str:
     )
 
 
+def _calls(nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every timed call: each node's own (draft, critique, edit) and a candidate's pointwise
+    judge call, which the trace records on the candidate's node."""
+    calls: list[dict[str, Any]] = []
+    for n in nodes:
+        if n.get("started") is not None and n.get("ended") is not None:
+            calls.append(dict(n))
+        if n.get("judge_started") is not None and n.get("judge_ended") is not None:
+            calls.append(
+                {
+                    "id": n["id"],
+                    "role": "judge",
+                    "started": n["judge_started"],
+                    "ended": n["judge_ended"],
+                    "reused": n.get("reused"),
+                    "error": n.get("judge_note") if n.get("judge_path") == "unscored" else None,
+                    "judge": True,
+                }
+            )
+    return calls
+
+
 def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
-    timed = [n for n in nodes if n.get("started") is not None and n.get("ended") is not None]
+    timed = _calls(nodes)
     if not timed:
         return '<p class="meta" id="timeline">No call in this trace has a start and end time.</p>'
     timed.sort(key=lambda n: (float(n["started"]), str(n["id"])))
@@ -286,7 +308,7 @@ def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
             f'class="{" ".join(escape(c) for c in classes)}" data-node="{escape(str(n["id"]))}" '
             f'style="left:{left:.3f}%;width:{width:.3f}%" title="{escape(title)}"></a></div>'
         )
-    untimed = len(nodes) - len(timed) - len(elsewhere)
+    untimed = sum(1 for n in nodes if n.get("started") is None or n.get("ended") is None)
     notes = [f"{untimed} node(s) without a time"] if untimed else []
     if elsewhere:
         notes.append(f"{len(elsewhere)} reused from an earlier attempt")
@@ -295,6 +317,7 @@ def _timeline(nodes: Sequence[Mapping[str, Any]], path: set[str]) -> str:
         '<div class="legend"><span><i style="background:var(--draft)"></i>draft</span>'
         '<span><i style="background:var(--critique)"></i>critique</span>'
         '<span><i style="background:var(--edit)"></i>edit</span>'
+        '<span><i style="background:var(--judge)"></i>judge</span>'
         '<span><i style="background:#c33"></i>failed</span>'
         '<span><i style="background:#999;opacity:.4"></i>reused</span></div>'
         f'<div class="timeline" id="timeline">{"".join(rows)}</div>'
@@ -419,8 +442,10 @@ def trace_page(
     """The page of one prompt's run: conversation, answer, usage, timeline and tree.
 
     ``trace`` is a :class:`~langgraph_feedit.state.Trace` as JSON data; ``messages`` the
-    conversation it answered, when known; ``back`` a link to an index page.
+    conversation it answered, when known (else the trace's own ``conversation``); ``back`` a
+    link to an index page.
     """
+    messages = messages or trace.get("conversation")
     nodes: list[Mapping[str, Any]] = list(trace.get("nodes") or [])
     tree, path = _tree(trace)
     selected = trace.get("selected")
@@ -455,9 +480,9 @@ def trace_page(
         )
         + "<h2>Usage per role</h2>"
         + _usage_table(trace)
-        + "<h2>Timeline</h2><p class=meta>One bar per draft, critique and edit call, from its "
-        "start to its end: bars side by side ran at the same time. Judge calls are counted in "
-        "the usage, not drawn.</p>"
+        + "<h2>Timeline</h2><p class=meta>One bar per call (draft, critique, edit, and each "
+        "candidate's judge call), from its start to its end: bars side by side ran at the same "
+        "time. A pairwise judge's matches belong to no one node: they are in the usage only.</p>"
         + _timeline(nodes, path)
         + "<h2>Tree</h2><p class=meta>Draft, critique, edit, round by round; the selected "
         "path is highlighted and open. An edit shows the critique that asked for it beside "
