@@ -54,7 +54,7 @@ def check(pins: dict[str, str]) -> None:
         except PackageNotFoundError:
             continue  # an extra's package behind an environment marker
         # A local label is a build of the same release (torch's `2.13.0+cpu`).
-        if Version(installed).public != Version(floor).public:
+        if Version(Version(installed).public) != Version(floor):
             wrong.append(f"{name} {installed} (floor {floor})")
     if wrong:
         raise SystemExit("not at their floors: " + ", ".join(wrong))
