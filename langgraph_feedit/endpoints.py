@@ -38,7 +38,6 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from langgraph_feedit._http import cheap_liveness_probes
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
 from langgraph_feedit.usage import Usage
@@ -55,6 +54,12 @@ __all__ = [
     "get_endpoint",
     "is_retryable",
 ]
+
+_cheap_probes: Callable[[Any], None] | None
+try:
+    from langgraph_feedit._http import cheap_liveness_probes as _cheap_probes
+except ImportError:  # an openai client on httpx without httpx2 at hand: nothing to cheapen
+    _cheap_probes = None
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 60.0
@@ -186,7 +191,8 @@ class Endpoint:
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout
         )
-        cheap_liveness_probes(self.client._client)
+        if _cheap_probes is not None:
+            _cheap_probes(self.client._client)
         self.n_supported: bool | None = None
         """Whether the server honours ``n > 1``: unknown until tried."""
         self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
