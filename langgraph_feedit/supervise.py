@@ -12,6 +12,7 @@ does not come up.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import contextlib
@@ -159,7 +160,7 @@ class _StartFailed(Exception):
         super().__init__("address in use" if address_in_use else "exited")
 
 
-class ChildServer:
+class ChildServer(abc.ABC):
     """One HTTP server run as a child process on ``host:port``, healthy once ``health_path``
     answers 200.
 
@@ -205,11 +206,11 @@ class ChildServer:
 
     # -- what a subclass says ------------------------------------------------------------------
 
+    @abc.abstractmethod
     def command(self, port: int) -> list[str]:
         """The command line that runs the server on ``port``."""
-        raise NotImplementedError
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (a hook: most servers need no check)
         """Check, before anything is spawned, that the server can run (raise ``error`` if not)."""
 
     def describe(self) -> str:
