@@ -1,8 +1,8 @@
 """OpenAI-compatible endpoints: one client per endpoint, one retry policy, shared limits.
 
-This module knows the wire protocol and nothing about trees. An :class:`Endpoint` wraps one
-``openai.AsyncOpenAI`` client (the SDK's own retries turned off, so tenacity is the only retry
-policy) and a concurrency limiter that every run in the process shares. Calls:
+This module knows the OpenAI-compatible protocol and nothing about trees. An :class:`Endpoint`
+wraps one HTTP client (:mod:`langgraph_feedit.transport`), tenacity as its one retry policy, and
+a concurrency limiter that every run in the process shares. Calls:
 
 - :meth:`Endpoint.chat` samples ``n`` completions of a conversation. It asks for ``n > 1`` in one
   request only where the role allows it, checks how many choices came back (llama.cpp answers
@@ -27,10 +27,8 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -40,6 +38,7 @@ from tenacity import (
 
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
+from langgraph_feedit.transport import HttpClient, TransportError, at_loop_shutdown
 from langgraph_feedit.usage import Usage
 
 if TYPE_CHECKING:
@@ -54,12 +53,6 @@ __all__ = [
     "get_endpoint",
     "is_retryable",
 ]
-
-_cheap_probes: Callable[[Any], None] | None
-try:
-    from langgraph_feedit._http import cheap_liveness_probes as _cheap_probes
-except ImportError:  # an openai client on httpx without httpx2 at hand: nothing to cheapen
-    _cheap_probes = None
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 60.0
@@ -103,27 +96,18 @@ def is_retryable(exc: BaseException) -> bool:
     408/409/429 and 5xx. A 400 (bad request) or 401/403/404 is never retried."""
     if isinstance(exc, EndpointError):
         return exc.retryable
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    return isinstance(
-        exc,
-        openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError,
-    )
+    if isinstance(exc, TransportError):
+        if exc.kind != "status":
+            return True
+        return exc.status is None or exc.status in RETRYABLE_STATUS or exc.status >= 500
+    return False
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``)."""
-    if not isinstance(exc, openai.APIStatusError):
+    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``), capped."""
+    if not isinstance(exc, TransportError) or exc.retry_after is None:
         return None
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return min(float(headers["retry-after-ms"]) / 1000.0, _MAX_RETRY_AFTER)
-        if "retry-after" in headers:
-            return min(float(headers["retry-after"]), _MAX_RETRY_AFTER)
-    except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
-    return None
+    return min(max(exc.retry_after, 0.0), _MAX_RETRY_AFTER)
 
 
 class _Limiter:
@@ -186,13 +170,9 @@ class Endpoint:
         self.min_tokens_per_second = min_tokens_per_second
         self.retry_timeouts = retry_timeouts
         self.limiter = _Limiter(max_concurrency)
-        # The SDK's connection pool (1,000 connections) is far above any limiter setting, so
-        # the limiter alone decides how many requests are open.
-        self.client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout
-        )
-        if _cheap_probes is not None:
-            _cheap_probes(self.client._client)
+        if api_key != NO_KEY:
+            register_secret(api_key)  # for endpoints made with a key directly, not from a role
+        self.http = HttpClient(api_key, user_agent=f"langgraph-feedit/{_version()}")
         self.n_supported: bool | None = None
         """Whether the server honours ``n > 1``: unknown until tried."""
         self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
@@ -226,8 +206,19 @@ class Endpoint:
     async def default_model(self) -> str:
         """The first model the server lists; used when a role names none."""
         if self._default_model is None:
-            page = await self._call(lambda: self.client.models.list(), model=None, role=None)
-            models = [m.id for m in page.data]
+            page = await self._call(
+                lambda: self.http.request_json(
+                    "GET", f"{self.base_url}/models", seconds=self.timeout
+                ),
+                model=None,
+                role=None,
+            )
+            try:
+                models = [str(m["id"]) for m in page["data"]]
+            except (KeyError, TypeError) as exc:
+                raise EndpointError(
+                    f"unexpected model list shape ({exc!r})", endpoint=self.base_url, status=200
+                ) from None
             if not models:
                 raise EndpointError("the server lists no models", endpoint=self.base_url)
             self._default_model = models[0]
@@ -428,32 +419,27 @@ class Endpoint:
             seconds=timeout,
             refuse=_refuses_response_format if "response_format" in body else None,
         )
-        if not getattr(response, "choices", None):
+        try:
+            choices = sorted(response["choices"], key=lambda c: int(c.get("index") or 0))
+            texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
+            reasons: list[str | None] = [c.get("finish_reason") for c in choices]
+            logprobs = [_first_token(c.get("logprobs")) for c in choices]
+        except (KeyError, TypeError, AttributeError, ValueError):
+            choices = []
+        if not choices:
             raise EndpointError(
-                "the reply has no choices", endpoint=self.label(model), role=role, status=200
+                "the reply has no choices",
+                endpoint=self.label(model),
+                role=role,
+                status=200,
+                body=json.dumps(response)[:500],
             )
-        choices = sorted(response.choices, key=lambda c: c.index)
-        texts = [c.message.content or "" for c in choices]
-        reasons: list[str | None] = [c.finish_reason for c in choices]
-        logprobs = [_first_token(getattr(c, "logprobs", None)) for c in choices]
-        return texts, reasons, logprobs, _usage_of(response.usage)
+        return texts, reasons, logprobs, _usage_of(response.get("usage"))
 
-    def _post_chat(self, body: dict[str, Any], *, timeout: float, stream: bool = False) -> Any:
-        """``POST /chat/completions`` with ``body`` as it is, parsed into the SDK's types.
-
-        ``chat.completions.create`` first walks the request through the SDK's TypedDict
-        transforms, which took most of the client's CPU per call on a long conversation
-        (measured with cProfile: about a third of the graph's time at zero latency). Our bodies
-        are plain JSON already, so they are sent as they are; the reply is parsed as ``create``
-        would parse it.
-        """
-        return self.client.post(
-            "/chat/completions",
-            body=body,
-            options={"timeout": timeout},
-            cast_to=ChatCompletion,
-            stream=stream,
-            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+    def _post_chat(self, body: dict[str, Any], *, timeout: float) -> Awaitable[Any]:
+        """``POST /chat/completions`` with ``body`` as it is; the reply as parsed JSON."""
+        return self.http.request_json(
+            "POST", f"{self.base_url}/chat/completions", body=body, seconds=timeout
         )
 
     async def _stream(
@@ -472,26 +458,27 @@ class Endpoint:
         """
         body = _chat_body(messages, model, n=1, seed=seed, params=params, extra_body=extra_body)
         body.update(stream=True, stream_options={"include_usage": True})
-        stream = await self._post_chat(
-            body, timeout=self.request_timeout(params.get("max_tokens")), stream=True
+        events = self.http.stream_events(
+            f"{self.base_url}/chat/completions",
+            body,
+            seconds=self.request_timeout(params.get("max_tokens")),
         )
         pieces: list[str] = []
         reason: str | None = None
         usage: Usage | None = None
         first: TokenLogprobs | None = None
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = _usage_of(chunk.usage)
-                for choice in chunk.choices or ():
-                    if first is None:
-                        first = _first_token(getattr(choice, "logprobs", None))
-                    piece = choice.delta.content if choice.delta else None
-                    if piece:
-                        pieces.append(piece)
-                        await on_token(piece)
-                    if choice.finish_reason:
-                        reason = choice.finish_reason
+        async for chunk in events:
+            if chunk.get("usage") is not None:
+                usage = _usage_of(chunk["usage"])
+            for choice in chunk.get("choices") or ():
+                if first is None:
+                    first = _first_token(choice.get("logprobs"))
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    pieces.append(piece)
+                    await on_token(piece)
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
         return ChatResult(
             texts=["".join(pieces)],
             usage=usage or Usage(calls=1),
@@ -517,10 +504,13 @@ class Endpoint:
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         body = {"model": model, "messages": [dict(m) for m in messages]}
 
-        async def post() -> Any:
-            return await self.client.post(f"{root}/pooling", body=body, cast_to=cast(Any, object))
-
-        data = await self._call(post, model=model, role=role)
+        data = await self._call(
+            lambda: self.http.request_json(
+                "POST", f"{root}/pooling", body=body, seconds=self.timeout
+            ),
+            model=model,
+            role=role,
+        )
         try:
             value: Any = data["data"][0]["data"]
             while isinstance(value, list):
@@ -550,7 +540,7 @@ class Endpoint:
         return exp + random.uniform(0, exp)
 
     def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, openai.APITimeoutError) and not self.retry_timeouts:
+        if isinstance(exc, TransportError) and exc.kind == "timeout" and not self.retry_timeouts:
             return False
         return is_retryable(exc)
 
@@ -566,8 +556,8 @@ class Endpoint:
         """Run one request under the limiter, retrying transient failures with tenacity.
 
         ``make`` opens the request only once the limiter lets it through, so its timeout
-        (``seconds``, passed to the SDK by ``make``; else the client's) never counts the wait
-        in our queue. A failure ``refuse`` matches is a refusal of what was asked, never
+        (``seconds``, passed to the HTTP client by ``make``; else the endpoint's) never counts
+        the wait in our queue. A failure ``refuse`` matches is a refusal of what was asked, never
         retried whatever its status (llama-cpp-python answers a ``response_format`` it does
         not know with a 500).
         """
@@ -589,57 +579,50 @@ class Endpoint:
                     async with self.limiter:
                         attempts += 1
                         return await make()
-        except asyncio.CancelledError:
-            raise
-        except openai.APITimeoutError as exc:
-            raise EndpointTimeout(
-                f"no reply within {seconds or self.timeout:g} s after {attempts} attempt(s)",
-                endpoint=self.label(model),
-                role=role,
-                retryable=True,
-            ) from exc
-        except openai.APIStatusError as exc:
-            _scrub(exc, self.client.api_key)
-            raise EndpointError(
-                _status_message(exc),
-                endpoint=self.label(model),
-                status=exc.status_code,
-                body=_body_text(exc),
-                role=role,
-                retryable=retryable(exc),
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise EndpointError(
-                f"connection failed: {exc.__cause__ or exc}",
-                endpoint=self.label(model),
-                role=role,
-                retryable=True,
-            ) from exc
-        except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
-            _scrub(exc, self.client.api_key)
-            raise EndpointError(
-                f"malformed reply: {exc}",
-                endpoint=self.label(model),
-                role=role,
-                status=200,
-                retryable=True,
-            ) from exc
+        except TransportError as exc:
+            raise self._failure(exc, model, role, seconds, attempts, retryable(exc)) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _failure(
+        self,
+        exc: TransportError,
+        model: str | None,
+        role: str | None,
+        seconds: float | None,
+        attempts: int,
+        retryable: bool,
+    ) -> EndpointError:
+        """The package's error for a request that failed for good. A server may echo the key
+        it was sent (``Incorrect API key provided: sk-...``): the EndpointError redacts its
+        own text, and the chained TransportError never holds the body in its message."""
+        label = self.label(model)
+        exc.body = redact(exc.body) if exc.body else exc.body  # it stays chained as the cause
+        if exc.kind == "timeout":
+            return EndpointTimeout(
+                f"no reply within {seconds or self.timeout:g} s after {attempts} attempt(s)",
+                endpoint=label,
+                role=role,
+                retryable=True,
+            )
+        if exc.kind == "status":
+            return EndpointError(
+                _status_message(exc.status),
+                endpoint=label,
+                status=exc.status,
+                body=exc.body,
+                role=role,
+                retryable=retryable,
+            )
+        if exc.kind == "connection":
+            return EndpointError(
+                f"connection failed: {exc}", endpoint=label, role=role, retryable=True
+            )
+        return EndpointError(
+            f"malformed reply: {exc}", endpoint=label, role=role, status=200, retryable=True
+        )
+
     async def aclose(self) -> None:
-        await self.client.close()
-
-
-def _scrub(exc: BaseException, api_key: str) -> None:
-    """Redact the key from the client's own exception, which stays chained as the cause of
-    ours: a server may echo the key it was sent (``Incorrect API key provided: sk-...``), and a
-    printed or logged traceback shows the cause's message. The EndpointError made next redacts
-    its own text (the key is registered here too, for endpoints made with a key directly)."""
-    if api_key != NO_KEY:
-        register_secret(api_key)
-    exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
-    if isinstance(getattr(exc, "message", None), str):
-        exc.message = redact(exc.message)  # type: ignore[attr-defined]
+        await self.http.aclose()
 
 
 def _chat_body(
@@ -671,9 +654,7 @@ def _refuses_response_format(exc: BaseException) -> bool:
     """A server's refusal of the ``response_format`` it was sent: a 400, 422 or 500 (what
     llama-cpp-python answers a form it does not know) whose body names ``response_format``."""
     status: int | None
-    if isinstance(exc, openai.APIStatusError):
-        status, body = exc.status_code, _body_text(exc)
-    elif isinstance(exc, EndpointError):
+    if isinstance(exc, TransportError | EndpointError):
         status, body = exc.status, exc.body
     else:
         return False
@@ -682,53 +663,54 @@ def _refuses_response_format(exc: BaseException) -> bool:
 
 def _first_token(logprobs: Any) -> TokenLogprobs | None:
     """The first token of a choice's ``logprobs`` (``content[0]``), or ``None``."""
-    content = getattr(logprobs, "content", None)
-    if not content:
-        return None
-    head = content[0]
     try:
-        top = [
-            (str(t.token), float(t.logprob)) for t in (getattr(head, "top_logprobs", None) or [])
-        ]
-        return TokenLogprobs(str(head.token), float(head.logprob), top)
-    except (AttributeError, TypeError, ValueError):
+        content = logprobs.get("content") if logprobs else None
+        if not content:
+            return None
+        head = content[0]
+        top = [(str(t["token"]), float(t["logprob"])) for t in head.get("top_logprobs") or []]
+        return TokenLogprobs(str(head["token"]), float(head["logprob"]), top)
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None  # a server's odd shape is no logprobs, not a failed call
 
 
-def _status_message(exc: openai.APIStatusError) -> str:
-    kind = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
-        exc.status_code, "request failed"
+def _status_message(status: int | None) -> str:
+    if status is None:
+        return "the stream reported an error"
+    return {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
+        status, "request failed"
     )
-    return kind
-
-
-def _body_text(exc: openai.APIStatusError) -> str | None:
-    try:
-        return exc.response.text
-    except Exception:  # the body was streamed or not read; fall back to the parsed one
-        return json.dumps(exc.body) if exc.body is not None else None
 
 
 def _usage_of(usage: Any) -> Usage:
-    if usage is None:
+    if not isinstance(usage, dict):
         return Usage(calls=1)
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     return Usage(
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int(cached or 0),
         calls=1,
     )
 
 
+def _version() -> str:
+    from langgraph_feedit import __version__
+
+    return __version__
+
+
 # -- the process-wide registry ---------------------------------------------------------------
 
-# asyncio primitives and httpx connection pools belong to one event loop, so endpoints are
-# shared per loop: every graph running on a loop shares one client and one limit per server.
+# asyncio primitives and connection pools belong to one event loop, so endpoints are shared
+# per loop: every graph running on a loop shares one client and one limit per server. A loop's
+# endpoints are closed and forgotten when it shuts down (an aiohttp session holds its loop, so
+# the weak key alone would never let go of it).
 _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Endpoint]]
 _registry = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
+_shutdown_hooks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
+_shutdown_hooks = weakref.WeakKeyDictionary()
 
 
 def get_endpoint(
@@ -758,7 +740,10 @@ def get_endpoint(
     if local is not None:
         limit = min(limit, local.slots)
     with _registry_lock:
-        endpoints = _registry.setdefault(loop, {})
+        endpoints = _registry.get(loop)
+        if endpoints is None:
+            endpoints = _registry[loop] = {}
+            _shutdown_hooks[loop] = at_loop_shutdown(aclose_endpoints)
         endpoint = endpoints.get(key)
         if endpoint is None:
             endpoint = Endpoint(
@@ -796,8 +781,7 @@ async def aclose_endpoints() -> None:
     loop = asyncio.get_running_loop()
     with _registry_lock:
         endpoints = _registry.pop(loop, {})
-    for endpoint in endpoints.values():
-        await endpoint.aclose()
+    await asyncio.gather(*(endpoint.aclose() for endpoint in endpoints.values()))
 
 
 def calls_in_flight() -> int:
