@@ -201,7 +201,8 @@ def expected_tree(trace: Trace, config: FeeditConfig) -> Tree:
             messages = edit_messages(conv, text(crit.parent), text(crit.id), templates["edit"])
             call[n.id] = request_key(messages, seed("edit", index))
         if n.kind != "critique":
-            rating = rating_messages(conv, text(n.id), templates["judge"])
+            # The simulated server takes ``response_format``, so the judge asks in its JSON form.
+            rating = rating_messages(conv, text(n.id), templates["judge"], json=True)
             judged[n.id] = request_key(rating, seed("judge", index))
     chains: list[list[str]] = []
     for n in trace.nodes:

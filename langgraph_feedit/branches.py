@@ -452,8 +452,14 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     """The compiled per-draft, per-critique and per-edit subgraphs.
 
     ``cache`` is given to each subgraph's ``compile``: LangGraph does not hand a parent's
-    cache down to its subgraphs, and the calls live in the subgraphs.
+    cache down to its subgraphs, and the calls live in the subgraphs. With a cache the
+    subgraphs keep no checkpoints of their own: every finished call is in the cache, so a
+    resumed branch replays its calls from there, and a subgraph's checkpoint would only repeat
+    them at the cost of a checkpoint read each time a branch starts (one per call, nearly). With
+    none (LangGraph Server's graphs) they keep the parent's, so a resumed branch does not call
+    again what it had done.
     """
+    checkpointer = False if cache is not None else None
 
     def policy(kind: str) -> CachePolicy[Any]:
         return CachePolicy(key_func=_key(kind))
@@ -472,12 +478,12 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
         "critique", both(critique), cache_policy=policy("critique"), error_handler=recorded
     )
     crit.add_node("route", route)
-    edit_branch = leaf.compile(name="edit_branch", cache=cache)
+    edit_branch = leaf.compile(name="edit_branch", cache=cache, checkpointer=checkpointer)
     crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
     crit.add_conditional_edges("route", _fan_edits, ["edit_branch", "critique", END])
-    critique_branch = crit.compile(name="critique_branch", cache=cache)
+    critique_branch = crit.compile(name="critique_branch", cache=cache, checkpointer=checkpointer)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
     drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
@@ -488,4 +494,5 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     drafts.add_edge("draft", "route")
     drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
     drafts.add_edge("judge", END)
-    return drafts.compile(name="draft_branch", cache=cache), critique_branch, edit_branch
+    draft_branch = drafts.compile(name="draft_branch", cache=cache, checkpointer=checkpointer)
+    return draft_branch, critique_branch, edit_branch
