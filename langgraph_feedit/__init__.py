@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langgraph_feedit.adapters import FeeditResult, afeedit, feedit_node, feedit_runnable
+    from langgraph_feedit.chatapi import ChatResult
     from langgraph_feedit.config import (
         PRESETS,
         BudgetConfig,
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
         RolesConfig,
         WidthConfig,
     )
-    from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
+    from langgraph_feedit.endpoints import Endpoint, get_endpoint
     from langgraph_feedit.errors import (
         ConfigError,
         EmbeddedError,
@@ -52,7 +53,7 @@ _LAZY = {
     "RoleConfig": "config",
     "RolesConfig": "config",
     "WidthConfig": "config",
-    "ChatResult": "endpoints",
+    "ChatResult": "chatapi",
     "Endpoint": "endpoints",
     "Usage": "usage",
     "get_endpoint": "endpoints",

@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_feedit.chatapi import ChatResult
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, RoleConfig
-from langgraph_feedit.endpoints import ChatResult, Endpoint, get_endpoint
+from langgraph_feedit.endpoints import Endpoint, get_endpoint
 from langgraph_feedit.errors import EndpointTimeout
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, traced_chat

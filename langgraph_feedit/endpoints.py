@@ -26,8 +26,7 @@ import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tenacity import (
     AsyncRetrying,
@@ -36,6 +35,17 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from langgraph_feedit.chatapi import (
+    ChatRequest,
+    ChatResult,
+    Choices,
+    JsonMode,
+    TokenLogprobs,
+    pooled_reward,
+    read_choices,
+    read_stream,
+    refuses_response_format,
+)
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
 from langgraph_feedit.transport import HttpClient, TransportError, at_loop_shutdown
@@ -57,38 +67,6 @@ __all__ = [
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 60.0
 _BACKOFF_MAX = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprobs:
-    """The first generated token of a choice: its text and logprob, and the server's
-    ``top_logprobs`` alternatives at that position (as ``(token, logprob)``, as sent)."""
-
-    token: str
-    logprob: float
-    top: list[tuple[str, float]] = field(default_factory=list)
-
-
-JsonMode = Literal["json_schema", "json_object"]
-"""How a JSON schema is sent: OpenAI's ``{"type": "json_schema", "json_schema": {...}}``
-(OpenAI, vLLM, llama.cpp's own server), or ``{"type": "json_object", "schema": {...}}``
-(llama-cpp-python's server, which refuses the first form)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatResult:
-    """Completions of one conversation and what they cost."""
-
-    texts: list[str]
-    usage: Usage
-    model: str
-    finish_reasons: list[str | None] = field(default_factory=list)
-    logprobs: list[TokenLogprobs | None] = field(default_factory=list)
-    """Per choice, the first token's logprobs when they were asked for and the server sent
-    them (``None`` where it sent none)."""
-    json_mode: JsonMode | None = None
-    """The ``response_format`` form the reply was constrained by, ``None`` when none was
-    sent (not asked for, or refused by this endpoint)."""
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -270,222 +248,116 @@ class Endpoint:
         params = {k: v for k, v in params.items() if v is not None}
         if top_logprobs is not None:
             params.update(logprobs=True, top_logprobs=top_logprobs)
+        request = ChatRequest(messages, model, role, n, use_n, seed, params, extra_body, on_token)
         if json_schema is None:
-            return await self._chat(
-                messages, model, n, use_n, role, seed, params, extra_body, on_token
-            )
+            return await self._chat(request)
         if not self.json_mode_known:
             # Until one call has found the form this server takes, calls wait for it, so a
             # wave of first calls is not refused once each.
             async with self._json_probe:
                 if not self.json_mode_known:
-                    result = await self._json_ladder(
-                        messages,
-                        model,
-                        n,
-                        use_n,
-                        role,
-                        seed,
-                        params,
-                        extra_body,
-                        on_token,
-                        json_schema,
-                    )
+                    result = await self._json_ladder(request, json_schema)
                     self.json_mode_known = True
                     return result
-        return await self._json_ladder(
-            messages, model, n, use_n, role, seed, params, extra_body, on_token, json_schema
-        )
+        return await self._json_ladder(request, json_schema)
 
     async def _json_ladder(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        model: str,
-        n: int,
-        use_n: bool,
-        role: str | None,
-        seed: int | None,
-        params: dict[str, Any],
-        extra_body: Mapping[str, Any] | None,
-        on_token: Callable[[str], Awaitable[None]] | None,
-        json_schema: Mapping[str, Any],
+        self, request: ChatRequest, json_schema: Mapping[str, Any]
     ) -> ChatResult:
         """The call with the first ``response_format`` form not refused here, down to none."""
         while self.json_modes:
             mode = self.json_modes[0]
-            formatted = {**params, "response_format": _response_format(mode, json_schema)}
             try:
-                result = await self._chat(
-                    messages, model, n, use_n, role, seed, formatted, extra_body, on_token
-                )
+                result = await self._chat(request.formatted(mode, json_schema))
             except EndpointError as exc:
-                if not _refuses_response_format(exc):
+                if not refuses_response_format(exc.status, exc.body):
                     raise
                 if mode in self.json_modes:
                     self.json_modes.remove(mode)
                 continue
             return dataclasses.replace(result, json_mode=mode)
-        return await self._chat(messages, model, n, use_n, role, seed, params, extra_body, on_token)
+        return await self._chat(request)
 
-    async def _chat(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        model: str,
-        n: int,
-        use_n: bool,
-        role: str | None,
-        seed: int | None,
-        params: dict[str, Any],
-        extra_body: Mapping[str, Any] | None,
-        on_token: Callable[[str], Awaitable[None]] | None,
-    ) -> ChatResult:
-        refuse = _refuses_response_format if "response_format" in params else None
-        if on_token is not None and n == 1:
+    async def _chat(self, request: ChatRequest) -> ChatResult:
+        if request.on_token is not None and request.n == 1:
+            on_token = request.on_token
             streamed: ChatResult = await self._call(
-                lambda: self._stream(messages, model, seed, params, extra_body, on_token),
-                model=model,
-                role=role,
-                seconds=self.request_timeout(params.get("max_tokens")),
-                refuse=refuse,
+                lambda: read_stream(
+                    self.http.stream_events(
+                        f"{self.base_url}/chat/completions",
+                        request.body(seed=request.seed, stream=True),
+                        seconds=self.request_timeout(request.max_tokens),
+                    ),
+                    request.model,
+                    on_token,
+                ),
+                model=request.model,
+                role=request.role,
+                seconds=self.request_timeout(request.max_tokens),
+                refuse=request.asks_json,
             )
-            return self._noted(streamed, params)
-        texts: list[str] = []
-        reasons: list[str | None] = []
-        logprobs: list[TokenLogprobs | None] = []
-        usage = Usage()
-        if n > 1 and use_n and self.n_supported is not False:
+            return self._noted(streamed, request)
+        n, seed = request.n, request.seed
+        got = Choices()
+        if n > 1 and request.use_n and self.n_supported is not False:
             try:
-                got, got_reasons, got_logprobs, got_usage = await self._complete(
-                    messages, model, role, n=n, seed=seed, params=params, extra_body=extra_body
-                )
+                together = await self._complete(request, n=n, seed=seed)
             except EndpointError as exc:
                 if exc.status != 400 or "n" not in (exc.body or "").lower():
                     raise
                 self.n_supported = False
             else:
-                self.n_supported = len(got) >= n
-                texts, reasons, usage = got[:n], got_reasons[:n], got_usage
-                logprobs = got_logprobs[:n]
-        missing = n - len(texts)
-        if missing > 0:
-            start = len(texts)
-            results = await asyncio.gather(
-                *(
-                    self._complete(
-                        messages,
-                        model,
-                        role,
-                        n=1,
-                        seed=None if seed is None else seed + start + i,
-                        params=params,
-                        extra_body=extra_body,
-                    )
-                    for i in range(missing)
-                )
+                self.n_supported = len(together.texts) >= n
+                got.extend(together, n)
+        # A server that ignored ``n`` or refused it: the rest as single calls, sample ``i``
+        # seeded ``seed + i`` so seeded samples still differ.
+        start = len(got.texts)
+        singles = await asyncio.gather(
+            *(
+                self._complete(request, n=1, seed=None if seed is None else seed + i)
+                for i in range(start, n)
             )
-            for got, got_reasons, got_logprobs, got_usage in results:
-                texts.extend(got[:1])
-                reasons.extend(got_reasons[:1])
-                logprobs.extend(got_logprobs[:1])
-                usage = usage + got_usage
-        result = ChatResult(
-            texts=texts, usage=usage, model=model, finish_reasons=reasons, logprobs=logprobs
         )
-        return self._noted(result, params)
+        for single in singles:
+            got.extend(single, 1)
+        result = ChatResult(
+            texts=got.texts,
+            usage=got.usage,
+            model=request.model,
+            finish_reasons=got.reasons,
+            logprobs=got.logprobs,
+        )
+        return self._noted(result, request)
 
-    def _noted(self, result: ChatResult, params: Mapping[str, Any]) -> ChatResult:
+    def _noted(self, result: ChatResult, request: ChatRequest) -> ChatResult:
         """Remember whether the server sent the logprobs it was asked for."""
-        if params.get("logprobs"):
+        if request.asks_logprobs:
             self.logprobs_supported = any(lp is not None for lp in result.logprobs)
         return result
 
-    async def _complete(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        model: str,
-        role: str | None,
-        *,
-        n: int,
-        seed: int | None,
-        params: Mapping[str, Any],
-        extra_body: Mapping[str, Any] | None,
-    ) -> tuple[list[str], list[str | None], list[TokenLogprobs | None], Usage]:
-        body = _chat_body(messages, model, n=n, seed=seed, params=params, extra_body=extra_body)
-        timeout = self.request_timeout(params.get("max_tokens"), n)
-        response = await self._call(
-            lambda: self._post_chat(body, timeout=timeout),
-            model=model,
-            role=role,
-            seconds=timeout,
-            refuse=_refuses_response_format if "response_format" in body else None,
+    async def _complete(self, request: ChatRequest, *, n: int, seed: int | None) -> Choices:
+        """One ``POST /chat/completions`` for ``n`` choices; its choices."""
+        body = request.body(n=n, seed=seed)
+        seconds = self.request_timeout(request.max_tokens, n)
+        reply = await self._call(
+            lambda: self.http.request_json(
+                "POST", f"{self.base_url}/chat/completions", body=body, seconds=seconds
+            ),
+            model=request.model,
+            role=request.role,
+            seconds=seconds,
+            refuse=request.asks_json,
         )
-        try:
-            choices = sorted(response["choices"], key=lambda c: int(c.get("index") or 0))
-            texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
-            reasons: list[str | None] = [c.get("finish_reason") for c in choices]
-            logprobs = [_first_token(c.get("logprobs")) for c in choices]
-        except (KeyError, TypeError, AttributeError, ValueError):
-            choices = []
-        if not choices:
+        choices = read_choices(reply)
+        if choices is None:
             raise EndpointError(
                 "the reply has no choices",
-                endpoint=self.label(model),
-                role=role,
+                endpoint=self.label(request.model),
+                role=request.role,
                 status=200,
-                body=json.dumps(response)[:500],
+                body=json.dumps(reply)[:500],
             )
-        return texts, reasons, logprobs, _usage_of(response.get("usage"))
-
-    def _post_chat(self, body: dict[str, Any], *, timeout: float) -> Awaitable[Any]:
-        """``POST /chat/completions`` with ``body`` as it is; the reply as parsed JSON."""
-        return self.http.request_json(
-            "POST", f"{self.base_url}/chat/completions", body=body, seconds=timeout
-        )
-
-    async def _stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        model: str,
-        seed: int | None,
-        params: Mapping[str, Any],
-        extra_body: Mapping[str, Any] | None,
-        on_token: Callable[[str], Awaitable[None]],
-    ) -> ChatResult:
-        """One streamed completion (made inside :meth:`_call`, so it retries like any other).
-
-        A retried attempt streams again from the start; pieces already handed on are not
-        taken back, as with any streaming client.
-        """
-        body = _chat_body(messages, model, n=1, seed=seed, params=params, extra_body=extra_body)
-        body.update(stream=True, stream_options={"include_usage": True})
-        events = self.http.stream_events(
-            f"{self.base_url}/chat/completions",
-            body,
-            seconds=self.request_timeout(params.get("max_tokens")),
-        )
-        pieces: list[str] = []
-        reason: str | None = None
-        usage: Usage | None = None
-        first: TokenLogprobs | None = None
-        async for chunk in events:
-            if chunk.get("usage") is not None:
-                usage = _usage_of(chunk["usage"])
-            for choice in chunk.get("choices") or ():
-                if first is None:
-                    first = _first_token(choice.get("logprobs"))
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    pieces.append(piece)
-                    await on_token(piece)
-                if choice.get("finish_reason"):
-                    reason = choice["finish_reason"]
-        return ChatResult(
-            texts=["".join(pieces)],
-            usage=usage or Usage(calls=1),
-            model=model,
-            finish_reasons=[reason],
-            logprobs=[first],
-        )
+        return choices
 
     async def reward(
         self,
@@ -497,14 +369,12 @@ class Endpoint:
         """Score a conversation whose last turn is the candidate, with vLLM's pooling API.
 
         Sends ``POST /pooling`` (at the server root, beside ``/v1``) with ``{"model",
-        "messages"}``; the reward is the last element of ``data[0].data`` (a reward model
-        pools one value per sequence; a token-level output is read at its last position).
+        "messages"}``; the reward is read by :func:`~langgraph_feedit.chatapi.pooled_reward`.
         """
         model = model or await self.default_model()
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         body = {"model": model, "messages": [dict(m) for m in messages]}
-
-        data = await self._call(
+        reply = await self._call(
             lambda: self.http.request_json(
                 "POST", f"{root}/pooling", body=body, seconds=self.timeout
             ),
@@ -512,22 +382,15 @@ class Endpoint:
             role=role,
         )
         try:
-            value: Any = data["data"][0]["data"]
-            while isinstance(value, list):
-                value = value[-1]
-            score = float(value)
-            usage = Usage(
-                prompt_tokens=int((data.get("usage") or {}).get("prompt_tokens", 0)), calls=1
-            )
+            return pooled_reward(reply)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise EndpointError(
                 f"unexpected pooling reply shape ({exc!r})",
                 endpoint=self.label(model),
                 role=role,
                 status=200,
-                body=json.dumps(data)[:500] if not isinstance(data, str) else data,
+                body=json.dumps(reply)[:500] if not isinstance(reply, str) else reply,
             ) from None
-        return score, usage
 
     # -- the one retry policy --------------------------------------------------------------
 
@@ -551,19 +414,24 @@ class Endpoint:
         model: str | None,
         role: str | None,
         seconds: float | None = None,
-        refuse: Callable[[BaseException], bool] | None = None,
+        refuse: bool = False,
     ) -> Any:
         """Run one request under the limiter, retrying transient failures with tenacity.
 
         ``make`` opens the request only once the limiter lets it through, so its timeout
         (``seconds``, passed to the HTTP client by ``make``; else the endpoint's) never counts
-        the wait in our queue. A failure ``refuse`` matches is a refusal of what was asked, never
-        retried whatever its status (llama-cpp-python answers a ``response_format`` it does
-        not know with a 500).
+        the wait in our queue. With ``refuse`` (the request carries a ``response_format``), a
+        failure that refuses it is never retried whatever its status (llama-cpp-python answers
+        a ``response_format`` it does not know with a 500).
         """
 
         def retryable(exc: BaseException) -> bool:
-            return self._retryable(exc) and not (refuse is not None and refuse(exc))
+            refused = (
+                refuse
+                and isinstance(exc, TransportError)
+                and refuses_response_format(exc.status, exc.body)
+            )
+            return self._retryable(exc) and not refused
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -625,72 +493,11 @@ class Endpoint:
         await self.http.aclose()
 
 
-def _chat_body(
-    messages: Sequence[Mapping[str, Any]],
-    model: str,
-    *,
-    n: int,
-    seed: int | None,
-    params: Mapping[str, Any],
-    extra_body: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], **params}
-    if n > 1:
-        body["n"] = n
-    if seed is not None:
-        body["seed"] = seed
-    if extra_body:
-        body.update(extra_body)  # as the SDK merges ``extra_body``: last, over our fields
-    return body
-
-
-def _response_format(mode: JsonMode, json_schema: Mapping[str, Any]) -> dict[str, Any]:
-    if mode == "json_schema":
-        return {"type": "json_schema", "json_schema": dict(json_schema)}
-    return {"type": "json_object", "schema": json_schema["schema"]}
-
-
-def _refuses_response_format(exc: BaseException) -> bool:
-    """A server's refusal of the ``response_format`` it was sent: a 400, 422 or 500 (what
-    llama-cpp-python answers a form it does not know) whose body names ``response_format``."""
-    status: int | None
-    if isinstance(exc, TransportError | EndpointError):
-        status, body = exc.status, exc.body
-    else:
-        return False
-    return status in (400, 422, 500) and "response_format" in (body or "")
-
-
-def _first_token(logprobs: Any) -> TokenLogprobs | None:
-    """The first token of a choice's ``logprobs`` (``content[0]``), or ``None``."""
-    try:
-        content = logprobs.get("content") if logprobs else None
-        if not content:
-            return None
-        head = content[0]
-        top = [(str(t["token"]), float(t["logprob"])) for t in head.get("top_logprobs") or []]
-        return TokenLogprobs(str(head["token"]), float(head["logprob"]), top)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None  # a server's odd shape is no logprobs, not a failed call
-
-
 def _status_message(status: int | None) -> str:
     if status is None:
         return "the stream reported an error"
     return {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
         status, "request failed"
-    )
-
-
-def _usage_of(usage: Any) -> Usage:
-    if not isinstance(usage, dict):
-        return Usage(calls=1)
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(cached or 0),
-        calls=1,
     )
 
 

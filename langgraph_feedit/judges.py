@@ -36,8 +36,8 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.calls import RoleCaller
+from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle
-from langgraph_feedit.endpoints import ChatResult, TokenLogprobs
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
     TemplateSet,

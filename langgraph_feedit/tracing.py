@@ -30,8 +30,8 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
+    from langgraph_feedit.chatapi import ChatResult
     from langgraph_feedit.config import RoleConfig
-    from langgraph_feedit.endpoints import ChatResult
 
 __all__ = ["CallInfo", "TokenSink", "emit", "traced_chat"]
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from langgraph_feedit import EndpointError, EndpointTimeout, RoleConfig, get_endpoint
+from langgraph_feedit.chatapi import ChatRequest
 from langgraph_feedit.endpoints import Endpoint, aclose_endpoints, is_retryable
 from langgraph_feedit.testing import Fault, SimServer
 
@@ -164,9 +165,7 @@ async def test_bad_request_is_not_retried() -> None:
     with SimServer(seed=14, reject_n=True) as server:
         ep = endpoint(server)
         with pytest.raises(EndpointError) as info:
-            await ep._complete(
-                CONVERSATION, "m", "draft", n=2, seed=None, params={}, extra_body=None
-            )
+            await ep._complete(ChatRequest(CONVERSATION, "m", "draft"), n=2, seed=None)
         assert info.value.status == 400 and not info.value.retryable
         assert server.call_count == 1
 
