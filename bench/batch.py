@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simproc import sim_stats, start_sim
+from simproc import batch_cmd, sim_stats, start_sim
 
 
 def start(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -51,23 +51,8 @@ def start(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     )
 
 
-def batch_cmd(base_url: str, work: Path, name: str, args: argparse.Namespace) -> list[str]:
+def tree(args: argparse.Namespace) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "langgraph_feedit.cli",
-        "batch",
-        "--no-progress",
-        "--input",
-        str(work / "q.jsonl"),
-        "--output",
-        str(work / f"{name}.jsonl"),
-        "--store",
-        str(work / f"store-{name}"),
-        "--base-url",
-        base_url,
-        "--model",
-        "m",
         "--drafts",
         "4",
         "--critiques",
@@ -107,17 +92,17 @@ def main() -> None:
                     )
 
             before = sim_stats(base_url)
-            durable_wall = run(batch_cmd(base_url, work, "durable", args))
+            durable_wall = run(batch_cmd(base_url, work, "durable", *tree(args)))
             after = sim_stats(base_url)
             calls = after["call_count"] - before["call_count"]
             busy = after["busy_s"] - before["busy_s"]
             print(f"durable: {durable_wall:.1f} s, {calls} calls", file=sys.stderr)
 
-            plain_wall = run([*batch_cmd(base_url, work, "plain", args), "--no-store"])
+            plain_wall = run([*batch_cmd(base_url, work, "plain", *tree(args)), "--no-store"])
             print(f"no store: {plain_wall:.1f} s", file=sys.stderr)
 
             before = sim_stats(base_url)
-            cmd = batch_cmd(base_url, work, "killed", args)
+            cmd = batch_cmd(base_url, work, "killed", *tree(args))
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while sim_stats(base_url)["call_count"] - before["call_count"] < calls // 2:
                 time.sleep(0.05)

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 
@@ -29,3 +30,26 @@ def sim_stats(base_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(base_url.removesuffix("/v1") + "/_sim/stats", timeout=10) as r:
         data: dict[str, Any] = json.loads(r.read())
         return data
+
+
+def batch_cmd(base_url: str, work: Path, name: str, *tree: str) -> list[str]:
+    """``feedit batch`` over ``work/q.jsonl`` into ``work/NAME.jsonl`` with the store
+    ``work/store-NAME``, on the simulated server at ``base_url``; ``tree`` sets the rest."""
+    return [
+        sys.executable,
+        "-m",
+        "langgraph_feedit.cli",
+        "batch",
+        "--no-progress",
+        "--input",
+        str(work / "q.jsonl"),
+        "--output",
+        str(work / f"{name}.jsonl"),
+        "--store",
+        str(work / f"store-{name}"),
+        "--base-url",
+        base_url,
+        "--model",
+        "m",
+        *tree,
+    ]

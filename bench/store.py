@@ -10,6 +10,8 @@ line:
   beside it: it is what a rerun reads instead of calling again.
 - ``cpu_ms_per_call``: the batch process's user + system CPU over the calls it made
   (``getrusage`` of the finished child, interpreter start-up included). Target <= 3 ms.
+  ``startup_cpu_s`` is the same command's CPU on an empty input (imports, the graph and the
+  stores opened), and ``cpu_ms_per_call_after_startup`` the rest over the calls.
 - ``resume``: the same batch killed (SIGKILL) once half its calls were made, then run again:
   calls over both runs minus the calls of one whole run (``wasted``) against the calls in
   flight at the kill.
@@ -34,45 +36,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simproc import sim_stats, start_sim
+from simproc import batch_cmd, sim_stats, start_sim
 
 CALLS_PER_PROMPT = 96
 
 
-def batch_cmd(base_url: str, work: Path, name: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "langgraph_feedit.cli",
-        "batch",
-        "--no-progress",
-        "--input",
-        str(work / "q.jsonl"),
-        "--output",
-        str(work / f"{name}.jsonl"),
-        "--store",
-        str(work / f"store-{name}"),
-        "--base-url",
-        base_url,
-        "--model",
-        "m",
-        "--preset",
-        "feedback-edit",
-        "--drafts",
-        "8",
-        "--critiques",
-        "2",
-        "--edits",
-        "2",
-        "--set",
-        "roles.default.max_concurrency=256",
-        "--set",
-        "roles.default.seed=0",  # seeded slots differ, so no two candidates share calls
-        "--set",
-        "roles.judge.kind=llm",
-        "--set",
-        "depth.skip_perfect=false",
-    ]
+TREE = [
+    "--preset",
+    "feedback-edit",
+    "--drafts",
+    "8",
+    "--critiques",
+    "2",
+    "--edits",
+    "2",
+    "--set",
+    "roles.default.max_concurrency=256",
+    "--set",
+    "roles.default.seed=0",  # seeded slots differ, so no two candidates share calls
+    "--set",
+    "roles.judge.kind=llm",
+    "--set",
+    "depth.skip_perfect=false",
+]
 
 
 def _env(pythonpath: str | None) -> dict[str, str]:
@@ -105,19 +91,32 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
             time.perf_counter(),
         )
         done = subprocess.run(
-            batch_cmd(base_url, work, "run"), env=env, capture_output=True, text=True, timeout=1800
+            batch_cmd(base_url, work, "run", *TREE),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         wall = time.perf_counter() - wall0
         cpu = _children_cpu() - cpu0
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
         calls = sim_stats(base_url)["call_count"] - before
+        # The fixed cost: the same command on an empty input (start-up, imports, the graph
+        # and stores opened), so what is left is the cost per call.
+        (work / "empty").mkdir()
+        (work / "empty" / "q.jsonl").write_text("")
+        cpu0 = _children_cpu()
+        subprocess.run(
+            batch_cmd(base_url, work / "empty", "run", *TREE), env=env, check=True, timeout=600
+        )
+        startup = _children_cpu() - cpu0
         store = work / "store-run"
         stored = _bytes(store, "checkpoints.sqlite")
         cached = _bytes(store, "cache.sqlite")
         output = (work / "run.jsonl").stat().st_size
 
-        cmd = batch_cmd(base_url, work, "killed")
+        cmd = batch_cmd(base_url, work, "killed", *TREE)
         before = sim_stats(base_url)["call_count"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while sim_stats(base_url)["call_count"] - before < calls // 2:
@@ -136,6 +135,8 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
         "cpu_ms_per_call": round(1000 * cpu / calls, 2),
+        "startup_cpu_s": round(startup, 2),
+        "cpu_ms_per_call_after_startup": round(1000 * (cpu - startup) / calls, 2),
         "store_bytes": stored,
         "cache_bytes": cached,
         "output_bytes": output,
@@ -169,12 +170,18 @@ def main() -> None:
             base = result["baseline"]
             result["ratios"] = {
                 key: round(ours[key] / base[key], 3)
-                for key in ("cpu_ms_per_call", "store_bytes_per_call", "wall_s")
+                for key in (
+                    "cpu_ms_per_call",
+                    "cpu_ms_per_call_after_startup",
+                    "store_bytes_per_call",
+                    "wall_s",
+                )
                 if base[key]
             }
         result["targets"] = {
             "store_over_output": ours["store_over_output"] <= 3,
             "cpu_ms_per_call": ours["cpu_ms_per_call"] <= 3,
+            "cpu_ms_per_call_after_startup": ours["cpu_ms_per_call_after_startup"] <= 3,
             "resume_wastes_at_most_in_flight": ours["resume"]["wasted"]
             <= max(ours["resume"]["in_flight_at_kill"], 1),
         }
