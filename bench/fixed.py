@@ -23,6 +23,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -87,6 +88,7 @@ def cli_wall(flag: str) -> float:
             [sys.executable, "-m", "langgraph_feedit.cli", flag],
             check=True,
             capture_output=True,
+            cwd=tempfile.gettempdir(),  # the working directory would shadow ``PYTHONPATH``
         )
         walls.append(time.perf_counter() - start)
     return round(statistics.median(walls), 3)

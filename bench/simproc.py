@@ -25,9 +25,12 @@ def start_sim(*options: str) -> tuple[subprocess.Popen[str], str]:
     return proc, str(json.loads(proc.stdout.readline())["base_url"])
 
 
-def sim_stats(base_url: str) -> dict[str, Any]:
-    """The server's counters (``GET /_sim/stats``): calls, in flight, busy slot-seconds."""
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/_sim/stats", timeout=10) as r:
+def sim_stats(base_url: str, ended_within: float | None = None) -> dict[str, Any]:
+    """The server's counters (``GET /_sim/stats``): calls, in flight, busy slot-seconds; with
+    ``ended_within``, the requests answered in that many seconds before (``ended_recently``)."""
+    query = f"?ended_within={ended_within}" if ended_within is not None else ""
+    url = base_url.removesuffix("/v1") + "/_sim/stats" + query
+    with urllib.request.urlopen(url, timeout=10) as r:
         data: dict[str, Any] = json.loads(r.read())
         return data
 

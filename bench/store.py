@@ -16,8 +16,9 @@ line:
   calls over both runs minus the calls of one whole run (``wasted``) against the calls in
   flight at the kill.
 
-``--compare-with DIR`` runs the same figures for another checkout (``PYTHONPATH=DIR``) right
-before, as the baseline of this run.
+``--compare-with DIR`` runs the same figures for another checkout (``PYTHONPATH=DIR``, each
+batch run from its own folder so that the working directory does not shadow it) right before,
+as the baseline of this run.
 
     python bench/store.py [--prompts 10] [--compare-with ../old-main]
 """
@@ -93,6 +94,7 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
         done = subprocess.run(
             batch_cmd(base_url, work, "run", *TREE),
             env=env,
+            cwd=work,
             capture_output=True,
             text=True,
             timeout=1800,
@@ -108,7 +110,11 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
         (work / "empty" / "q.jsonl").write_text("")
         cpu0 = _children_cpu()
         subprocess.run(
-            batch_cmd(base_url, work / "empty", "run", *TREE), env=env, check=True, timeout=600
+            batch_cmd(base_url, work / "empty", "run", *TREE),
+            env=env,
+            cwd=work,
+            check=True,
+            timeout=600,
         )
         startup = _children_cpu() - cpu0
         store = work / "store-run"
@@ -118,15 +124,23 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
 
         cmd = batch_cmd(base_url, work, "killed", *TREE)
         before = sim_stats(base_url)["call_count"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         while sim_stats(base_url)["call_count"] - before < calls // 2:
             time.sleep(0.01)
-        in_flight = sim_stats(base_url)["in_flight"]
+        disconnects = sim_stats(base_url)["disconnects"]
         os.kill(proc.pid, signal.SIGKILL)
+        # In flight, as the kill -9 test counts it: requests the kill cut off, and replies
+        # sent in the second before it (the client may have had them on the wire, or in
+        # hand but not yet stored).
+        answered = sim_stats(base_url, ended_within=1.0)["ended_recently"]
         proc.wait()
         time.sleep(0.3)
-        killed_at = sim_stats(base_url)["call_count"] - before
-        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        after = sim_stats(base_url)
+        in_flight = answered + after["disconnects"] - disconnects
+        killed_at = after["call_count"] - before
+        rerun = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=1800)
         if rerun.returncode != 0:
             raise SystemExit(rerun.stderr[-3000:])
         total = sim_stats(base_url)["call_count"] - before

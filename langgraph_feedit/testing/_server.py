@@ -151,9 +151,11 @@ class SimServer:
         """Seconds of slot time used: the sum over requests of the time each held a slot."""
         return self._ledger.busy_s
 
-    def stats(self) -> dict[str, float]:
-        """The counters served at ``GET /_sim/stats``."""
-        return {
+    def stats(self, ended_within: float | None = None) -> dict[str, float]:
+        """The counters served at ``GET /_sim/stats``; with ``ended_within`` (the query
+        ``?ended_within=S``) also ``ended_recently``, the requests answered in the last ``S``
+        seconds (a killed client may have had those in hand, not yet stored)."""
+        stats: dict[str, float] = {
             "busy_s": round(self._ledger.busy_s, 6),
             "call_count": self.call_count,
             "in_flight": self.in_flight,
@@ -161,6 +163,12 @@ class SimServer:
             "peak_in_flight": self.peak_in_flight,
             "disconnects": self.disconnects,
         }
+        if ended_within is not None:
+            since = time.monotonic() - ended_within
+            stats["ended_recently"] = sum(
+                1 for r in self.requests if r.ended is not None and r.ended >= since
+            )
+        return stats
 
     def set_faults(self, faults: Sequence[Fault]) -> None:
         """Replace the faults; their ``first`` counters start again from zero."""
@@ -263,7 +271,11 @@ class SimServer:
         return web.json_response({"status": "ok"})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
+        within = request.query.get("ended_within")
+        try:
+            return web.json_response(self.stats(float(within) if within else None))
+        except ValueError:
+            return web.json_response({"error": "ended_within must be a number"}, status=400)
 
     # -- shared request handling -------------------------------------------------------------
 
