@@ -281,19 +281,19 @@ class Endpoint:
     async def _chat(self, request: ChatRequest) -> ChatResult:
         if request.on_token is not None and request.n == 1:
             on_token = request.on_token
+            body = request.body(seed=request.seed, stream=True)
+            seconds = self.request_timeout(request.max_tokens)
             streamed: ChatResult = await self._call(
                 lambda: read_stream(
                     self.http.stream_events(
-                        f"{self.base_url}/chat/completions",
-                        request.body(seed=request.seed, stream=True),
-                        seconds=self.request_timeout(request.max_tokens),
+                        f"{self.base_url}/chat/completions", body, seconds=seconds
                     ),
                     request.model,
                     on_token,
                 ),
                 model=request.model,
                 role=request.role,
-                seconds=self.request_timeout(request.max_tokens),
+                seconds=seconds,
                 refuse=request.asks_json,
             )
             return self._noted(streamed, request)
