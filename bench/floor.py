@@ -12,9 +12,15 @@ prompts, no trace), so what is measured is the framework's cost per call:
   calls are ``@task``s, each branch an ``asyncio.gather`` of its children, so a branch still
   waits only for its parent.
 - ``asyncio``: the same tree as plain coroutines: the floor of any Python scheduler.
+- ``feedit``: the package's own graph (``feedback-edit`` 8x2x2, LLM judge) with
+  ``Endpoint.chat`` replaced by a reply made on the spot: everything of a call but its HTTP
+  request (prompts, state, trace, callbacks, cache keys, progress events). ``feedit`` less
+  ``subgraphs`` is what the package's own code adds per call above LangGraph's cost for the
+  shape; ``bench/endpoints.py`` measures the HTTP request it leaves out.
 
 CPU per call is the process's CPU over ``--runs`` runs of the tree, divided by the calls made,
-after a warm-up. Prints one JSON line; the ratios to ``asyncio`` are the figures to read.
+after a warm-up. Prints one JSON line; the ratios to ``asyncio`` are the figures to read, and
+``feedit_above_subgraphs_us``.
 
     python bench/floor.py [--runs 30]
 """
@@ -178,6 +184,44 @@ def plain() -> Callable[[], Awaitable[int]]:
     return run
 
 
+def feedit() -> Callable[[], Awaitable[int]]:
+    # Imported here: the other variants measure LangGraph alone.
+    from langgraph_feedit import FeeditConfig, create_feedit_graph
+    from langgraph_feedit.chatapi import ChatResult
+    from langgraph_feedit.endpoints import Endpoint
+    from langgraph_feedit.usage import Usage
+
+    made = 0
+
+    async def chat(self: Endpoint, messages: Any, **kwargs: Any) -> ChatResult:
+        nonlocal made
+        made += 1
+        # Distinct texts (identical candidates would share calls); a JSON rating for judges.
+        text = '{"reason": "ok", "score": 7}' if kwargs.get("json_schema") else f"text {made}"
+        await asyncio.sleep(0)  # a reply, as soon as the loop comes round
+        return ChatResult(
+            texts=[text], usage=Usage(10, 8, 0, 1), model="m", finish_reasons=["stop"]
+        )
+
+    Endpoint.chat = chat  # type: ignore[assignment,method-assign]
+    roles = {"default": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "seed": 0}}
+    config = FeeditConfig.load(
+        env={},
+        overrides={
+            "roles": {**roles, "judge": {"kind": "llm"}},
+            "width": {"drafts": DRAFTS, "critiques": CRITIQUES, "edits": EDITS},
+            "depth": {"max_rounds": 1},
+        },
+    )
+    graph = create_feedit_graph(config, preset="feedback-edit").compile()
+
+    async def run() -> int:
+        out = await graph.ainvoke({"messages": [("user", "q")]}, {"max_concurrency": 256})
+        return int(out["trace"]["usage"]["total"]["calls"])
+
+    return run
+
+
 async def cpu_per_call(run: Callable[[], Awaitable[int]], runs: int) -> float:
     for _ in range(3):
         assert await run() == CALLS
@@ -195,6 +239,7 @@ async def main(runs: int) -> dict[str, Any]:
             ("asyncio", plain),
             ("functional", functional),
             ("subgraphs", subgraphs),
+            ("feedit", feedit),
         )
     }
     return {
@@ -204,6 +249,7 @@ async def main(runs: int) -> dict[str, Any]:
         "cpu_us_per_call": {k: round(v, 1) for k, v in figures.items()},
         "over_asyncio": {k: round(v / figures["asyncio"], 2) for k, v in figures.items()},
         "subgraphs_over_functional": round(figures["subgraphs"] / figures["functional"], 2),
+        "feedit_above_subgraphs_us": round(figures["feedit"] - figures["subgraphs"], 1),
     }
 
 

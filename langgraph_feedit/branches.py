@@ -461,8 +461,9 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     """
     checkpointer = False if cache is not None else None
 
-    def policy(kind: str) -> CachePolicy[Any]:
-        return CachePolicy(key_func=_key(kind))
+    def policy(kind: str) -> CachePolicy[Any] | None:
+        # LangGraph computes a node's cache key whenever it has a policy, cache or none.
+        return None if cache is None else CachePolicy(key_func=_key(kind))
 
     recorded: Any = _recorded
 

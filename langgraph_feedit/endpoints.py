@@ -312,12 +312,15 @@ class Endpoint:
         # A server that ignored ``n`` or refused it: the rest as single calls, sample ``i``
         # seeded ``seed + i`` so seeded samples still differ.
         start = len(got.texts)
-        singles = await asyncio.gather(
-            *(
-                self._complete(request, n=1, seed=None if seed is None else seed + i)
-                for i in range(start, n)
+        if start == 0 and n == 1:
+            singles = [await self._complete(request, n=1, seed=seed)]  # no task for one call
+        else:
+            singles = await asyncio.gather(
+                *(
+                    self._complete(request, n=1, seed=None if seed is None else seed + i)
+                    for i in range(start, n)
+                )
             )
-        )
         for single in singles:
             got.extend(single, 1)
         result = ChatResult(

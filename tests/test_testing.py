@@ -412,6 +412,35 @@ def test_cli_serves_until_terminated() -> None:
         assert "Traceback" not in stderr.read()
 
 
+def test_cli_fixed_latency() -> None:
+    """``--latency S``: every request takes S seconds, whatever its length; a negative one is
+    refused with a message naming the flag, and no traceback."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "langgraph_feedit.testing", "--latency", "-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--latency" in refused.stderr and "Traceback" not in refused.stderr
+    command = [sys.executable, "-m", "langgraph_feedit.testing", "--latency", "0.4"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        try:
+            base_url = json.loads(proc.stdout.readline())["base_url"]
+            for tokens in (1, 200):
+                body = {"model": "m", "messages": USER, "max_tokens": tokens}
+                start = time.perf_counter()
+                reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=30)
+                took = time.perf_counter() - start
+                assert reply.status_code == 200
+                assert 0.4 <= took < 1.4, (tokens, took)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="capacity"):
         SimServer(capacity=0)

@@ -28,6 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sd-tokens", type=float, default=0.0)
     parser.add_argument("--min-tokens", type=int, default=1)
     parser.add_argument("--capacity", type=int, default=None, help="serving slots; others queue")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        help="every request takes exactly this many seconds (overrides --ttft and --rate)",
+    )
     parser.add_argument("--model", default="sim-model")
     parser.add_argument("--reject-n", action="store_true", help="answer n>1 with 400")
     parser.add_argument("--ignore-n", action="store_true", help="answer n>1 with one choice")
@@ -42,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = vars(args)
     try:
         faults = [Fault(**json.loads(spec)) for spec in settings.pop("fault")]
-        server = SimServer(faults=faults, **settings)
+        latency = settings.pop("latency")
+        if latency is not None and latency < 0:
+            raise ValueError(f"--latency must be >= 0, not {latency}")
+        fixed = None if latency is None else (lambda body: latency)
+        server = SimServer(faults=faults, latency_fn=fixed, **settings)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     stop = threading.Event()
