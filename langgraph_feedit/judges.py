@@ -153,26 +153,32 @@ def _weighted_mean(values: Iterable[tuple[float, float]]) -> float:
     return sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
 
 
-async def _rate(
-    caller: RoleCaller,
-    conversation: Sequence[Mapping[str, Any]],
-    text: str,
-    templates: TemplateSet,
-    *,
-    index: int,
-    config: RunnableConfig | None,
-    info: CallInfo | None,
-) -> JudgeResult:
+@dataclass(frozen=True, slots=True)
+class _Judging:
+    """One candidate to score, and how its judge calls are made and reported."""
+
+    caller: RoleCaller
+    conversation: Sequence[Mapping[str, Any]]
+    text: str
+    templates: TemplateSet
+    index: int
+    config: RunnableConfig | None
+    info: CallInfo | None
+
+    def complete(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+        """One judge call for this candidate (``kwargs`` as :meth:`RoleCaller.complete`)."""
+        return self.caller.complete(
+            "judge", messages, index=self.index, config=self.config, info=self.info, **kwargs
+        )
+
+
+async def _rate(j: _Judging) -> JudgeResult:
     """The ``llm`` rating: JSON constrained by :data:`RATING_SCHEMA` where the endpoint has not
     refused ``response_format``, else the ``Score: N`` rubric parsed from text."""
-    endpoint = await caller.endpoint("judge")
+    endpoint = await j.caller.endpoint("judge")
     as_json = bool(endpoint.json_modes)
-    result = await caller.complete(
-        "judge",
-        rating_messages(conversation, text, templates, json=as_json),
-        index=index,
-        config=config,
-        info=info,
+    result: ChatResult = await j.complete(
+        rating_messages(j.conversation, j.text, j.templates, json=as_json),
         json_schema=RATING_SCHEMA if as_json else None,
     )
     reply = result.texts[0] if result.texts else ""
@@ -186,32 +192,16 @@ async def _rate(
     return JudgeResult(rating, result.usage, note=note, model=result.model, path=path)
 
 
-async def _principles(
-    caller: RoleCaller,
-    conversation: Sequence[Mapping[str, Any]],
-    text: str,
-    templates: TemplateSet,
-    *,
-    index: int,
-    config: RunnableConfig | None,
-    info: CallInfo | None,
-) -> JudgeResult:
+async def _principles(j: _Judging) -> JudgeResult:
     """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
-    endpoint = await caller.endpoint("judge")
+    endpoint = await j.caller.endpoint("judge")
     if endpoint.logprobs_supported is False:
-        rated = await _rate(
-            caller, conversation, text, templates, index=index, config=config, info=info
-        )
-        return _fell_back(rated, Usage())
-    principles: list[Principle] = caller.settings("judge").principle_list()
+        return _fell_back(await _rate(j), Usage())
+    principles: list[Principle] = j.caller.settings("judge").principle_list()
     results: list[ChatResult] = await asyncio.gather(
         *(
-            caller.complete(
-                "judge",
-                principle_messages(conversation, text, p.text, templates),
-                index=index,
-                config=config,
-                info=info,
+            j.complete(
+                principle_messages(j.conversation, j.text, p.text, j.templates),
                 max_tokens=1,
                 temperature=0.0,
                 top_logprobs=TOP_LOGPROBS,
@@ -222,10 +212,7 @@ async def _principles(
     usage = sum((r.usage for r in results), Usage())
     firsts = [r.logprobs[0] if r.logprobs else None for r in results]
     if any(first is None for first in firsts):
-        rated = await _rate(
-            caller, conversation, text, templates, index=index, config=config, info=info
-        )
-        return _fell_back(rated, usage)
+        return _fell_back(await _rate(j), usage)
     scores: dict[str, float] = {}
     notes: list[str] = []
     weighted: list[tuple[float, float]] = []
@@ -274,14 +261,11 @@ async def score_candidate(
             [*conversation, {"role": "assistant", "content": text}]
         )
         return JudgeResult(score, usage, model=model)
+    judging = _Judging(caller, conversation, text, templates, index, config, info)
     if kind == "llm":
-        return await _rate(
-            caller, conversation, text, templates, index=index, config=config, info=info
-        )
+        return await _rate(judging)
     if kind == "principle":
-        return await _principles(
-            caller, conversation, text, templates, index=index, config=config, info=info
-        )
+        return await _principles(judging)
     raise ValueError(f"judge kind {kind!r} does not score candidates one at a time")
 
 

@@ -37,7 +37,7 @@ from typing import IO, Any, ClassVar, Self
 
 from langgraph_feedit.errors import ServerProcessError
 
-__all__ = ["ChildServer", "answers", "connect_host", "free_port", "terminate"]
+__all__ = ["ChildServer", "Served", "answers", "connect_host", "free_port", "terminate"]
 
 _STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
@@ -95,6 +95,46 @@ def _make_preexec() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+class Served:
+    """A server with ``start()`` and ``stop()`` that is also a sync and an async context
+    manager; ``astart``/``astop`` run the blocking ``start``/``stop`` on a worker thread, so
+    the event loop keeps serving while a server comes up or goes down."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    async def astart(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
 
 
 class _Spawner:
@@ -160,7 +200,7 @@ class _StartFailed(Exception):
         super().__init__("address in use" if address_in_use else "exited")
 
 
-class ChildServer(abc.ABC):
+class ChildServer(Served, abc.ABC):
     """One HTTP server run as a child process on ``host:port``, healthy once ``health_path``
     answers 200.
 
@@ -210,7 +250,7 @@ class ChildServer(abc.ABC):
     def command(self, port: int) -> list[str]:
         """The command line that runs the server on ``port``."""
 
-    def prepare(self) -> None:  # noqa: B027 (a hook: most servers need no check)
+    def prepare(self) -> None:
         """Check, before anything is spawned, that the server can run (raise ``error`` if not)."""
 
     def describe(self) -> str:
@@ -376,28 +416,6 @@ class ChildServer(abc.ABC):
             if self._log is not None:
                 self._log.close()
                 self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     def __repr__(self) -> str:
         where = f"port={self._port}" if self._port is not None else "not started"

@@ -206,11 +206,14 @@ async def test_refused_json_schema_falls_back_to_text_and_is_remembered() -> Non
         assert forms == [("json_schema", 400), ("json_object", 400)]
         for n in trace.candidates():
             assert n.judge_path == "text" and n.score is not None
+        before = len(server.requests)
         again = await run(config, "Another prompt.", preset="best-of-n", drafts=3)
         assert len([r for r in server.requests if "response_format" in r.body]) == len(refused)
-        # the first run's refused calls were answered unconstrained (the JSON rubric as text);
-        # the second run asks with the plain rubric straight away
-        texts = [r.body for r in server.requests if r.status == 200 and "Score: N" in str(r.body)]
+        # the first run's refused calls were answered unconstrained (the JSON rubric as text;
+        # a judge that started after the refusals asked with the plain rubric); the second
+        # run asks with the plain rubric straight away, all three judges
+        second = server.requests[before:]
+        texts = [r.body for r in second if r.status == 200 and "Score: N" in str(r.body)]
         assert len(texts) == 3
         assert all(n.judge_path == "text" for n in again.candidates())
 

@@ -13,11 +13,11 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from langgraph_feedit.supervise import Served
 from langgraph_feedit.testing._faults import Fault, error_reply, fault_reply
 from langgraph_feedit.testing._ledger import Ledger, RecordedRequest
 from langgraph_feedit.testing._replies import (
@@ -42,7 +42,7 @@ _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-aut
 _Serve = Callable[[web.Request, RecordedRequest], Awaitable[web.StreamResponse]]
 
 
-class SimServer:
+class SimServer(Served):
     """A deterministic OpenAI-compatible chat and vLLM-style pooling server on 127.0.0.1.
 
     Service time per request is ``(ttft + completion_tokens / rate) * exp(normal(0, jitter))``
@@ -206,28 +206,6 @@ class SimServer:
         loop.call_soon_threadsafe(stop.set)
         thread.join()
         self._thread = None
-
-    def __enter__(self) -> SimServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> SimServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     def _run(self, ready: threading.Event) -> None:
         try:
