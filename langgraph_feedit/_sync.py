@@ -75,4 +75,6 @@ def both(afunc: Callable[..., Awaitable[Any]], *, name: str | None = None) -> An
         return run_sync(afunc(state, runtime, config))  # type: ignore[arg-type]
 
     func.__annotations__ = {"state": Any, "runtime": Runtime, "config": RunnableConfig}
-    return RunnableCallable(func, afunc, name=name or afunc.__name__)
+    # Untraced, as LangGraph wraps a plain node function: the node is already a run of its
+    # own (the task), and a traced callable would nest a second chain run inside every node.
+    return RunnableCallable(func, afunc, name=name or afunc.__name__, trace=False)
