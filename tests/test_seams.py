@@ -145,6 +145,23 @@ async def test_langsmith_shaped_tracer_sees_the_tree(sim: SimServer) -> None:
     assert root.name == "feedit"
     assert names.count("feedit:draft") == 2
     assert names.count("feedit:judge") == 4
+    # Each node is one run, as LangGraph makes of a plain node function (not a node run with
+    # a second one of the same name inside it), and each call's parent is the node that made it.
+    assert names.count("draft") == 2 and names.count("critique") == 2
+    assert names.count("edit") == 2 and names.count("judge") == 4
+    assert names.count("start") == names.count("select") == names.count("finish") == 1
+
+    def parents(run: Run, parent: Run | None = None) -> Iterator[tuple[Run, Run | None]]:
+        yield run, parent
+        for child in run.child_runs:
+            yield from parents(child, run)
+
+    made_by = {
+        run.name: parent.name if parent else None
+        for run, parent in parents(root)
+        if run.run_type == "llm"
+    }
+    assert made_by == {f"feedit:{r}": r for r in ("draft", "critique", "edit", "judge")}
 
 
 class _Errors(AsyncCallbackHandler):
