@@ -70,6 +70,18 @@ def subgraphs() -> Callable[[], Awaitable[int]]:
     async def route(state: Branch) -> dict[str, Any]:
         return {}
 
+    # Edges are async too: LangGraph runs a plain function of an async run on a worker thread.
+    async def fan_edits(state: Branch) -> list[Send]:
+        return [Send("edit_branch", {"index": i}) for i in range(EDITS)]
+
+    async def after_draft(state: Branch) -> list[Send]:
+        return [Send("judge", state)] + [
+            Send("critique_branch", {"index": i}) for i in range(CRITIQUES)
+        ]
+
+    async def fan_drafts(state: Branch) -> list[Send]:
+        return [Send("draft_branch", {"index": i}) for i in range(DRAFTS)]
+
     leaf = StateGraph(Branch, output_schema=Made)
     leaf.add_node("edit", node("edit"))
     leaf.add_node("judge", node("judge"))
@@ -84,9 +96,7 @@ def subgraphs() -> Callable[[], Awaitable[int]]:
     crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
-    crit.add_conditional_edges(
-        "route", lambda s: [Send("edit_branch", {"index": i}) for i in range(EDITS)]
-    )
+    crit.add_conditional_edges("route", fan_edits)
     critique_branch = crit.compile(name="critique_branch")
 
     drafts = StateGraph(Branch, output_schema=Made)
@@ -96,12 +106,7 @@ def subgraphs() -> Callable[[], Awaitable[int]]:
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
     drafts.add_edge("draft", "route")
-    drafts.add_conditional_edges(
-        "route",
-        lambda s: (
-            [Send("judge", s)] + [Send("critique_branch", {"index": i}) for i in range(CRITIQUES)]
-        ),
-    )
+    drafts.add_conditional_edges("route", after_draft)
     drafts.add_edge("judge", END)
     draft_branch = drafts.compile(name="draft_branch")
 
@@ -110,9 +115,7 @@ def subgraphs() -> Callable[[], Awaitable[int]]:
     top.add_node("draft_branch", draft_branch)
     top.add_node("select", route)
     top.add_edge(START, "start")
-    top.add_conditional_edges(
-        "start", lambda s: [Send("draft_branch", {"index": i}) for i in range(DRAFTS)]
-    )
+    top.add_conditional_edges("start", fan_drafts)
     top.add_edge("draft_branch", "select")
     top.add_edge("select", END)
     graph = top.compile()

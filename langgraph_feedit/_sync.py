@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from langgraph._internal._runnable import RunnableCallable
 
-__all__ = ["both", "run_sync"]
+__all__ = ["both", "inline", "run_sync"]
 
 T = TypeVar("T")
 
@@ -78,3 +78,20 @@ def both(afunc: Callable[..., Awaitable[Any]], *, name: str | None = None) -> An
     # Untraced, as LangGraph wraps a plain node function: the node is already a run of its
     # own (the task), and a traced callable would nest a second chain run inside every node.
     return RunnableCallable(func, afunc, name=name or afunc.__name__, trace=False)
+
+
+def inline(func: Callable[..., T], *, trace: bool = False) -> Any:
+    """A plain function as a node, error handler or conditional edge that async runs call on
+    the event loop.
+
+    LangGraph runs a plain (sync) function of an async run on a worker thread
+    (``run_in_executor``). For a function that does no I/O, such as a router, that hop costs
+    far more than the function: with one per ``route`` node and one per fan-out edge, it was
+    half a hop per call of the tree. ``trace`` as LangGraph's own: nodes and error handlers
+    are not runs of their own (the task is), edges are.
+    """
+
+    async def afunc(*args: Any, **kwargs: Any) -> T:
+        return func(*args, **kwargs)
+
+    return RunnableCallable(func, afunc, name=func.__name__, trace=trace)

@@ -35,7 +35,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
-from langgraph_feedit._sync import both
+from langgraph_feedit._sync import both, inline
 from langgraph_feedit.calls import (
     ActiveRun,
     BudgetExhausted,
@@ -465,7 +465,13 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
         # LangGraph computes a node's cache key whenever it has a policy, cache or none.
         return None if cache is None else CachePolicy(key_func=_key(kind))
 
-    recorded: Any = _recorded
+    recorded: Any = inline(_recorded)
+    # Routers run on the event loop (see ``inline``); edges are runs of their own, as LangGraph's.
+    router, fan_edits, after_draft = (
+        inline(route),
+        inline(_fan_edits, trace=True),
+        inline(_after_draft, trace=True),
+    )
 
     leaf = StateGraph(BranchState, output_schema=BranchOutput)
     leaf.add_node("edit", both(edit), cache_policy=policy("edit"), error_handler=recorded)
@@ -478,22 +484,22 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     crit.add_node(
         "critique", both(critique), cache_policy=policy("critique"), error_handler=recorded
     )
-    crit.add_node("route", route)
+    crit.add_node("route", router)
     edit_branch = leaf.compile(name="edit_branch", cache=cache, checkpointer=checkpointer)
     crit.add_node("edit_branch", edit_branch)
     crit.add_edge(START, "critique")
     crit.add_edge("critique", "route")
-    crit.add_conditional_edges("route", _fan_edits, ["edit_branch", "critique", END])
+    crit.add_conditional_edges("route", fan_edits, ["edit_branch", "critique", END])
     critique_branch = crit.compile(name="critique_branch", cache=cache, checkpointer=checkpointer)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
     drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
     drafts.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
-    drafts.add_node("route", route)
+    drafts.add_node("route", router)
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")
     drafts.add_edge("draft", "route")
-    drafts.add_conditional_edges("route", _after_draft, ["judge", "critique_branch", END])
+    drafts.add_conditional_edges("route", after_draft, ["judge", "critique_branch", END])
     drafts.add_edge("judge", END)
     draft_branch = drafts.compile(name="draft_branch", cache=cache, checkpointer=checkpointer)
     return draft_branch, critique_branch, edit_branch

@@ -31,7 +31,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
 from typing_extensions import TypedDict
 
-from langgraph_feedit._sync import both
+from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import Target, branch_graphs
 from langgraph_feedit.calls import BudgetExhausted, active_run, failure_text, forget_run
 from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
@@ -459,10 +459,12 @@ def create_feedit_graph(
         destinations=("draft_branch", "critique_branch", "edit_branch", END),
     )
     builder.add_edge(START, "start")
-    builder.add_conditional_edges("start", _fan_drafts, ["draft_branch"])
+    builder.add_conditional_edges("start", inline(_fan_drafts, trace=True), ["draft_branch"])
     builder.add_edge("draft_branch", "select")
     builder.add_edge("critique_branch", "select")
     builder.add_edge("edit_branch", "select")
-    builder.add_conditional_edges("select", _deepen, ["critique_branch", "finish"])
+    builder.add_conditional_edges(
+        "select", inline(_deepen, trace=True), ["critique_branch", "finish"]
+    )
     builder.add_edge("finish", END)
     return builder
