@@ -311,16 +311,12 @@ class Endpoint:
                 got.extend(together, n)
         # A server that ignored ``n`` or refused it: the rest as single calls, sample ``i``
         # seeded ``seed + i`` so seeded samples still differ.
-        start = len(got.texts)
-        if start == 0 and n == 1:
-            singles = [await self._complete(request, n=1, seed=seed)]  # no task for one call
-        else:
-            singles = await asyncio.gather(
-                *(
-                    self._complete(request, n=1, seed=None if seed is None else seed + i)
-                    for i in range(start, n)
-                )
-            )
+        calls = [
+            self._complete(request, n=1, seed=None if seed is None else seed + i)
+            for i in range(len(got.texts), n)
+        ]
+        # One call is awaited as it is: gather would give it a task of its own.
+        singles = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         for single in singles:
             got.extend(single, 1)
         result = ChatResult(

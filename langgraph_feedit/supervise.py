@@ -97,16 +97,18 @@ def _make_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-class Served:
+class Served(abc.ABC):
     """A server with ``start()`` and ``stop()`` that is also a sync and an async context
     manager; ``astart``/``astop`` run the blocking ``start``/``stop`` on a worker thread, so
     the event loop keeps serving while a server comes up or goes down."""
 
+    @abc.abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Start the server and return it once it serves."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the server; safe to call twice."""
 
     async def astart(self) -> Self:
         return await asyncio.to_thread(self.start)
@@ -200,7 +202,7 @@ class _StartFailed(Exception):
         super().__init__("address in use" if address_in_use else "exited")
 
 
-class ChildServer(Served, abc.ABC):
+class ChildServer(Served):
     """One HTTP server run as a child process on ``host:port``, healthy once ``health_path``
     answers 200.
 
