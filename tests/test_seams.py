@@ -4,6 +4,7 @@ LangSmith view), token streaming, sync calls, LCEL streaming, run names."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -201,6 +202,25 @@ async def test_messages_mode_streams_real_tokens(sim: SimServer) -> None:
     assert sorted(drafts) == ["d0/draft", "d1/draft"]
     assert all(len(v) > 1 for k, v in chunks.items() if not k.endswith("/judge"))
     assert [len(v) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
+
+
+class _CountingPool(concurrent.futures.ThreadPoolExecutor):
+    submitted: list[str]
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(getattr(fn, "__name__", repr(fn)))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_async_run_never_leaves_the_event_loop(sim: SimServer) -> None:
+    """Routers and fan-out edges are plain functions, which LangGraph would run on a worker
+    thread in an async run: an async run of the whole tree hands nothing to the loop's pool."""
+    pool = _CountingPool(max_workers=4)
+    pool.submitted = []
+    asyncio.get_running_loop().set_default_executor(pool)
+    out = await _graph(sim, drafts=2, critiques=1).compile().ainvoke(QUESTION)
+    assert out["trace"]["usage"]["total"]["calls"] == 2 + 2 + 2 + 4
+    assert pool.submitted == []
 
 
 def test_sync_invoke_and_stream(sim: SimServer) -> None:
