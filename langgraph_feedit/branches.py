@@ -39,9 +39,11 @@ from langgraph_feedit._sync import both, inline
 from langgraph_feedit.calls import (
     ActiveRun,
     BudgetExhausted,
-    active_run,
+    Operator,
+    bound,
     failure_kind,
     failure_text,
+    find_run,
 )
 from langgraph_feedit.errors import EmbeddedError, EndpointError
 from langgraph_feedit.judges import POINTWISE, score_candidate
@@ -105,8 +107,14 @@ def _spec(state: BranchState) -> RunSpec:
     return spec
 
 
-def _templates(spec: RunSpec, role: str) -> TemplateSet:
-    return load_templates(spec["roles"][role].get("template"))
+def _run(op: Operator, state: BranchState, runtime: Runtime[Any]) -> ActiveRun:
+    """The run a branch belongs to, resolved from the graph's configuration (the ``spec``
+    a branch was sent names it; see :class:`~langgraph_feedit.calls.Operator`)."""
+    return op.run(state.get("spec"), runtime.context)
+
+
+def _templates(run: ActiveRun, role: str) -> TemplateSet:
+    return load_templates(run.caller.settings(role).template)
 
 
 def critique_slot(spec: RunSpec, index: int) -> tuple[int, int]:
@@ -211,25 +219,28 @@ async def _call(
 # -- nodes --------------------------------------------------------------------------------------
 
 
-async def draft(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def draft(
+    op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Sample one draft of the conversation."""
-    spec = _spec(state)
-    run = active_run(spec)
+    run = _run(op, state, runtime)
+    spec = run.spec
     index = state.get("index") or 0
     node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
-async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def critique(
+    op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Critique one candidate: what is wrong, missing or could be better."""
-    spec = _spec(state)
+    run = _run(op, state, runtime)
+    spec = run.spec
     parent = cast(Target, state["parent"])
-    messages = critique_messages(spec["conversation"], parent["text"], _templates(spec, "critique"))
+    messages = critique_messages(spec["conversation"], parent["text"], _templates(run, "critique"))
     index = state.get("index") or 0
     share = _share_key("critique", parent["text"], index)
-    node = await _call(
-        runtime, config, _head("critique", state), active_run(spec), messages, index, share
-    )
+    node = await _call(runtime, config, _head("critique", state), run, messages, index, share)
     text = node.get("text") or ""
     node["verdict"] = parse_critique_verdict(text)
     node["sample"] = critique_slot(spec, state.get("index") or 0)[1]
@@ -240,37 +251,40 @@ async def critique(state: BranchState, runtime: Runtime[Any], config: RunnableCo
     return {"feedit_nodes": [node], "critique": target}
 
 
-async def edit(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def edit(
+    op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Revise a candidate according to one critique."""
-    spec = _spec(state)
+    run = _run(op, state, runtime)
+    spec = run.spec
     parent = cast(Target, state["parent"])
     crit = cast(Target, state["critique"])
     messages = edit_messages(
-        spec["conversation"], parent["text"], crit["text"], _templates(spec, "edit")
+        spec["conversation"], parent["text"], crit["text"], _templates(run, "edit")
     )
     index = state.get("index") or 0
     share = _share_key("edit", parent["text"], index, crit["text"])
-    node = await _call(
-        runtime, config, _head("edit", state), active_run(spec), messages, index, share
-    )
+    node = await _call(runtime, config, _head("edit", state), run, messages, index, share)
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
-async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def judge(
+    op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Score the branch's candidate the moment it exists (pointwise judges only)."""
-    spec = _spec(state)
+    run = _run(op, state, runtime)
+    spec = run.spec
     cand = state.get("candidate")
     if not cand or spec["judge"] not in POINTWISE or spec["trivial"]:
         return {}
-    run = active_run(spec)
 
     def make() -> Any:
         return score_candidate(
-            spec["judge"],  # type: ignore[arg-type]
+            spec["judge"],
             run.caller,
             spec["conversation"],
             cand["text"],
-            _templates(spec, "judge"),
+            _templates(run, "judge"),
             index=(state.get("index") or 0),
             config=config,
             info=CallInfo(role="judge", node_id=cand["id"], kind="judge", round=state.get("round")),
@@ -315,25 +329,30 @@ def _recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
     return {"feedit_nodes": [error.error.node], "candidate": None, "critique": None}
 
 
-def route(state: BranchState) -> dict[str, Any]:
+async def route(
+    op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
+) -> dict[str, Any]:
     """Where a branch goes next is decided here, in a node that is never cached.
 
     LangGraph caches a node's writes, and a conditional edge's ``Send`` packets are among
     them: routing straight from a cached call node would replay the fan-out of the run that
-    filled the cache (its width, its budget) instead of deciding for this run.
+    filled the cache (its width, its budget) instead of deciding for this run. The run is
+    resolved here too, for the edges after it (a cached call node resolves nothing).
     """
+    _run(op, state, runtime)
     return {}
 
 
 def _after_draft(state: BranchState) -> list[Send | str] | str:
     """The draft's judge and its critiques start together: a critique never waits for a
     score it does not need."""
-    spec = _spec(state)
+    run = find_run(_spec(state))
+    spec = run.spec
     cand = state.get("candidate")
     if not cand:
         return END
     nxt: list[Send | str] = ["judge"]
-    if rounds_enabled(spec) and not active_run(spec).budget.exhausted:
+    if rounds_enabled(spec) and not run.budget.exhausted:
         nxt += [
             Send("critique_branch", {"spec": spec, "parent": cand, "round": 1, "index": j})
             for j in range(spec["critiques"])
@@ -344,7 +363,8 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
 def _resample(state: BranchState) -> list[Send] | str:
     """Send the critique node again for this slot when its last sample was not effective
     and the slot has samples left; otherwise the slot ends without edits."""
-    spec = _spec(state)
+    run = find_run(_spec(state))
+    spec = run.spec
     parent = cast(Target, state["parent"])
     mine = [
         n
@@ -359,7 +379,7 @@ def _resample(state: BranchState) -> list[Send] | str:
     index = int(last["id"].rsplit(".", 1)[-1][1:])
     if critique_slot(spec, index)[1] + 1 >= spec.get("critique_samples", 1):
         return END
-    if active_run(spec).budget.exhausted:
+    if run.budget.exhausted:
         return END
     payload = {
         "spec": spec,
@@ -371,11 +391,12 @@ def _resample(state: BranchState) -> list[Send] | str:
 
 
 def _fan_edits(state: BranchState) -> list[Send] | str:
-    spec = _spec(state)
+    run = find_run(_spec(state))
+    spec = run.spec
     crit = state.get("critique")
     if not crit:
         return _resample(state)
-    if active_run(spec).budget.exhausted:
+    if run.budget.exhausted:
         return END
     return [
         Send(
@@ -394,28 +415,11 @@ def _fan_edits(state: BranchState) -> list[Send] | str:
 
 # -- cache keys ---------------------------------------------------------------------------------
 
-_CALL_SETTINGS = (
-    "base_url",
-    "model",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "seed",
-    "stop",
-    "extra_body",
-    "template",
-    "kind",
-    "principles",
-)
-
 
 def _endpoint_identity(spec: RunSpec, role: str) -> dict[str, Any]:
-    settings = spec["roles"][role]
-    ident = {k: settings.get(k) for k in _CALL_SETTINGS}
-    if not ident["base_url"]:
-        model = settings.get("embedded_model") or spec["embedded_model"]
-        ident["base_url"] = f"embedded:{model or 'default'}"
-    return ident
+    """What a role's calls depend on besides the request: the digest of its endpoint and the
+    operator's settings for it, and the run's sampling settings and template."""
+    return {"endpoint": spec["endpoints"][role], **spec["roles"][role]}
 
 
 def _key(kind: str) -> Any:
@@ -448,8 +452,9 @@ def _key(kind: str) -> Any:
     return key
 
 
-def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
-    """The compiled per-draft, per-critique and per-edit subgraphs.
+def branch_graphs(op: Operator, cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
+    """The compiled per-draft, per-critique and per-edit subgraphs of one graph, whose nodes
+    resolve their runs from ``op`` (the graph's configuration).
 
     ``cache`` is given to each subgraph's ``compile``: LangGraph does not hand a parent's
     cache down to its subgraphs, and the calls live in the subgraphs. With a cache the
@@ -468,21 +473,28 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     recorded: Any = inline(_recorded)
     # Routers run on the event loop (see ``inline``); edges are runs of their own, as LangGraph's.
     router, fan_edits, after_draft = (
-        inline(route),
+        both(bound(op, route)),
         inline(_fan_edits, trace=True),
         inline(_after_draft, trace=True),
     )
 
     leaf = StateGraph(BranchState, output_schema=BranchOutput)
-    leaf.add_node("edit", both(edit), cache_policy=policy("edit"), error_handler=recorded)
-    leaf.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
+    leaf.add_node(
+        "edit", both(bound(op, edit)), cache_policy=policy("edit"), error_handler=recorded
+    )
+    leaf.add_node(
+        "judge", both(bound(op, judge)), cache_policy=policy("judge"), error_handler=recorded
+    )
     leaf.add_edge(START, "edit")
     leaf.add_edge("edit", "judge")
     leaf.add_edge("judge", END)
 
     crit = StateGraph(BranchState, output_schema=BranchOutput)
     crit.add_node(
-        "critique", both(critique), cache_policy=policy("critique"), error_handler=recorded
+        "critique",
+        both(bound(op, critique)),
+        cache_policy=policy("critique"),
+        error_handler=recorded,
     )
     crit.add_node("route", router)
     edit_branch = leaf.compile(name="edit_branch", cache=cache, checkpointer=checkpointer)
@@ -493,8 +505,12 @@ def branch_graphs(cache: BaseCache[Any] | None = None) -> tuple[Any, Any, Any]:
     critique_branch = crit.compile(name="critique_branch", cache=cache, checkpointer=checkpointer)
 
     drafts = StateGraph(BranchState, output_schema=BranchOutput)
-    drafts.add_node("draft", both(draft), cache_policy=policy("draft"), error_handler=recorded)
-    drafts.add_node("judge", both(judge), cache_policy=policy("judge"), error_handler=recorded)
+    drafts.add_node(
+        "draft", both(bound(op, draft)), cache_policy=policy("draft"), error_handler=recorded
+    )
+    drafts.add_node(
+        "judge", both(bound(op, judge)), cache_policy=policy("judge"), error_handler=recorded
+    )
     drafts.add_node("route", router)
     drafts.add_node("critique_branch", critique_branch)
     drafts.add_edge(START, "draft")

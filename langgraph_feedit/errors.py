@@ -23,10 +23,13 @@ log or a reply.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "REDACTED",
@@ -62,7 +65,8 @@ _secrets_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret value the process loaded, so that :func:`redact` removes it.
+    """Remember a secret value the process loaded, so that :func:`redact` removes it, in each
+    form a backend may write it back in (see :func:`_forms`).
 
     Called wherever a key is read (``RoleConfig.api_key``, the door's client key); values are
     kept for the life of the process, which is what may echo them.
@@ -73,10 +77,37 @@ def register_secret(value: str | None) -> None:
     with _secrets_lock:
         if value in _secrets:
             return
-        _secrets.add(value)
+        _secrets.update(_forms(value))
         # Longest first, so a key that contains another is replaced whole.
         ordered = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+_MIN_ENCODED = 12
+"""A base64 form shorter than this is not registered (it could match ordinary text)."""
+
+
+def _forms(value: str) -> set[str]:
+    """The forms a key takes in what a backend writes back: as sent; JSON-escaped (with or
+    without ``\\/`` and non-ASCII escapes, as a decoded JSON body would give back the key
+    itself); URL-encoded (in a query, a form body, a proxy's log); and base64 as inside HTTP
+    Basic credentials (``user:key``), at each of the three byte alignments a prefix can give
+    it, keeping only the characters that encode the key's own bytes."""
+    forms = {value}
+    for ascii_only in (True, False):
+        escaped = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms |= {escaped, escaped.replace("/", "\\/")}
+    forms |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    raw = value.encode()
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw + bytes(2)).decode()
+        # Character k carries bits [6k, 6k + 6): keep those that lie inside the key's bytes.
+        first = -(-8 * offset // 6)
+        last = (8 * (offset + len(raw))) // 6
+        part = encoded[first:last]
+        if len(part) >= _MIN_ENCODED:
+            forms.add(part)
+    return {f for f in forms if len(f) >= _MIN_SECRET}
 
 
 def redact(text: str) -> str:

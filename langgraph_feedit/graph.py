@@ -18,8 +18,7 @@ budget spent) or sends the best ``beam`` candidates of the round into another ro
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, cast, get_type_hints
 
@@ -29,12 +28,20 @@ from langgraph.cache.base import BaseCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
+from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import Target, branch_graphs
-from langgraph_feedit.calls import BudgetExhausted, active_run, failure_text, forget_run
-from langgraph_feedit.config import ROLE_NAMES, FeeditConfig, resolve_config
+from langgraph_feedit.calls import (
+    BudgetExhausted,
+    Operator,
+    bound,
+    failure_text,
+    find_run,
+    forget_run,
+)
+from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
@@ -42,7 +49,6 @@ from langgraph_feedit.errors import (
     NoCandidateError,
 )
 from langgraph_feedit.judges import POINTWISE, rank_key, rank_round
-from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
@@ -64,72 +70,60 @@ from langgraph_feedit.usage import Usage
 __all__ = ["FeeditContext", "create_feedit_graph"]
 
 
+def _listing_no_keys(schema: dict[str, Any]) -> None:
+    # LangGraph Server drops every top-level context key its context schema does not list,
+    # silently; it passes a context through whole when the schema lists none. The graph checks
+    # the context itself (an unknown key is an error that names it, as in-process), so the
+    # schema it shows lists its keys in words only.
+    keys = sorted(schema.pop("properties", {}))
+    schema.pop("required", None)
+    schema["additionalProperties"] = True
+    schema["description"] = (
+        "Per-run settings laid over the graph's configuration: " + ", ".join(keys) + "."
+    )
+
+
+@with_config(ConfigDict(json_schema_extra=_listing_no_keys))
 class FeeditContext(TypedDict, total=False):
     """Per-run settings, passed as ``context=`` (or LangGraph Server's run context). Each key
-    is laid over the graph's configuration for this run only."""
+    is laid over the graph's configuration for this run only: the sections, or the short
+    names of ``overrides.FLAT_KEYS`` (``{"drafts": 8}``), one rule in-process and on a server."""
 
     preset: str
     width: dict[str, Any]
     depth: dict[str, Any]
     budget: dict[str, Any]
     roles: dict[str, Any]
+    drafts: int
+    critiques: int
+    edits: int
+    rounds: int
+    beam: int
+    stop_score: float
+    skip_perfect: bool
+    judge: str
+    deadline: float
+    token_budget: int
 
 
 # -- top-level nodes ----------------------------------------------------------------------------
 
 
-def _spec(config: FeeditConfig, conversation: list[dict[str, Any]]) -> RunSpec:
-    roles: dict[str, dict[str, Any]] = {
-        r: config.role(r).model_dump(exclude_none=True) for r in ROLE_NAMES
-    }
-    w, d = config.width, config.depth
-    return {
-        "key": uuid.uuid4().hex,
-        "started": time.time(),
-        "conversation": conversation,
-        "roles": roles,
-        "drafts": w.drafts,
-        "critiques": w.critiques,
-        "edits": w.edits,
-        "max_rounds": d.max_rounds,
-        "stop_score": d.stop_score,
-        "beam": d.beam,
-        "skip_perfect": d.skip_perfect,
-        "critique_samples": d.max_critique_samples if d.skip_perfect else 1,
-        "deadline_s": config.budget.deadline_s,
-        "max_tokens": config.budget.max_tokens,
-        "judge": roles["judge"].get("kind", "principle"),
-        "trivial": w.drafts == 1 and not (d.max_rounds >= 1 and w.critiques >= 1),
-        "embedded_model": config.embedded_model,
-        "cache_key": config.cache_key,
-        "preset": config.preset,
-    }
-
-
-def _make_start(
-    base: FeeditConfig, preset: str | None, context_allow: Collection[str] | None
-) -> Any:
+def _make_start(op: Operator) -> Any:
     async def start(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
         """Resolve this run's settings and conversation; reset the tree of an earlier turn."""
-        context = runtime.context
-        overrides: Mapping[str, Any] | None = None
-        if context is not None:
-            overrides = context if isinstance(context, Mapping) else dict(vars(context))
-        if overrides and context_allow is not None:
-            check_untrusted_overrides(overrides, allow=context_allow)
-        cfg = resolve_config(base, preset=preset, overrides=overrides)
+        cfg = op.resolve(runtime.context)
         conversation: list[dict[str, Any]] = convert_to_openai_messages(state["messages"])
         if not conversation:
             raise InputError("the conversation is empty: give at least one user message")
         for r in ("critique", "edit", "judge"):
             load_templates(cfg.role(r).template)  # fail now, not mid-run
-        spec = _spec(cfg, conversation)
-        active_run(spec)  # the deadline counts from here
+        run = op.start(cfg, conversation)  # the deadline counts from here
         return {
-            "feedit_spec": spec,
+            "feedit_spec": run.spec,
             "feedit_nodes": Overwrite([]),
             "feedit_judge_usage": Overwrite([]),
-            "feedit_round": 1 if rounds_enabled(spec) else 0,
+            "feedit_round": 1 if rounds_enabled(run.spec) else 0,
             "feedit_stopped": None,
             "feedit_next": [],
         }
@@ -138,19 +132,21 @@ def _make_start(
 
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
-    spec = state["feedit_spec"]
+    spec = find_run(state["feedit_spec"]).spec
     return [
         Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
 
 
-async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def select(
+    op: Operator, state: FeeditState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Rank the round, then decide: stop, or carry the best ``beam`` into another round."""
-    spec = state["feedit_spec"]
+    run = op.run(state.get("feedit_spec"), runtime.context)
+    spec = run.spec
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
     update: dict[str, Any] = {}
-    run = active_run(spec)
     budget = run.budget
     # Identical candidates: the later ones are marked and take the first one's score.
     twins = cast(list[NodeDict], twin_updates(nodes))
@@ -160,11 +156,11 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
     if spec["judge"] not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
         try:
             ranked = await rank_round(
-                spec["judge"],  # type: ignore[arg-type]
+                spec["judge"],
                 run.caller,
                 spec["conversation"],
                 [(n["id"], n.get("text") or "") for n in distinct],
-                load_templates(spec["roles"]["judge"].get("template")),
+                load_templates(run.caller.settings("judge").template),
                 config=config,
             )
         except BudgetExhausted as exc:
@@ -224,7 +220,7 @@ async def select(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
 def _deepen(state: FeeditState) -> list[Send] | str:
     if state.get("feedit_stopped") or not state.get("feedit_next"):
         return "finish"
-    spec = state["feedit_spec"]
+    spec = find_run(state["feedit_spec"]).spec
     rnd = state["feedit_round"]
     return [
         Send("critique_branch", {"spec": spec, "parent": parent, "round": rnd, "index": j})
@@ -273,14 +269,16 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
     return sends
 
 
-async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+async def finish(
+    op: Operator, state: FeeditState, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
     """Pick the best candidate, append it to the conversation and write the trace.
 
     With no candidate at all the run fails. When that failure is resumed (``ainvoke(None,
     config)`` on the thread: a new attempt), the failed calls are sent again instead.
     """
-    spec = state["feedit_spec"]
-    run = active_run(spec)
+    run = op.run(state.get("feedit_spec"), runtime.context)
+    spec = run.spec
     raw_nodes = list(state.get("feedit_nodes", []))
     if not any(is_candidate(n) for n in raw_nodes):
         failed = [n for n in raw_nodes if n.get("error")]
@@ -439,7 +437,8 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    draft_branch, critique_branch, edit_branch = branch_graphs(cache)
+    op = Operator(config, preset, context_allow)
+    draft_branch, critique_branch, edit_branch = branch_graphs(op, cache)
     builder = FeeditGraph(
         state_schema or FeeditState,
         context_schema=context_schema or FeeditContext,
@@ -447,15 +446,15 @@ def create_feedit_graph(
         output_schema=FeeditOutput,
     )
     builder.graph_name = name
-    builder.add_node("start", both(_make_start(config, preset, context_allow), name="start"))
+    builder.add_node("start", both(_make_start(op), name="start"))
     builder.add_node("draft_branch", draft_branch)
     builder.add_node("critique_branch", critique_branch)
     # Only a resumed failure sends single edits from the top (see ``finish``).
     builder.add_node("edit_branch", edit_branch)
-    builder.add_node("select", both(select))
+    builder.add_node("select", both(bound(op, select)))
     builder.add_node(
         "finish",
-        both(finish),
+        both(bound(op, finish)),
         destinations=("draft_branch", "critique_branch", "edit_branch", END),
     )
     builder.add_edge(START, "start")

@@ -26,6 +26,7 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from langgraph_feedit.config import JudgeKind
 from langgraph_feedit.usage import UsageDict, empty_usage
 
 __all__ = [
@@ -182,12 +183,15 @@ class NodeDict(TypedDict, total=False):
 
 
 class RunSpec(TypedDict):
-    """One run's settings, validated once by ``start`` and then read by every node.
+    """One run's settings, resolved once by ``start`` and then read by every node.
 
-    Plain data (what any checkpointer keeps, with no custom types to allow-list), so the
-    checkpoint of a thread is self-describing: a resumed run needs nothing but its state.
-    ``roles`` holds each role's resolved :class:`~langgraph_feedit.config.RoleConfig` (unset
-    fields left out); the typed objects are rebuilt once per process (``calls.active_run``).
+    Plain data (what any checkpointer keeps, with no custom types to allow-list). It holds what
+    a run may choose (width, depth, budget, each role's sampling and built-in template, the
+    judge kind) and nothing of where calls go: each role's endpoint, model, key variable,
+    extra fields, principles and template file come from the graph's configuration
+    (``calls.Operator``), and appear here only as a digest that keys the call cache and
+    checks a resumed or forged state against that configuration. Thread state is readable and
+    writable by every client of a server.
     """
 
     key: str
@@ -195,6 +199,10 @@ class RunSpec(TypedDict):
     started: float
     conversation: list[dict[str, Any]]
     roles: dict[str, dict[str, Any]]
+    """Per role, the sampling settings (``temperature``, ``top_p``, ``max_tokens``, ``seed``,
+    ``stop``) and a built-in ``template`` name, where set."""
+    endpoints: dict[str, str]
+    """Per role, a digest of its endpoint and the operator's settings for it."""
     drafts: int
     critiques: int
     edits: int
@@ -206,10 +214,9 @@ class RunSpec(TypedDict):
     """Critiques sampled per slot at most, to get an effective one (``skip_perfect``)."""
     deadline_s: float | None
     max_tokens: int | None
-    judge: str
+    judge: JudgeKind
     trivial: bool
     """One draft and no rounds: nothing to choose, so no judge call."""
-    embedded_model: str | None
     cache_key: str
     preset: str | None
 

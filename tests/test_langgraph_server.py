@@ -23,6 +23,7 @@ pytest.importorskip("langgraph_sdk", reason="needs langgraph-sdk (the 'test' ext
 from langgraph_sdk import get_client
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
+SERVER_KEY_VAR = "FEEDIT_TEST_SERVER_KEY"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,9 @@ def server(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "FEEDIT_ROLES__DEFAULT__BASE_URL": sim.base_url,
         "FEEDIT_ROLES__DEFAULT__MODEL": "sim-model",
         "FEEDIT_ROLES__DEFAULT__MAX_RETRIES": "0",
+        # The operator's key: no client may have it sent anywhere else.
+        "FEEDIT_ROLES__DEFAULT__API_KEY_ENV": SERVER_KEY_VAR,
+        SERVER_KEY_VAR: "sk-operator-server-0123456789",
         # Seeded drafts differ (identical ones would share their judge and critique calls).
         "FEEDIT_ROLES__DRAFT__SEED": "0",
         "LANGSMITH_TRACING": "false",
@@ -183,6 +187,81 @@ async def test_clients_cannot_redirect_calls_or_keys(server: str, sim: SimServer
         context={"roles": {"draft": {"temperature": 0.2}}, "width": {"drafts": 1}},
     )
     assert out["trace"]["selected"] == "d0"
+
+
+async def test_thread_state_cannot_redirect_calls_or_keys(server: str, sim: SimServer) -> None:
+    """Thread state is client-writable: a run spec rewritten with ``update_state``, or sent to
+    a branch with a ``Command``, may not point calls at another host with the operator's key.
+    The state shows no endpoint or key variable to begin with."""
+    import copy
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    host = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    client = get_client(url=server)
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, "best-of-n", input=QUESTION, context={"width": {"drafts": 2}})
+    values = (await client.threads.get_state(thread))["values"]
+    shown = json.dumps(values["feedit_spec"])
+    for name in (sim.base_url, SERVER_KEY_VAR, "api_key_env", "base_url", "sim-model"):
+        assert name not in shown
+    forged = copy.deepcopy(values["feedit_spec"])
+    forged["roles"]["draft"].update(base_url=host, api_key_env=SERVER_KEY_VAR)
+
+    async def refused(**kwargs: Any) -> str:
+        run = await client.runs.create(thread, "best-of-n", **kwargs)
+        result = json.dumps(await client.runs.join(thread, run["run_id"]))
+        assert (await client.runs.get(thread, run["run_id"]))["status"] == "error"
+        # A thread keeps its failed tasks: a later run retries them first and may fail on them.
+        assert "cannot be set per run" in result or "other endpoints" in result
+        return result
+
+    before = sim.call_count
+    # the digest of another endpoint in place of the operator's
+    other = copy.deepcopy(values["feedit_spec"])
+    other["endpoints"]["draft"] = "0" * 24
+    goto = {"node": "draft_branch", "input": {"spec": other, "index": 0, "round": 0}}
+    assert "other endpoints" in await refused(command={"goto": goto})
+    goto = {"node": "draft_branch", "input": {"spec": forged, "index": 0, "round": 0}}
+    await refused(command={"goto": goto})
+    from langgraph_sdk.errors import BadRequestError
+
+    # Written as ``start``: refused by the write itself (its edge finds no run of this graph).
+    with pytest.raises(BadRequestError, match="not started by this graph"):
+        await client.threads.update_state(
+            thread, {"feedit_spec": {**forged, "key": "forged"}}, as_node="start"
+        )
+    # Written as a branch: the next run's ``select`` rebuilds the spec and refuses it.
+    await client.threads.update_state(
+        thread, {"feedit_spec": {**forged, "key": "forged"}}, as_node="draft_branch"
+    )
+    await refused(input=None)
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody connected
+    listener.close()
+    assert sim.call_count == before  # and no call went to the operator's endpoint either
+
+
+async def test_context_keys_are_checked_as_in_process(server: str, sim: SimServer) -> None:
+    """An unknown context key fails the run naming it (the server used to drop it silently);
+    the short names (``drafts``) count, as in the door."""
+    client = get_client(url=server)
+    thread = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(
+        thread, "best-of-n", input=QUESTION, context={"widht": {"drafts": 2}}
+    )
+    result = await client.runs.join(thread, run["run_id"])
+    assert "widht" in json.dumps(result)
+    out: Any = await client.runs.wait(
+        None,
+        "best-of-n",
+        input={"messages": [{"role": "user", "content": "Name a prime."}]},
+        context={"drafts": 3},
+    )
+    assert [n["kind"] for n in out["trace"]["nodes"]] == ["draft"] * 3
 
 
 async def test_failed_run_says_why_and_resumes(server: str, sim: SimServer) -> None:

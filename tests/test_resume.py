@@ -12,7 +12,8 @@ import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_feedit import create_feedit_graph
-from langgraph_feedit.calls import _active, active_run
+from langgraph_feedit.calls import Operator, _active
+from langgraph_feedit.config import resolve_config
 from langgraph_feedit.errors import EndpointError, NoCandidateError
 from langgraph_feedit.testing import Fault, SimServer
 
@@ -114,21 +115,17 @@ async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer
     assert set(_active) == before  # select failed: forgotten too
 
     # Least recently used eviction: a run in use is kept while thousands of others start.
-    spec = {
-        "key": "long-run",
-        "deadline_s": None,
-        "max_tokens": 10,
-        "roles": {},
-        "embedded_model": None,
-    }
-    run = active_run(spec)  # type: ignore[arg-type]
+    op = Operator(config, None, None)
+    resolved = resolve_config(config)
+    conversation = [{"role": "user", "content": "hi"}]
+    run = op.start(resolved, conversation)
     run.budget.spent = 7
     from langgraph_feedit import calls
 
     for i in range(calls._MAX_ACTIVE + 10):
-        active_run({**spec, "key": f"other-{i}"})  # type: ignore[typeddict-item]
+        op.start(resolved, conversation)
         if i % 1000 == 0:
-            assert active_run(spec) is run  # touched: stays
-    assert active_run(spec) is run and run.budget.spent == 7
-    for key in [k for k in _active if k.startswith("other-")] + ["long-run"]:
+            assert op.run(run.spec, None) is run  # touched: stays
+    assert op.run(run.spec, None) is run and run.budget.spent == 7
+    for key in [k for k in _active if k not in before]:
         _active.pop(key, None)

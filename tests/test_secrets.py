@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from langgraph_feedit import EndpointError, NoCandidateError, RoleConfig
 from langgraph_feedit.endpoints import aclose_endpoints, get_endpoint
@@ -285,3 +287,46 @@ def test_errors_redact_at_construction_and_the_filter_redacts_logs(
     # values too short to be keys are left alone: they would blank out ordinary words
     register_secret("abc")
     assert redact("abc") == "abc"
+
+
+@given(
+    key=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=16, max_size=48
+    ),
+    user=st.text(alphabet="abcdefghij", max_size=5),
+    before=st.text(max_size=8),
+)
+def test_every_form_of_a_key_is_redacted(key: str, user: str, before: str) -> None:
+    """A backend may write a key back JSON-escaped (``\\/`` too), URL-encoded or as HTTP Basic
+    credentials: each form is gone from the text, and decoding what is left (a client decoding
+    a JSON body, a URL) never yields the key."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+    from hypothesis import assume
+
+    assume(key.strip() and "\x00" not in key)
+    register_secret(key)
+    escaped = json.dumps(key)[1:-1]
+    forms = {
+        "json": escaped,
+        "json-slash": escaped.replace("/", "\\/"),
+        "json-utf8": json.dumps(key, ensure_ascii=False)[1:-1],
+        "url": quote(key, safe=""),
+        "url-path": quote(key),
+        "url-plus": quote_plus(key),
+    }
+    for name, form in forms.items():
+        out = redact(f"{before}{form} tail")
+        assert REDACTED in out, name
+        assert key not in out and form not in out, name
+        assert key not in unquote(out) and key not in unquote_plus(out), name
+        if name.startswith("json"):  # a JSON body as a client decodes it
+            body = json.loads(redact('{"error": "' + form + '"}'))
+            assert key not in body["error"], name
+    basic = base64.b64encode(f"{user}:{key}".encode()).decode()
+    out = redact(f"Authorization: Basic {basic}")
+    assert REDACTED in out
+    kept = out.split("Basic ", 1)[1].replace(REDACTED, "")
+    assert len(kept) < 12  # only the characters that mix the key with its neighbours
