@@ -174,7 +174,13 @@ async def _call(
     """
     node["started"] = time.time()
     emit(runtime, "started", node)
-    info = CallInfo(role=node["role"], node_id=node["id"], kind=node["kind"], round=node["round"])
+    info = CallInfo(
+        role=node["role"],
+        node_id=node["id"],
+        kind=node["kind"],
+        round=node["round"],
+        run_key=run.spec["key"],
+    )
 
     def make() -> Any:
         return run.caller.complete(node["role"], messages, index=index, config=config, info=info)

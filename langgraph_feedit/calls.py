@@ -373,6 +373,7 @@ def _tunables(spec: RunSpec) -> dict[str, Any]:
         "depth": depth,
         "budget": {"deadline_s": spec["deadline_s"], "max_tokens": spec["max_tokens"]},
         "roles": roles,
+        "cache_key": spec["cache_key"],
     }
     if spec.get("preset") is not None:
         out["preset"] = spec["preset"]

@@ -63,7 +63,7 @@ from langgraph_feedit.state import (
     rounds_enabled,
     tree_order,
 )
-from langgraph_feedit.tracing import emit
+from langgraph_feedit.tracing import emit, message_id
 from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
 
@@ -347,6 +347,7 @@ async def finish(
         )
     message = AIMessage(
         content=trace.answer or "",
+        id=message_id(spec["key"], best.id),
         name="feedit",
         response_metadata={
             "feedit": {"selected": trace.selected, "score": best.score},
@@ -455,6 +456,9 @@ def create_feedit_graph(
     builder.add_node(
         "finish",
         both(bound(op, finish)),
+        # The answer's message in ``stream_mode="messages"`` carries the keys every call's
+        # does; it is sent there only when its call's tokens were not (a cached call).
+        metadata={"feedit_role": "answer", "feedit_kind": "answer", "feedit_id": None},
         destinations=("draft_branch", "critique_branch", "edit_branch", END),
     )
     builder.add_edge(START, "start")

@@ -74,14 +74,16 @@ UNTRUSTED_KEYS: tuple[str, ...] = (
     "roles.*.stop",
     "roles.*.template",
     "roles.*.kind",
+    "cache_key",
 )
 """What an untrusted caller may set, as dotted patterns (``*`` is one key). Everything else
 (``base_url``, ``model``, ``api_key_env``, ``extra_body``, ``max_concurrency``, ``timeout``,
-``max_retries``, ``backoff``, ``store``, ``embedded_model``, ``cache_key``) belongs to
-the operator, and so does ``roles.judge.principles``: principles are what is judged (a caller
-who could set them could have every candidate judged on "always answer Yes"), while the judge
-``kind`` is a choice of method. ``roles.*.template`` takes a built-in set's name only: a path
-would have the server read a file of the caller's choosing."""
+``max_retries``, ``backoff``, ``store``, ``embedded_model``) belongs to the operator, and so
+does ``roles.judge.principles``: principles are what is judged (a caller who could set them
+could have every candidate judged on "always answer Yes"), while the judge ``kind`` is a
+choice of method. ``roles.*.template`` takes a built-in set's name only: a path
+would have the server read a file of the caller's choosing. ``cache_key`` only keys the call
+cache: a caller changes it to draw new samples where the operator keeps a cache."""
 
 # The section models, to check a caller's values strictly (a JSON ``true`` is not a count).
 _SECTIONS: Mapping[str, type[BaseModel]] = {

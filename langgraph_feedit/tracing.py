@@ -66,6 +66,16 @@ class CallInfo:
     node_id: str | None = None
     kind: str | None = None
     round: int | None = None
+    run_key: str | None = None
+    """The run's key: with it, a draft's, critique's or edit's message has an id of its own
+    in the tree (:func:`message_id`), which the run's final answer reuses."""
+
+
+def message_id(run_key: str, node_id: str) -> str:
+    """The id of the message a tree node's call streams, and of the final answer when that
+    node is selected: LangGraph's ``messages`` stream then sends the answer once, as the
+    selected call's tokens, not a second time as the run's output."""
+    return f"feedit-{run_key}-{node_id}"
 
 
 def _tracing_on() -> bool:
@@ -139,11 +149,14 @@ async def traced_chat(
         batch_size=1,
     )
     run = run_managers[0]
-    message_id = f"run-{run.run_id}"
+    if info.run_key and info.node_id and info.kind in ("draft", "critique", "edit"):
+        msg_id = message_id(info.run_key, info.node_id)
+    else:
+        msg_id = f"run-{run.run_id}"
     streaming = any(isinstance(h, _StreamingCallbackHandler) for h in manager.handlers)
 
     async def on_token(piece: str) -> None:
-        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=msg_id))
         await run.on_llm_new_token(piece, chunk=chunk)
 
     try:
@@ -154,7 +167,7 @@ async def traced_chat(
     usage = result.usage
     message = AIMessage(
         content=result.texts[0] if result.texts else "",
-        id=message_id,
+        id=msg_id,
         response_metadata={
             "model_name": result.model,
             "finish_reason": result.finish_reasons[0] if result.finish_reasons else None,

@@ -264,6 +264,19 @@ async def test_context_keys_are_checked_as_in_process(server: str, sim: SimServe
     assert [n["kind"] for n in out["trace"]["nodes"]] == ["draft"] * 3
 
 
+async def test_a_repeated_question_draws_new_samples(server: str, sim: SimServer) -> None:
+    """Serving keeps no call cache unless the operator sets one (``FEEDIT_SERVE_CACHE``): a
+    chat UI's "regenerate" makes the calls again, and streams their tokens again."""
+    client = get_client(url=server)
+    question = {"messages": [{"role": "user", "content": "Name a colour."}]}
+    counts = []
+    for _ in range(2):
+        before = sim.call_count
+        await client.runs.wait(None, "best-of-n", input=question, context={"drafts": 2})
+        counts.append(sim.call_count - before)
+    assert counts == [2 + 2, 2 + 2]  # two drafts and two scores, each time
+
+
 async def test_failed_run_says_why_and_resumes(server: str, sim: SimServer) -> None:
     """Every branch fails (the backend is down): the client is told why; once the backend is
     back, resuming the thread makes exactly the failed calls and finishes."""

@@ -204,6 +204,25 @@ async def test_messages_mode_streams_real_tokens(sim: SimServer) -> None:
     assert [len(v) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
 
 
+async def test_readme_messages_snippet_sees_the_answer_once(sim: SimServer) -> None:
+    """The README's ``stream_mode="messages"`` loop, as written there, runs to the end (the run's
+    answer used to come last without feedit's metadata: ``KeyError: 'feedit_id'``), and the
+    answer is not sent a second time after its own call's tokens."""
+    graph = _graph(sim, drafts=2, critiques=1).compile()
+    inputs = QUESTION
+    seen: list[tuple[Any, Any, Any]] = []
+    async for _ns, (chunk, meta) in graph.astream(inputs, stream_mode="messages", subgraphs=True):
+        seen.append((meta["feedit_id"], meta["feedit_role"], chunk.content))
+    out = await graph.ainvoke(QUESTION)
+    selected = out["trace"]["selected"]
+    whole = [s for s in seen if s[1] == "answer"]
+    assert whole == []  # the selected call streamed it already
+    assert any(s[0] == selected for s in seen)
+    # without subgraphs the answer is the one message, with the same keys
+    async for _chunk, meta in graph.astream(inputs, stream_mode="messages"):
+        assert meta["feedit_role"] == "answer" and "feedit_id" in meta
+
+
 class _CountingPool(concurrent.futures.ThreadPoolExecutor):
     submitted: list[str]
 

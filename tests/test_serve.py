@@ -617,6 +617,8 @@ def test_untrusted_overrides_policy() -> None:
         },
     }
     check_untrusted_overrides(fine)
+    # it keys the call cache only: a client draws new samples where the operator keeps one
+    check_untrusted_overrides({"cache_key": "again"})
     refused = {
         "roles.draft.base_url": {"roles": {"draft": {"base_url": "http://attacker/v1"}}},
         "roles.default.api_key_env": {"roles": {"default": {"api_key_env": "HOME"}}},
@@ -628,7 +630,6 @@ def test_untrusted_overrides_policy() -> None:
         "roles.edit.template": {"roles": {"edit": {"template": "/etc/passwd"}}},
         "store": {"store": {"path": "/tmp/x"}},
         "embedded_model": {"embedded_model": "/x.gguf"},
-        "cache_key": {"cache_key": "k"},
         "width.drafts": {"width": {"drafts": True}},
         "depth.stop_score": {"depth": {"stop_score": "9"}},
         "width.dafts": {"width": {"dafts": 2}},
