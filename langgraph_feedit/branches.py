@@ -194,6 +194,7 @@ async def _call(
     node.update(
         {
             "text": result.texts[0],
+            "reasoning": result.reasonings[0] if result.reasonings else None,
             "model": result.model,
             "usage": result.usage.as_dict(),
             "ended": time.time(),
@@ -403,6 +404,7 @@ _CALL_SETTINGS = (
     "seed",
     "stop",
     "extra_body",
+    "thinking",
     "template",
     "kind",
     "principles",

@@ -208,6 +208,8 @@ class RoleCaller:
         temperature: float | None = None,
         top_logprobs: int | None = None,
         json_schema: Mapping[str, Any] | None = None,
+        think: bool | None = None,
+        answer_required: bool = True,
     ) -> ChatResult:
         """One completion by ``role``; sample ``index`` shifts a configured seed.
 
@@ -215,7 +217,9 @@ class RoleCaller:
         callbacks as a chat-model run, streamed from the endpoint when a handler listens.
         ``max_tokens`` and ``temperature`` replace the role's for this call (a principle
         judge reads one token at temperature 0); ``top_logprobs`` and ``json_schema`` are
-        passed to :meth:`Endpoint.chat`.
+        passed to :meth:`Endpoint.chat`, and so is ``answer_required``. The role's thinking
+        setting is sent the way it names (``think`` replaces its ``think`` for this call),
+        and its tags split each reply into thinking and answer.
         """
         endpoint, model, rc = await self._endpoint(role)
         if max_tokens is not None or temperature is not None:
@@ -226,10 +230,13 @@ class RoleCaller:
                 }
             )
 
-        def request(on_token: Any) -> Awaitable[ChatResult]:
+        thinking = rc.thinking_settings()
+        sent, extra_body = thinking.apply(messages, rc.extra_body, think=think)
+
+        def request(on_token: Any, on_reasoning: Any = None) -> Awaitable[ChatResult]:
             return self.budget.run(
                 endpoint.chat(
-                    messages,
+                    sent,
                     model=model,
                     role=role,
                     temperature=rc.temperature,
@@ -237,10 +244,13 @@ class RoleCaller:
                     max_tokens=rc.max_tokens,
                     seed=None if rc.seed is None else rc.seed + index,
                     stop=rc.stop,
-                    extra_body=rc.extra_body,
+                    extra_body=extra_body,
                     on_token=on_token,
                     top_logprobs=top_logprobs,
                     json_schema=json_schema,
+                    on_reasoning=on_reasoning,
+                    think_tags=thinking.tags,
+                    answer_required=answer_required,
                 )
             )
 

@@ -82,7 +82,11 @@ def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, 
                 continue
             trace = _trace(record, src, line)
             selected = next(n for n in trace["nodes"] if n["id"] == trace["selected"])
-            thought, answer = split_think(trace["answer"] or "")
+            # The answer holds no thinking; the selected node keeps it. A trace written before
+            # replies were split may still hold a think block in its answer.
+            thought, answer = selected.get("reasoning"), trace["answer"] or ""
+            if thought is None:
+                thought, answer = split_think(answer)
             row = answer_record(
                 str(record["id"]),
                 model,

@@ -57,7 +57,7 @@ from langgraph_feedit.state import (
     rounds_enabled,
     tree_order,
 )
-from langgraph_feedit.tracing import emit
+from langgraph_feedit.tracing import emit, reasoning_details
 from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
 
@@ -349,6 +349,9 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
         )
     message = AIMessage(
         content=trace.answer or "",
+        # The answer's thinking, where LangChain's chat models put it (``content_blocks``
+        # shows it as a reasoning block); the content is the answer alone.
+        additional_kwargs={"reasoning_content": best.reasoning} if best.reasoning else {},
         name="feedit",
         response_metadata={
             "feedit": {"selected": trace.selected, "score": best.score},
@@ -360,6 +363,7 @@ async def finish(state: FeeditState, runtime: Runtime[Any], config: RunnableConf
             "output_tokens": total.completion_tokens,
             "total_tokens": total.total_tokens,
             "input_token_details": {"cache_read": total.cached_tokens},
+            **reasoning_details(total),
         },
     )
     return {"messages": [message], "trace": trace.model_dump(mode="json")}
