@@ -91,7 +91,9 @@ def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, 
                 str(record["id"]),
                 model,
                 answer,
-                int(selected["usage"]["completion_tokens"]),
+                # The answer's length: the thinking's tokens, where counted, are not in it.
+                int(selected["usage"]["completion_tokens"])
+                - int(selected["usage"].get("reasoning_tokens", 0)),
                 messages=record.get("messages") or [],
                 thought=thought,
                 tstamp=selected.get("ended"),

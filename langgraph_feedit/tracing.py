@@ -185,7 +185,9 @@ async def traced_chat(
         response_metadata={
             "model_name": result.model,
             "finish_reason": result.finish_reasons[0] if result.finish_reasons else None,
-            "model_provider": "openai",
+            # langchain-core's "openai" translator of content blocks reads no
+            # reasoning_content: without a provider, its generic reading finds it.
+            **({} if reasoning else {"model_provider": "openai"}),
         },
         usage_metadata={
             "input_tokens": usage.prompt_tokens,

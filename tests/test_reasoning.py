@@ -27,7 +27,7 @@ from langgraph_feedit import NoCandidateError, Trace, create_feedit_graph
 from langgraph_feedit.batch import BatchOptions, run_batch
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ReasoningSplitter, split_reply
-from langgraph_feedit.config import ThinkingConfig
+from langgraph_feedit.config import ThinkingConfig, deep_merge
 from langgraph_feedit.endpoints import Endpoint
 from langgraph_feedit.errors import EndpointError
 from langgraph_feedit.exports import export_arena_answers
@@ -45,12 +45,8 @@ FORMS = {
 
 
 def feedback_edit(base_url: str, **overrides: Any) -> Any:
-    config = sim_config(
-        base_url,
-        width={"drafts": 2, "critiques": 1, "edits": 1},
-        roles={"draft": {"seed": 0}},
-        **overrides,
-    )
+    settings = {"width": {"drafts": 2, "critiques": 1, "edits": 1}, "roles": {"draft": {"seed": 0}}}
+    config = sim_config(base_url, **deep_merge(settings, overrides))
     return create_feedit_graph(config, preset="feedback-edit").compile()
 
 
@@ -219,8 +215,8 @@ async def test_messages_mode_marks_reasoning_chunks(form: str) -> None:
         graph = create_feedit_graph(config).compile()
         chunks = [
             piece
-            async for piece, _ in graph.astream(
-                {"messages": QUESTION}, stream_mode="messages", subgraphs=False
+            async for _, (piece, _) in graph.astream(
+                {"messages": QUESTION}, stream_mode="messages", subgraphs=True
             )
             if isinstance(piece, AIMessageChunk)
         ]

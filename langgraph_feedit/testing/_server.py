@@ -69,7 +69,7 @@ class SimServer(Served):
     ``THINK_MARK``) in ``content`` inside ``<think>...</think>`` (a server without a reasoning
     parser); ``"field"`` sends them in ``reasoning_field`` (``reasoning_content`` or
     ``reasoning``), in full replies and in stream deltas, and counts them in
-    ``completion_tokens_details.reasoning_tokens``. ``think_unclosed`` makes the thinking run
+    ``completion_tokens_details.reasoning_tokens`` (in every reply, 0 where none). ``think_unclosed`` makes the thinking run
     past ``max_tokens`` (or ``think_tokens``), so the reply ends with ``length`` and no
     answer. A thinking principle judge's first token is ``<think>``.
 
@@ -416,9 +416,12 @@ class SimServer(Served):
         record.completion_tokens = sum(len(tokens) for tokens, _ in choices)
         usage = chat_usage(prompt_tokens, record.completion_tokens, cached)
         separated: tuple[str, list[int]] | None = None
-        if thinking_now and self.reasoning == "field":
-            separated = (self.reasoning_field, thought_counts)
+        if self.reasoning == "field":
+            # A server with a reasoning parser counts thinking apart in every reply (0 when
+            # the request switched it off), as OpenAI's does.
             usage["completion_tokens_details"] = {"reasoning_tokens": sum(thought_counts)}
+            if thinking_now:
+                separated = (self.reasoning_field, thought_counts)
         longest = max(len(tokens) for tokens, _ in choices)
         first, per_token = self._timing(body, longest)
         reply_id = f"chatcmpl-{record.index}-{key:016x}"
