@@ -498,9 +498,9 @@ async def run_batch(
                     summary.reasoning_tokens += usage.get("reasoning_tokens", 0) - reused.get(
                         "reasoning_tokens", 0
                     )
-                    summary.reasoning_reported += usage.get(
+                    summary.reasoning_reported += usage.get("reasoning_reported", 0) - reused.get(
                         "reasoning_reported", 0
-                    ) - reused.get("reasoning_reported", 0)
+                    )
             else:
                 summary.failed.append((prompt.id, record["error"]))
             if on_record is not None:

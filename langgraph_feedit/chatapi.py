@@ -134,7 +134,7 @@ class ReasoningSplitter:
     whitespace around the block, which the whole-message split trims.
     """
 
-    __slots__ = ("_close", "_held", "_open", "_state", "reasoning", "answer")
+    __slots__ = ("_close", "_held", "_open", "_state", "answer", "reasoning")
 
     def __init__(self, tags: tuple[str, str] = DEFAULT_THINK_TAGS) -> None:
         self._open, self._close = tags

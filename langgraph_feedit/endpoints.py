@@ -314,7 +314,6 @@ class Endpoint:
             body = request.body(seed=request.seed, stream=True)
             seconds = self.request_timeout(request.max_tokens)
 
-
             async def stream() -> ChatResult:
                 result = await read_stream(
                     self.http.stream_events(

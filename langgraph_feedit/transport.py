@@ -130,8 +130,9 @@ class HttpClient:
         self, url: str, body: Any, *, seconds: float
     ) -> AsyncIterator[dict[str, Any]]:
         """``POST`` with a streamed reply: each server-sent event's ``data`` as parsed JSON, up
-        to ``[DONE]`` (a stream that ends without it is a ``malformed`` failure). ``seconds`` bounds the wait for the reply and each gap between events,
-        not the whole stream (a long answer may take longer than any one gap)."""
+        to ``[DONE]`` (a stream that ends without it is a ``malformed`` failure). ``seconds``
+        bounds the wait for the reply and each gap between events, not the whole stream (a long
+        answer may take longer than any one gap)."""
         session = self._open()
         limits = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
         try:

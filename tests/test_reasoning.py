@@ -348,14 +348,16 @@ async def test_an_empty_reply_is_never_cached_as_an_answer() -> None:
 
 
 def test_the_door_never_invents_a_finish_reason_for_a_cut_stream() -> None:
-    with SimServer(seed=2, faults=[Fault("truncated", first=99)]) as sim:
-        with serve_in_thread(build_app(sim_config(sim.base_url))) as url:
-            client = OpenAI(base_url=url, api_key="unused", max_retries=0)
-            stream = client.chat.completions.create(
-                model="single", messages=[{"role": "user", "content": "Hi?"}], stream=True
-            )
-            reasons = []
-            with pytest.raises(APIError):
-                for chunk in stream:
-                    reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
-            assert reasons == []
+    with (
+        SimServer(seed=2, faults=[Fault("truncated", first=99)]) as sim,
+        serve_in_thread(build_app(sim_config(sim.base_url))) as url,
+    ):
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="single", messages=[{"role": "user", "content": "Hi?"}], stream=True
+        )
+        reasons = []
+        with pytest.raises(APIError):
+            for chunk in stream:
+                reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        assert reasons == []

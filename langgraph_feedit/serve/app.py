@@ -359,9 +359,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                 else:
                     if server.kept is not None:
                         server.kept.keep(head["request_id"], chat.messages, item["trace"])
-                    yield bytes(
-                        out + _ending(head, chat, item, "".join(sent), bool(thought))
-                    )
+                    yield bytes(out + _ending(head, chat, item, "".join(sent), bool(thought)))
                     log.info(
                         "chat preset=%s stream calls=%d wall=%.3fs",
                         chat.preset,

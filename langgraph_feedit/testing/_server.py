@@ -69,9 +69,10 @@ class SimServer(Served):
     ``THINK_MARK``) in ``content`` inside ``<think>...</think>`` (a server without a reasoning
     parser); ``"field"`` sends them in ``reasoning_field`` (``reasoning_content`` or
     ``reasoning``), in full replies and in stream deltas, and counts them in
-    ``completion_tokens_details.reasoning_tokens`` (in every reply, 0 where none). ``think_unclosed`` makes the thinking run
-    past ``max_tokens`` (or ``think_tokens``), so the reply ends with ``length`` and no
-    answer. A thinking principle judge's first token is ``<think>``.
+    ``completion_tokens_details.reasoning_tokens`` (in every reply, 0 where none).
+    ``think_unclosed`` makes the thinking run past ``max_tokens`` (or ``think_tokens``), so
+    the reply ends with ``length`` and no answer. A thinking principle judge's first token is
+    ``<think>``.
 
     ``response_format``: a form named in ``response_formats`` (``json_schema``: OpenAI's;
     ``json_object``: llama-cpp-python's, with ``schema``) makes a rating prompt's reply a JSON
@@ -409,7 +410,9 @@ class SimServer(Served):
             asked = body.get("top_logprobs")
             top = min(self.max_top_logprobs, asked if isinstance(asked, int) else 0)
             logprobs = [
-                token_logprobs(tokens, key, i, top, first_listed if yes_no or thinking_now else None)
+                token_logprobs(
+                    tokens, key, i, top, first_listed if yes_no or thinking_now else None
+                )
                 for i, (tokens, _) in enumerate(choices)
             ]
         prompt_tokens, cached = self._ledger.prompt_usage(messages)
