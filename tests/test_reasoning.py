@@ -33,6 +33,7 @@ from langgraph_feedit.errors import EndpointError
 from langgraph_feedit.exports import export_arena_answers
 from langgraph_feedit.serve import build_app, serve_in_thread
 from langgraph_feedit.testing import THINK_MARK, Fault, SimServer
+from langgraph_feedit.view import trace_page
 
 from .helpers import read_lines, sim_config
 
@@ -142,9 +143,12 @@ async def test_feedback_edit_passes_on_answers_only_and_keeps_the_thinking(form:
         assert candidates and all(n.judge_path in ("json_schema", "text") for n in candidates)
         assert all("no Yes or No" in (n.judge_note or "") for n in candidates)
         assert len({n.score for n in candidates}) > 1
+        page = trace_page(out["trace"])
+        assert '<details class="thinking">' in page and THINK_MARK in page
         total = trace.usage["total"]
         if form == "tags":  # a server without a reasoning parser counts nothing apart
             assert total["reasoning_reported"] == 0
+            assert "not reported" in page
         else:
             assert total["reasoning_reported"] == total["calls"]
             assert 0 < total["reasoning_tokens"] < total["completion_tokens"]
@@ -361,3 +365,15 @@ def test_the_door_never_invents_a_finish_reason_for_a_cut_stream() -> None:
             for chunk in stream:
                 reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
         assert reasons == []
+
+
+def test_feedit_run_prints_the_answer_alone(capsys: Any) -> None:
+    from langgraph_feedit.cli import main
+
+    with SimServer(seed=4, reasoning="tags") as sim:
+        code = main(
+            ["run", "--base-url", sim.base_url, "--model", "sim-model", "--preset", "single", "Hi?"]
+        )
+    out = capsys.readouterr().out
+    assert code == 0 and out.strip()
+    assert THINK_MARK not in out and "<think>" not in out
