@@ -180,14 +180,14 @@ class ReasoningSplitter:
             else:
                 self._state = "answer"
                 return "", text
+        if self._state == "after":
+            return "", self._after(text)
         end = text.find(self._close)
         if end != -1:
             self._state = "after"
             rest = text[end + len(self._close) :]
             thought = text[:end]
             return thought, self._after(rest)
-        if self._state == "after":
-            return "", self._after(text)
         # Hold back a tail that may be the start of the closing tag.
         keep = _partial_suffix(text, self._close)
         self._held = text[len(text) - keep :] if keep else ""
@@ -346,7 +346,8 @@ _STILL_THINKING = "the reply stopped while still thinking"
 
 def _why_incomplete(split: SplitReply, reason: str | None) -> str | None:
     """Why a choice is no answer, or ``None`` when it is one."""
-    if split.unclosed:
+    if split.unclosed or (split.reasoning and not split.answer.strip() and reason == "length"):
+        # A server with a reasoning parser sends thinking cut off this way: all in its field.
         cut = "max_tokens cut it off" if reason == "length" else f"finish_reason {reason!r}"
         return f"{_STILL_THINKING} ({cut}): it has no answer"
     if not split.answer.strip():

@@ -91,6 +91,7 @@ def test_split_reply_with_tags_of_a_template_that_opens_the_block() -> None:
             "<thin",
             "   <think>a</think>b",
             "<think></think>x",
+            "<think>a</think>\n\n The tag </think> stays in the answer.",
         ]
     ),
     seed=st.integers(0, 10_000),
@@ -170,8 +171,9 @@ async def test_a_judge_with_thinking_off_scores_from_logprobs() -> None:
         assert drafts  # the other roles keep their default: they think
 
 
-async def test_thinking_cut_off_by_max_tokens_is_no_answer_and_not_retried() -> None:
-    with SimServer(seed=3, reasoning="tags", think_unclosed=True) as sim:
+@pytest.mark.parametrize("form", list(FORMS))
+async def test_thinking_cut_off_by_max_tokens_is_no_answer_and_not_retried(form: str) -> None:
+    with SimServer(seed=3, think_unclosed=True, **FORMS[form]) as sim:
         graph = feedback_edit(sim.base_url, width={"drafts": 2, "critiques": 0})
         with pytest.raises(NoCandidateError) as failed:
             await graph.ainvoke({"messages": QUESTION})
