@@ -110,7 +110,17 @@ class BatchSummary:
     """Calls served from the call cache."""
     tokens: int = 0
     """Tokens of the calls made by this run."""
+    reasoning_tokens: int = 0
+    """The part of ``tokens`` the servers counted as thinking."""
+    reasoning_reported: int = 0
+    """Calls made by this run whose server counted thinking apart."""
     wall_s: float = 0.0
+
+    def _thinking(self) -> str:
+        if not self.reasoning_reported:
+            return "thinking tokens not reported"
+        some = "" if self.reasoning_reported >= self.calls else " (counted by some servers)"
+        return f"{self.reasoning_tokens} of them thinking{some}"
 
     @property
     def exit_code(self) -> int:
@@ -126,8 +136,8 @@ class BatchSummary:
             f" ({self.resumed_done} already done), {len(self.partial)} partial,"
             f" {len(self.failed)} failed,"
             f" {len(self.skipped)} input line(s) skipped; {self.calls} calls made"
-            f" ({self.reused_calls} reused from the cache), {self.tokens} tokens spent,"
-            f" {self.wall_s:.1f} s"
+            f" ({self.reused_calls} reused from the cache), {self.tokens} tokens spent"
+            f" ({self._thinking()}), {self.wall_s:.1f} s"
         ]
         for pid, nodes in self.partial[:20]:
             shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
@@ -484,6 +494,12 @@ async def run_batch(
                         + usage["completion_tokens"]
                         - reused.get("prompt_tokens", 0)
                         - reused.get("completion_tokens", 0)
+                    )
+                    summary.reasoning_tokens += usage.get("reasoning_tokens", 0) - reused.get(
+                        "reasoning_tokens", 0
+                    )
+                    summary.reasoning_reported += usage.get("reasoning_reported", 0) - reused.get(
+                        "reasoning_reported", 0
                     )
             else:
                 summary.failed.append((prompt.id, record["error"]))

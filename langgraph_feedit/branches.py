@@ -208,6 +208,7 @@ async def _call(
     node.update(
         {
             "text": result.texts[0],
+            "reasoning": result.reasonings[0] if result.reasonings else None,
             "model": result.model,
             "usage": result.usage.as_dict(),
             "ended": time.time(),

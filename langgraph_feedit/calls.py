@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from langgraph_feedit.chatapi import ChatResult
 from langgraph_feedit.config import (
@@ -226,6 +226,8 @@ class RoleCaller:
         temperature: float | None = None,
         top_logprobs: int | None = None,
         json_schema: Mapping[str, Any] | None = None,
+        think: bool | None = None,
+        answer_required: bool = True,
     ) -> ChatResult:
         """One completion by ``role``; sample ``index`` shifts a configured seed.
 
@@ -233,7 +235,9 @@ class RoleCaller:
         callbacks as a chat-model run, streamed from the endpoint when a handler listens.
         ``max_tokens`` and ``temperature`` replace the role's for this call (a principle
         judge reads one token at temperature 0); ``top_logprobs`` and ``json_schema`` are
-        passed to :meth:`Endpoint.chat`.
+        passed to :meth:`Endpoint.chat`, and so is ``answer_required``. The role's thinking
+        setting is sent the way it names (``think`` replaces its ``think`` for this call),
+        and its tags split each reply into thinking and answer.
         """
         endpoint, model, rc = await self._endpoint(role)
         if max_tokens is not None or temperature is not None:
@@ -244,10 +248,13 @@ class RoleCaller:
                 }
             )
 
-        def request(on_token: Any) -> Awaitable[ChatResult]:
+        thinking = rc.thinking_settings()
+        sent, extra_body = thinking.apply(messages, rc.extra_body, think=think)
+
+        def request(on_token: Any, on_reasoning: Any = None) -> Awaitable[ChatResult]:
             return self.budget.run(
                 endpoint.chat(
-                    messages,
+                    sent,
                     model=model,
                     role=role,
                     temperature=rc.temperature,
@@ -255,10 +262,13 @@ class RoleCaller:
                     max_tokens=rc.max_tokens,
                     seed=None if rc.seed is None else rc.seed + index,
                     stop=rc.stop,
-                    extra_body=rc.extra_body,
+                    extra_body=extra_body,
                     on_token=on_token,
                     top_logprobs=top_logprobs,
                     json_schema=json_schema,
+                    on_reasoning=on_reasoning,
+                    think_tags=thinking.tags,
+                    answer_required=answer_required,
                 )
             )
 
@@ -293,7 +303,7 @@ from a run's state: it comes from the graph's configuration (:class:`Operator`).
 _RUN_ROLES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge")
 
 # The operator's side of a role: what the spec names only by a digest (``endpoint_identity``).
-_DESTINATION = ("base_url", "model", "extra_body", "principles")
+_DESTINATION = ("base_url", "model", "extra_body", "principles", "thinking")
 
 
 def endpoint_identity(rc: RoleConfig, embedded_model: str | None) -> str:
@@ -301,7 +311,10 @@ def endpoint_identity(rc: RoleConfig, embedded_model: str | None) -> str:
     the embedded model), model, extra fields, principles and a template file. It keys the call
     cache, and it is how a run's state is checked against the graph's configuration, without
     the state showing any of them (a thread is readable by every client of a server)."""
-    ident: dict[str, Any] = {k: getattr(rc, k) for k in _DESTINATION}
+    ident: dict[str, Any] = {
+        k: v.model_dump(exclude_none=True) if isinstance(v := getattr(rc, k), BaseModel) else v
+        for k in _DESTINATION
+    }
     if ident["principles"] is not None:
         ident["principles"] = [p.model_dump() for p in rc.principle_list()]
     if not rc.base_url:

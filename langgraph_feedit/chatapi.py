@@ -5,6 +5,15 @@ is sent as), the reply's choices, first-token logprobs and usage, a streamed rep
 the ``response_format`` forms, and vLLM's pooling reply. :mod:`langgraph_feedit.endpoints`
 sends them; a server's odd shapes are read leniently here (a missing field is absent, not an
 error), and only a reply with nothing to use in it is the endpoint's to refuse.
+
+Every reply is split here, once, into its thinking and its answer (:func:`split_reply`, and
+:class:`ReasoningSplitter` for a stream's deltas): a reasoning model's thinking comes in a
+``reasoning_content`` or ``reasoning`` field (vLLM, SGLang, llama.cpp, Ollama, DeepSeek), or as
+a leading ``<think>...</think>`` block in ``content`` (a server without a reasoning parser).
+Nothing above this module sees raw text: :class:`ChatResult` holds answers in ``texts`` and the
+thinking beside them in ``reasonings``. A reply is an answer only when it is complete
+(:class:`IncompleteReply` says why one is not): a stream that ended without its final chunk, a
+reply with no answer in it, or one cut off while still thinking.
 """
 
 from __future__ import annotations
@@ -17,18 +26,199 @@ from typing import Any, Literal
 from langgraph_feedit.usage import Usage
 
 __all__ = [
+    "DEFAULT_THINK_TAGS",
     "ChatRequest",
     "ChatResult",
     "Choices",
+    "IncompleteReply",
     "JsonMode",
+    "ReasoningSplitter",
+    "SplitReply",
     "TokenLogprobs",
     "pooled_reward",
     "read_choices",
     "read_stream",
     "refuses_response_format",
     "response_format",
+    "split_reply",
     "usage_of",
+    "why_no_answer",
 ]
+
+DEFAULT_THINK_TAGS: tuple[str, str] = ("<think>", "</think>")
+"""The tags of a thinking block in ``content`` (Qwen3, DeepSeek-R1, Nemotron, gpt-oss through
+a chat template): what a server without a reasoning parser sends."""
+
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Where servers put the thinking they separate: ``reasoning_content`` (vLLM before 0.11,
+SGLang, llama.cpp, DeepSeek) or ``reasoning`` (vLLM since, Ollama, OpenRouter)."""
+
+
+class IncompleteReply(Exception):
+    """A reply that is no answer: cut off, empty, or stopped while thinking.
+
+    ``retryable``: whether asking again may help (a broken stream, an empty reply) or not (a
+    reply that ran out of ``max_tokens`` while thinking will again, at the same settings).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class SplitReply:
+    """One choice's message split into its thinking and its answer."""
+
+    answer: str
+    reasoning: str | None = None
+    """The thinking, ``None`` when the reply had none."""
+    unclosed: bool = False
+    """The thinking block in ``content`` never closed: the reply has no answer."""
+
+
+def _field_reasoning(message: Mapping[str, Any]) -> str | None:
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def split_reply(
+    message: Mapping[str, Any] | None, tags: tuple[str, str] = DEFAULT_THINK_TAGS
+) -> SplitReply:
+    """A reply message's thinking and answer: a pure function of the reply's JSON.
+
+    The thinking is the ``reasoning_content`` or ``reasoning`` field, plus a thinking block
+    that ``content`` opens with (``tags``, leading whitespace aside); the answer is what
+    follows the block. An empty opening tag (``("", "</think>")``) is for models whose chat
+    template opens the block in the prompt (DeepSeek-R1's distills): ``content`` starts inside
+    it. A block that never closes leaves no answer (``unclosed``), with an empty opening tag
+    too: a stream cannot tell thinking from answer before the block closes, so neither may
+    the whole reply.
+
+    Example:
+        >>> split_reply({"content": "<think>2+2 is 4</think>\n\nFour."})
+        SplitReply(answer='Four.', reasoning='2+2 is 4', unclosed=False)
+    """
+    if not message:
+        return SplitReply("")
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    field_reasoning = _field_reasoning(message)
+    opening, closing = tags
+    head = text.lstrip()
+    if opening and not head.startswith(opening):
+        return SplitReply(text, field_reasoning)
+    inside = head[len(opening) :]
+    end = inside.find(closing)
+    if end == -1:
+        thought = _joined(field_reasoning, inside.strip())
+        return SplitReply("", thought, unclosed=True)
+    thought = _joined(field_reasoning, inside[:end].strip())
+    return SplitReply(inside[end + len(closing) :].lstrip(), thought)
+
+
+def _joined(first: str | None, second: str) -> str | None:
+    parts = [p for p in (first, second) if p]
+    return "\n\n".join(parts) if parts else None
+
+
+class ReasoningSplitter:
+    """A streamed choice's deltas split as :func:`split_reply` splits a whole message.
+
+    :meth:`feed` takes one delta and returns ``(thinking, answer)`` pieces to hand on (either may
+    be empty); text that may still turn out to be a tag is held back until it is known. The
+    pieces joined are what :func:`split_reply` makes of the joined deltas, but for the
+    whitespace around the block, which the whole-message split trims.
+    """
+
+    __slots__ = ("_close", "_held", "_open", "_state", "answer", "reasoning")
+
+    def __init__(self, tags: tuple[str, str] = DEFAULT_THINK_TAGS) -> None:
+        self._open, self._close = tags
+        self._state = "start" if self._open else "thinking"
+        self._held = ""
+        self.reasoning: list[str] = []
+        self.answer: list[str] = []
+
+    @property
+    def unclosed(self) -> bool:
+        """Whether the stream so far is inside a thinking block in ``content``."""
+        return self._state == "thinking"
+
+    def feed(self, delta: Mapping[str, Any]) -> tuple[str, str]:
+        thought = _field_reasoning(delta) or ""
+        content = delta.get("content")
+        said = ""
+        if isinstance(content, str) and content:
+            more, said = self._content(content)
+            thought += more
+        if thought:
+            self.reasoning.append(thought)
+        if said:
+            self.answer.append(said)
+        return thought, said
+
+    def _content(self, piece: str) -> tuple[str, str]:
+        if self._state == "answer":
+            return "", piece
+        text = self._held + piece
+        self._held = ""
+        if self._state == "start":
+            head = text.lstrip()
+            if not head:
+                self._held = text
+                return "", ""
+            if head.startswith(self._open):
+                self._state = "thinking"
+                text = head[len(self._open) :]
+            elif self._open.startswith(head):
+                self._held = text  # maybe the tag, cut in two
+                return "", ""
+            else:
+                self._state = "answer"
+                return "", text
+        if self._state == "after":
+            return "", self._after(text)
+        end = text.find(self._close)
+        if end != -1:
+            self._state = "after"
+            rest = text[end + len(self._close) :]
+            thought = text[:end]
+            return thought, self._after(rest)
+        # Hold back a tail that may be the start of the closing tag.
+        keep = _partial_suffix(text, self._close)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep], ""
+
+    def _after(self, text: str) -> str:
+        """The answer after the block: its leading whitespace dropped, as the whole split does."""
+        text = text.lstrip()
+        if text:
+            self._state = "answer"
+        return text
+
+    def finish(self) -> SplitReply:
+        """The whole choice split, once its stream has ended."""
+        if self._held and self._state in ("start", "answer"):
+            self.answer.append(self._held)
+        elif self._held and self._state == "thinking":
+            self.reasoning.append(self._held)
+        self._held = ""
+        thought = "".join(self.reasoning).strip() or None
+        if self._state == "thinking":
+            return SplitReply("", thought, unclosed=True)
+        return SplitReply("".join(self.answer), thought)
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """The length of the longest end of ``text`` that is a proper start of ``tag``."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +251,13 @@ class ChatResult:
     json_mode: JsonMode | None = None
     """The ``response_format`` form the reply was constrained by, ``None`` when none was
     sent (not asked for, or refused by this endpoint)."""
+    reasonings: list[str | None] = field(default_factory=list)
+    """Per choice, the model's thinking (``None`` where it sent none); ``texts`` never holds
+    it (see :func:`split_reply`)."""
+    incomplete: list[str | None] = field(default_factory=list)
+    """Per choice, why it is no answer (``None`` when it is one). Only a call that asked for no
+    answer (``answer_required=False``: a principle judge reads one token's logprobs) gets a
+    result with an incomplete choice; any other such call fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +278,11 @@ class ChatRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
     extra_body: Mapping[str, Any] | None = None
     on_token: Callable[[str], Awaitable[None]] | None = None
+    on_reasoning: Callable[[str], Awaitable[None]] | None = None
+    """Streamed thinking goes here (the answer to ``on_token``), when given."""
+    think_tags: tuple[str, str] = DEFAULT_THINK_TAGS
+    answer_required: bool = True
+    """Whether a choice without an answer fails the call (see :class:`IncompleteReply`)."""
 
     @property
     def max_tokens(self) -> int | None:
@@ -127,23 +329,59 @@ class Choices:
     reasons: list[str | None] = field(default_factory=list)
     logprobs: list[TokenLogprobs | None] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    reasonings: list[str | None] = field(default_factory=list)
+    incomplete: list[str | None] = field(default_factory=list)
 
     def extend(self, other: Choices, limit: int | None = None) -> None:
         self.texts.extend(other.texts[:limit])
         self.reasons.extend(other.reasons[:limit])
         self.logprobs.extend(other.logprobs[:limit])
+        self.reasonings.extend(other.reasonings[:limit])
+        self.incomplete.extend(other.incomplete[:limit])
         self.usage = self.usage + other.usage
 
 
-def read_choices(reply: Any) -> Choices | None:
-    """The choices of a ``chat.completion`` reply, or ``None`` when it has none to read."""
+_STILL_THINKING = "the reply stopped while still thinking"
+
+
+def _why_incomplete(split: SplitReply, reason: str | None) -> str | None:
+    """Why a choice is no answer, or ``None`` when it is one."""
+    if split.unclosed or (split.reasoning and not split.answer.strip() and reason == "length"):
+        # A server with a reasoning parser sends thinking cut off this way: all in its field.
+        cut = "max_tokens cut it off" if reason == "length" else f"finish_reason {reason!r}"
+        return f"{_STILL_THINKING} ({cut}): it has no answer"
+    if not split.answer.strip():
+        if split.reasoning:
+            return "the reply has thinking but no answer"
+        return "the reply is empty"
+    return None
+
+
+def why_no_answer(incomplete: Sequence[str | None]) -> None:
+    """Raise :class:`IncompleteReply` for the first choice that is no answer.
+
+    A reply cut off while thinking is not worth asking again (at the same ``max_tokens`` it
+    will be again); an empty reply or a broken stream is.
+    """
+    for why in incomplete:
+        if why is not None:
+            raise IncompleteReply(why, retryable=not why.startswith(_STILL_THINKING))
+
+
+def read_choices(reply: Any, tags: tuple[str, str] = DEFAULT_THINK_TAGS) -> Choices | None:
+    """The choices of a ``chat.completion`` reply, each split into its thinking and answer,
+    or ``None`` when it has none to read."""
     try:
         ordered = sorted(reply["choices"], key=lambda c: int(c.get("index") or 0))
+        splits = [split_reply(c.get("message") or {}, tags) for c in ordered]
+        reasons = [c.get("finish_reason") for c in ordered]
         choices = Choices(
-            texts=[str((c.get("message") or {}).get("content") or "") for c in ordered],
-            reasons=[c.get("finish_reason") for c in ordered],
+            texts=[s.answer for s in splits],
+            reasons=reasons,
             logprobs=[first_token(c.get("logprobs")) for c in ordered],
             usage=usage_of(reply.get("usage")),
+            reasonings=[s.reasoning for s in splits],
+            incomplete=[_why_incomplete(s, r) for s, r in zip(splits, reasons, strict=True)],
         )
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
@@ -154,10 +392,19 @@ async def read_stream(
     events: AsyncIterable[Mapping[str, Any]],
     model: str,
     on_token: Callable[[str], Awaitable[None]],
+    *,
+    on_reasoning: Callable[[str], Awaitable[None]] | None = None,
+    tags: tuple[str, str] = DEFAULT_THINK_TAGS,
 ) -> ChatResult:
     """A streamed reply's ``chat.completion.chunk`` events gathered into one result, each
-    piece of text handed to ``on_token`` as it arrives."""
-    pieces: list[str] = []
+    piece of the answer handed to ``on_token`` and of the thinking to ``on_reasoning`` as it
+    arrives.
+
+    Raises:
+        IncompleteReply: the stream ended before its choice's final chunk (the one with a
+            ``finish_reason``): what came is part of an answer, never a whole one.
+    """
+    splitter = ReasoningSplitter(tags)
     reason: str | None = None
     usage: Usage | None = None
     first: TokenLogprobs | None = None
@@ -167,18 +414,26 @@ async def read_stream(
         for choice in chunk.get("choices") or ():
             if first is None:
                 first = first_token(choice.get("logprobs"))
-            piece = (choice.get("delta") or {}).get("content")
-            if piece:
-                pieces.append(piece)
-                await on_token(piece)
+            delta = choice.get("delta")
+            if delta:
+                thought, said = splitter.feed(delta)
+                if thought and on_reasoning is not None:
+                    await on_reasoning(thought)
+                if said:
+                    await on_token(said)
             if choice.get("finish_reason"):
                 reason = choice["finish_reason"]
+    if reason is None:
+        raise IncompleteReply("the stream ended without a finish_reason", retryable=True)
+    split = splitter.finish()
     return ChatResult(
-        texts=["".join(pieces)],
+        texts=[split.answer],
         usage=usage or Usage(calls=1),
         model=model,
         finish_reasons=[reason],
         logprobs=[first],
+        reasonings=[split.reasoning],
+        incomplete=[_why_incomplete(split, reason)],
     )
 
 
@@ -200,11 +455,17 @@ def usage_of(usage: Any) -> Usage:
     if not isinstance(usage, dict):
         return Usage(calls=1)
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    # Reasoning tokens are part of completion_tokens; servers that count them apart say so in
+    # completion_tokens_details (OpenAI, vLLM with a reasoning parser). Absent: not known.
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     return Usage(
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int(cached or 0),
         calls=1,
+        reasoning_tokens=int(reasoning or 0),
+        reasoning_reported=0 if reasoning is None else 1,
     )
 
 

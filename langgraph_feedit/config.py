@@ -57,6 +57,8 @@ __all__ = [
     "RoleName",
     "RolesConfig",
     "StoreConfig",
+    "ThinkSwitch",
+    "ThinkingConfig",
     "WidthConfig",
     "deep_merge",
     "resolve_config",
@@ -89,6 +91,105 @@ class Principle(_Strict):
 
     text: str = Field(min_length=1)
     weight: float = Field(default=1.0, gt=0.0)
+
+
+ThinkSwitch = Literal["reasoning_effort", "chat_template_kwargs", "system_prompt", "no_think"]
+"""How a server is told whether (and how hard) a model thinks:
+
+- ``reasoning_effort``: OpenAI's field (o-series, gpt-oss on vLLM and SGLang): ``effort`` is
+  sent; it cannot turn thinking off.
+- ``chat_template_kwargs``: ``{"enable_thinking": think}`` for the chat template (Qwen3,
+  DeepSeek-V3.1, GLM-4.5 on vLLM, SGLang and llama.cpp's server).
+- ``system_prompt``: a system line, ``detailed thinking on`` / ``off`` (Llama-Nemotron).
+- ``no_think``: Qwen3's soft switch, ``/think`` or ``/no_think`` after the last user message.
+"""
+
+_SYSTEM_SWITCH = {True: "detailed thinking on", False: "detailed thinking off"}
+_SOFT_SWITCH = {True: "/think", False: "/no_think"}
+
+
+class ThinkingConfig(_Strict):
+    """Whether and how hard a role's model thinks, how the server is told, and how its
+    thinking is marked in a reply (``roles.<role>.thinking``)."""
+
+    think: bool | None = None
+    """Think (``true``) or answer at once (``false``); unset leaves the model's default."""
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    """How hard to think, sent as ``reasoning_effort``."""
+    switch: ThinkSwitch | None = None
+    """How the server is told (see :data:`ThinkSwitch`). Unset: ``chat_template_kwargs`` when
+    ``think`` is set, ``reasoning_effort`` when only ``effort`` is."""
+    tags: tuple[str, str] = ("<think>", "</think>")
+    """The opening and closing tags of a thinking block at the start of ``content`` (what a
+    server without a reasoning parser returns). An empty opening tag is for templates that
+    open the block in the prompt (DeepSeek-R1's distills): the reply starts inside it."""
+
+    @field_validator("tags")
+    @classmethod
+    def _closing_tag(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if not value[1]:
+            raise ValueError("the closing tag must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _can_say_it(self) -> Self:
+        if self.switch == "reasoning_effort" and self.think is False:
+            raise ValueError(
+                "switch 'reasoning_effort' cannot turn thinking off; set effort = 'low' "
+                "(or 'minimal') instead, or use a switch the model knows"
+            )
+        return self
+
+    @property
+    def resolved_switch(self) -> ThinkSwitch | None:
+        """The switch in force: the one named, else the one ``think`` or ``effort`` implies."""
+        if self.switch is not None:
+            return self.switch
+        if self.think is not None:
+            return "chat_template_kwargs"
+        return "reasoning_effort" if self.effort is not None else None
+
+    def can_turn_off(self) -> bool:
+        """Whether this role says how to tell its server not to think."""
+        return self.resolved_switch not in (None, "reasoning_effort")
+
+    def apply(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        extra_body: Mapping[str, Any] | None,
+        *,
+        think: bool | None = None,
+    ) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any] | None]:
+        """The messages and extra request fields that tell the server this setting;
+        ``think`` replaces the role's own (a principle judge asks with thinking off)."""
+        think = self.think if think is None else think
+        switch = self.resolved_switch
+        extra = dict(extra_body) if extra_body else None
+        if self.effort is not None and think is not False:
+            extra = {**(extra or {}), "reasoning_effort": self.effort}
+        if think is None or switch in (None, "reasoning_effort"):
+            return messages, extra
+        if switch == "chat_template_kwargs":
+            kwargs = dict((extra or {}).get("chat_template_kwargs") or {})
+            kwargs["enable_thinking"] = think
+            return messages, {**(extra or {}), "chat_template_kwargs": kwargs}
+        out = [dict(m) for m in messages]
+        if switch == "system_prompt":
+            line = _SYSTEM_SWITCH[think]
+            if out and out[0].get("role") == "system" and isinstance(out[0].get("content"), str):
+                out[0]["content"] = f"{line}\n\n{out[0]['content']}"
+            else:
+                out.insert(0, {"role": "system", "content": line})
+            return out, extra
+        for m in reversed(out):
+            if m.get("role") == "user":
+                content = m.get("content")
+                if isinstance(content, str):
+                    m["content"] = f"{content} {_SOFT_SWITCH[think]}"
+                elif isinstance(content, list):
+                    m["content"] = [*content, {"type": "text", "text": _SOFT_SWITCH[think]}]
+                break
+        return out, extra
 
 
 class RoleConfig(_Strict):
@@ -129,6 +230,10 @@ class RoleConfig(_Strict):
     """What the ``principle`` judge asks about (``judge`` role only): principles as text, or
     ``{text, weight}`` tables; the score is their weighted mean. Default: one helpfulness
     principle (:data:`DEFAULT_PRINCIPLE`)."""
+    thinking: ThinkingConfig | None = None
+    """A reasoning model's thinking: whether and how hard, how the server is told, how its
+    replies mark it (see :class:`ThinkingConfig`). Unset: the model's default, and a
+    ``<think>`` block at the start of a reply is read as thinking."""
     embedded_model: str | None = None
     """Path to a GGUF file this role's embedded endpoint serves (when ``base_url`` is unset);
     overrides the top-level ``embedded_model``, so each role may run its own local model
@@ -163,6 +268,15 @@ class RoleConfig(_Strict):
         if any(isinstance(p, str) and not p.strip() for p in value):
             raise ValueError("a principle must not be empty")
         return value
+
+    def thinking_settings(self) -> ThinkingConfig:
+        """The role's thinking settings (defaults when unset)."""
+        value: Any = self.thinking
+        if value is None:
+            return _NO_THINKING
+        if isinstance(value, ThinkingConfig):
+            return value
+        return ThinkingConfig.model_validate(value)  # a plain mapping, from a rebuilt spec
 
     def principle_list(self) -> list[Principle]:
         """The principles to judge by, each with its weight (the default when none is set)."""
@@ -209,6 +323,8 @@ class RoleConfig(_Strict):
         return value
 
 
+_NO_THINKING = ThinkingConfig()
+
 NO_KEY = "sk-no-key"
 """The stand-in key sent to endpoints that need none (the OpenAI client insists on one)."""
 
@@ -244,8 +360,13 @@ class RolesConfig(_Strict):
         """The role's effective settings: built-in < role built-in < ``default`` < the role."""
         data = _ROLE_DEFAULTS.model_dump()
         data.update(_ROLE_OVERRIDES.get(role, {}))
-        data.update(self.default.model_dump(exclude_unset=True))
-        data.update(getattr(self, role).model_dump(exclude_unset=True))
+        for layer in (self.default, getattr(self, role)):
+            given = layer.model_dump(exclude_unset=True)
+            # A role's thinking table refines the default's (the judge turns off what every
+            # role shares), where every other setting replaces it.
+            if isinstance(given.get("thinking"), dict) and isinstance(data.get("thinking"), dict):
+                given["thinking"] = {**data["thinking"], **given["thinking"]}
+            data.update(given)
         return RoleConfig.model_validate(data)
 
 

@@ -36,15 +36,18 @@ from tenacity import (
 )
 
 from langgraph_feedit.chatapi import (
+    DEFAULT_THINK_TAGS,
     ChatRequest,
     ChatResult,
     Choices,
+    IncompleteReply,
     JsonMode,
     TokenLogprobs,
     pooled_reward,
     read_choices,
     read_stream,
     refuses_response_format,
+    why_no_answer,
 )
 from langgraph_feedit.config import NO_KEY, RoleConfig
 from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
@@ -70,9 +73,10 @@ _BACKOFF_MAX = 30.0
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a failure is transient: connection errors, timeouts, malformed replies,
-    408/409/429 and 5xx. A 400 (bad request) or 401/403/404 is never retried."""
-    if isinstance(exc, EndpointError):
+    """Whether a failure is transient: connection errors, timeouts, malformed replies (a
+    broken stream, an empty reply among them), 408/409/429 and 5xx. A 400 (bad request) or
+    401/403/404 is never retried, nor a reply that ran out of tokens while thinking."""
+    if isinstance(exc, EndpointError | IncompleteReply):
         return exc.retryable
     if isinstance(exc, TransportError):
         if exc.kind != "status":
@@ -161,6 +165,9 @@ class Endpoint:
         self._json_probe = asyncio.Lock()
         self.logprobs_supported: bool | None = None
         """Whether the server returns ``logprobs`` when asked: unknown until tried."""
+        self.yes_no_unanswered = False
+        """Whether a principle question here got a first token that was no Yes or No (a
+        reasoning model that thinks first): its candidates are rated instead from then on."""
         self._default_model: str | None = None
 
     def __repr__(self) -> str:
@@ -219,6 +226,9 @@ class Endpoint:
         on_token: Callable[[str], Awaitable[None]] | None = None,
         top_logprobs: int | None = None,
         json_schema: Mapping[str, Any] | None = None,
+        on_reasoning: Callable[[str], Awaitable[None]] | None = None,
+        think_tags: tuple[str, str] = DEFAULT_THINK_TAGS,
+        answer_required: bool = True,
     ) -> ChatResult:
         """Sample ``n`` completions of ``messages``.
 
@@ -235,6 +245,13 @@ class Endpoint:
         that names ``response_format``) is not retried, the next form is tried, and with none
         left the call is made without one (the result's ``json_mode`` says what was used).
 
+        Each reply is split into thinking and answer (``think_tags`` mark a thinking block in
+        ``content``; see :func:`~langgraph_feedit.chatapi.split_reply`): the result's
+        ``texts`` hold answers only, ``reasonings`` the thinking, and a stream hands thinking
+        to ``on_reasoning``. A reply without an answer (empty, a stream cut short, thinking
+        cut off by ``max_tokens``) fails the call, retried where asking again may help,
+        unless ``answer_required`` is false (the result's ``incomplete`` then says why).
+
         Raises:
             EndpointError: the call failed after retries, or with a non-retryable error.
         """
@@ -248,7 +265,20 @@ class Endpoint:
         params = {k: v for k, v in params.items() if v is not None}
         if top_logprobs is not None:
             params.update(logprobs=True, top_logprobs=top_logprobs)
-        request = ChatRequest(messages, model, role, n, use_n, seed, params, extra_body, on_token)
+        request = ChatRequest(
+            messages,
+            model,
+            role,
+            n,
+            use_n,
+            seed,
+            params,
+            extra_body,
+            on_token,
+            on_reasoning,
+            think_tags,
+            answer_required,
+        )
         if json_schema is None:
             return await self._chat(request)
         if not self.json_mode_known:
@@ -283,14 +313,22 @@ class Endpoint:
             on_token = request.on_token
             body = request.body(seed=request.seed, stream=True)
             seconds = self.request_timeout(request.max_tokens)
-            streamed: ChatResult = await self._call(
-                lambda: read_stream(
+
+            async def stream() -> ChatResult:
+                result = await read_stream(
                     self.http.stream_events(
                         f"{self.base_url}/chat/completions", body, seconds=seconds
                     ),
                     request.model,
                     on_token,
-                ),
+                    on_reasoning=request.on_reasoning,
+                    tags=request.think_tags,
+                )
+                _answered(result.incomplete, request)
+                return result
+
+            streamed: ChatResult = await self._call(
+                stream,
                 model=request.model,
                 role=request.role,
                 seconds=seconds,
@@ -325,6 +363,8 @@ class Endpoint:
             model=request.model,
             finish_reasons=got.reasons,
             logprobs=got.logprobs,
+            reasonings=got.reasonings,
+            incomplete=got.incomplete,
         )
         return self._noted(result, request)
 
@@ -338,25 +378,32 @@ class Endpoint:
         """One ``POST /chat/completions`` for ``n`` choices; its choices."""
         body = request.body(n=n, seed=seed)
         seconds = self.request_timeout(request.max_tokens, n)
-        reply = await self._call(
-            lambda: self.http.request_json(
+
+        async def complete() -> Choices:
+            # Read inside the retried call: a reply that is no answer is asked again.
+            reply = await self.http.request_json(
                 "POST", f"{self.base_url}/chat/completions", body=body, seconds=seconds
-            ),
+            )
+            choices = read_choices(reply, request.think_tags)
+            if choices is None:
+                raise EndpointError(
+                    "the reply has no choices",
+                    endpoint=self.label(request.model),
+                    role=request.role,
+                    status=200,
+                    body=json.dumps(reply)[:500],
+                )
+            _answered(choices.incomplete, request)
+            return choices
+
+        result: Choices = await self._call(
+            complete,
             model=request.model,
             role=request.role,
             seconds=seconds,
             refuse=request.asks_json,
         )
-        choices = read_choices(reply)
-        if choices is None:
-            raise EndpointError(
-                "the reply has no choices",
-                endpoint=self.label(request.model),
-                role=request.role,
-                status=200,
-                body=json.dumps(reply)[:500],
-            )
-        return choices
+        return result
 
     async def reward(
         self,
@@ -448,6 +495,14 @@ class Endpoint:
                         return await make()
         except TransportError as exc:
             raise self._failure(exc, model, role, seconds, attempts, retryable(exc)) from exc
+        except IncompleteReply as exc:
+            raise EndpointError(
+                f"{exc} (after {attempts} attempt(s))",
+                endpoint=self.label(model),
+                role=role,
+                status=200,
+                retryable=exc.retryable,
+            ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failure(
@@ -490,6 +545,12 @@ class Endpoint:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def _answered(incomplete: Sequence[str | None], request: ChatRequest) -> None:
+    """Fail a call whose reply is no answer, unless its caller asked for none."""
+    if request.answer_required:
+        why_no_answer(incomplete)
 
 
 def _status_message(status: int | None) -> str:

@@ -82,12 +82,18 @@ def export_arena_answers(answers: str | Path, output: str | Path) -> tuple[int, 
                 continue
             trace = _trace(record, src, line)
             selected = next(n for n in trace["nodes"] if n["id"] == trace["selected"])
-            thought, answer = split_think(trace["answer"] or "")
+            # The answer holds no thinking; the selected node keeps it. A trace written before
+            # replies were split may still hold a think block in its answer.
+            thought, answer = selected.get("reasoning"), trace["answer"] or ""
+            if thought is None:
+                thought, answer = split_think(answer)
             row = answer_record(
                 str(record["id"]),
                 model,
                 answer,
-                int(selected["usage"]["completion_tokens"]),
+                # The answer's length: the thinking's tokens, where counted, are not in it.
+                int(selected["usage"]["completion_tokens"])
+                - int(selected["usage"].get("reasoning_tokens", 0)),
                 messages=record.get("messages") or [],
                 thought=thought,
                 tstamp=selected.get("ended"),

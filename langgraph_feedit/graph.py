@@ -63,7 +63,7 @@ from langgraph_feedit.state import (
     rounds_enabled,
     tree_order,
 )
-from langgraph_feedit.tracing import emit, message_id
+from langgraph_feedit.tracing import emit, message_id, reasoning_details
 from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
 
@@ -348,6 +348,9 @@ async def finish(
     message = AIMessage(
         content=trace.answer or "",
         id=message_id(spec["key"], best.id),
+        # The answer's thinking, where LangChain's chat models put it (``content_blocks``
+        # shows it as a reasoning block); the content is the answer alone.
+        additional_kwargs={"reasoning_content": best.reasoning} if best.reasoning else {},
         name="feedit",
         response_metadata={
             "feedit": {"selected": trace.selected, "score": best.score},
@@ -359,6 +362,7 @@ async def finish(
             "output_tokens": total.completion_tokens,
             "total_tokens": total.total_tokens,
             "input_token_details": {"cache_read": total.cached_tokens},
+            **reasoning_details(total),
         },
     )
     return {"messages": [message], "trace": trace.model_dump(mode="json")}

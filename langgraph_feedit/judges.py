@@ -4,9 +4,13 @@
   response satisfies it ("Only answer Yes or No", Nemotron-Reward-Principle's form) for one
   token at temperature 0 with ``top_logprobs``; the principle's score is logprob(Yes) minus
   logprob(No) at that token (see :func:`yes_no_margin`), and the candidate's the weighted mean
-  over principles. Nothing is parsed from text, so it cannot fail to parse. An endpoint that
-  sends no logprobs gets the ``llm`` rating instead (remembered per endpoint), and the trace
-  node says which path scored it (``judge_path``).
+  over principles. Nothing is parsed from text, so it cannot fail to parse. The question is
+  asked with thinking off where the judge role says how (``roles.judge.thinking``). An
+  endpoint that sends no logprobs, or whose first token is no Yes or No (a reasoning model
+  that starts thinking, or any other reply), gets the ``llm`` rating instead: a candidate is
+  never given a score read off a token that is no answer. Either fallback is remembered per
+  endpoint, the second is warned about once, and the trace node says which path scored it
+  (``judge_path``) and why (``judge_note``).
 - ``reward``: a reward-model endpoint (vLLM's pooling API) scores each candidate on its own,
   as the paper's Select model does. Scores are the model's raw rewards.
 - ``llm``: a chat model rates each candidate against a rubric, 1-10 scaled to [0, 1]. Where
@@ -29,6 +33,7 @@ import asyncio
 import itertools
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -196,8 +201,11 @@ async def _principles(j: _Judging) -> JudgeResult:
     """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
     endpoint = await j.caller.endpoint("judge")
     if endpoint.logprobs_supported is False:
-        return _fell_back(await _rate(j), Usage())
-    principles: list[Principle] = j.caller.settings("judge").principle_list()
+        return _fell_back(await _rate(j), Usage(), _NO_LOGPROBS)
+    if endpoint.yes_no_unanswered:
+        return _fell_back(await _rate(j), Usage(), _NO_YES_NO)
+    settings = j.caller.settings("judge")
+    principles: list[Principle] = settings.principle_list()
     results: list[ChatResult] = await asyncio.gather(
         *(
             j.complete(
@@ -205,6 +213,10 @@ async def _principles(j: _Judging) -> JudgeResult:
                 max_tokens=1,
                 temperature=0.0,
                 top_logprobs=TOP_LOGPROBS,
+                # One token is all that is read: a reply that is no answer (thinking cut off
+                # at its first token) is judged below, not refused.
+                answer_required=False,
+                think=False if settings.thinking_settings().can_turn_off() else None,
             )
             for p in principles
         )
@@ -212,7 +224,22 @@ async def _principles(j: _Judging) -> JudgeResult:
     usage = sum((r.usage for r in results), Usage())
     firsts = [r.logprobs[0] if r.logprobs else None for r in results]
     if any(first is None for first in firsts):
-        return _fell_back(await _rate(j), usage)
+        return _fell_back(await _rate(j), usage, _NO_LOGPROBS)
+    said = next((r for r in results if not _says_yes_no(r)), None)
+    if said is not None:
+        first = said.logprobs[0]
+        token = first.token if first is not None else ""
+        if not endpoint.yes_no_unanswered:
+            endpoint.yes_no_unanswered = True
+            warnings.warn(
+                f"the principle judge at {endpoint.label(said.model)} answered {token!r}, not "
+                "Yes or No (a reasoning model thinking first?): its candidates are rated "
+                "instead (judge kind 'llm'); set roles.judge.thinking to turn its thinking "
+                "off, or choose roles.judge.kind = 'llm'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return _fell_back(await _rate(j), usage, f"{_NO_YES_NO} (it answered {token!r})")
     scores: dict[str, float] = {}
     notes: list[str] = []
     weighted: list[tuple[float, float]] = []
@@ -233,9 +260,23 @@ async def _principles(j: _Judging) -> JudgeResult:
     )
 
 
-def _fell_back(rated: JudgeResult, spent: Usage) -> JudgeResult:
-    """A rating standing in for the principle judge on an endpoint without logprobs."""
-    said = "the endpoint returns no logprobs, so the candidate was rated instead"
+def _says_yes_no(result: ChatResult) -> bool:
+    """Whether a principle question's reply is a Yes or No: its first token is one, and no
+    thinking came before it (a server with a reasoning parser moves a ``<think>`` token out
+    of ``content``, but its logprobs still show it)."""
+    first = result.logprobs[0] if result.logprobs else None
+    if first is None or (result.reasonings and result.reasonings[0]):
+        return False
+    return _answer(first.token) is not None
+
+
+_NO_LOGPROBS = "the endpoint returns no logprobs"
+_NO_YES_NO = "the judge's first token is no Yes or No"
+
+
+def _fell_back(rated: JudgeResult, spent: Usage, why: str) -> JudgeResult:
+    """A rating standing in for the principle judge where it cannot be read."""
+    said = f"{why}, so the candidate was rated instead"
     rated.usage = spent + rated.usage
     rated.note = f"{said}; {rated.note}" if rated.note else said
     return rated

@@ -6,7 +6,9 @@ The trace (``trace`` key of the output, or :meth:`Trace.model_dump_json`) has th
 - ``selected``: the id of the chosen candidate (``null`` when every branch failed);
 - ``answer``: its text;
 - ``usage``: tokens per role and in total, each ``{prompt_tokens, completion_tokens,
-  cached_tokens, calls}``;
+  cached_tokens, calls, reasoning_tokens, reasoning_reported}`` (thinking is part of
+  ``completion_tokens``; ``reasoning_tokens`` is what the servers counted of it, in
+  ``reasoning_reported`` of the ``calls``);
 - ``reused``: the part of ``usage`` served from the call cache rather than bought by this run;
 - ``wall_s``: seconds from the start of the run to its end;
 - ``stopped``: why the run stopped deepening (``max_rounds``, ``stop_score``, ``deadline``,
@@ -64,6 +66,9 @@ class TraceNode(BaseModel):
     role: str
     model: str | None = None
     text: str | None = None
+    """The node's answer: a reasoning model's thinking is never part of it."""
+    reasoning: str | None = None
+    """The model's thinking before ``text``, when it thought (``null`` when it did not)."""
     score: float | None = None
     """The judge's score (candidates only: drafts and edits)."""
     verdict: str | None = None
@@ -158,6 +163,7 @@ class NodeDict(TypedDict, total=False):
     role: str
     model: str | None
     text: str | None
+    reasoning: str | None
     score: float | None
     verdict: str | None
     usage: UsageDict

@@ -7,6 +7,11 @@ endpoints speak the OpenAI wire protocol directly, so :func:`traced_chat` does t
 around each call, with the role, the tree node, the model and the endpoint in the run's
 metadata and tags and the token usage as the message's ``usage_metadata``.
 
+A reasoning model's thinking is reported the way LangChain's own chat models report it: in
+``additional_kwargs["reasoning_content"]`` of the message (and of each streamed chunk that
+carries thinking, whose ``content`` is empty), which langchain-core reads as a ``reasoning``
+content block (``message.content_blocks``). The text a handler streams is the answer alone.
+
 Nothing is paid when nobody listens: with no handler in the node's callback manager (and no
 LangSmith tracing switched on) the call goes straight through. The endpoint is asked to
 stream only when a streaming handler listens (LangGraph's messages mode, ``astream_events``).
@@ -27,13 +32,15 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResul
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
+from langgraph_feedit.usage import Usage
+
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
     from langgraph_feedit.chatapi import ChatResult
     from langgraph_feedit.config import RoleConfig
 
-__all__ = ["CallInfo", "TokenSink", "emit", "traced_chat"]
+__all__ = ["CallInfo", "TokenSink", "emit", "reasoning_details", "traced_chat"]
 
 TokenSink = Callable[[str], Awaitable[None]]
 """Receives each streamed piece of a completion's text."""
@@ -78,6 +85,14 @@ def message_id(run_key: str, node_id: str) -> str:
     return f"feedit-{run_key}-{node_id}"
 
 
+def reasoning_details(usage: Usage) -> dict[str, Any]:
+    """``output_token_details`` of a ``usage_metadata``: the thinking tokens, where every
+    call's server counted them (LangChain's field has no way to say "not known")."""
+    if not usage.reasoning_reported or not usage.reasoning_known:
+        return {}
+    return {"output_token_details": {"reasoning": usage.reasoning_tokens}}
+
+
 def _tracing_on() -> bool:
     try:
         from langchain_core.tracers.context import _tracing_v2_is_enabled
@@ -91,7 +106,7 @@ async def traced_chat(
     config: RunnableConfig,
     info: CallInfo,
     messages: Sequence[Mapping[str, Any]],
-    request: Callable[[TokenSink | None], Awaitable[ChatResult]],
+    request: Callable[[TokenSink | None, TokenSink | None], Awaitable[ChatResult]],
     *,
     model: str | None,
     endpoint: str,
@@ -99,15 +114,16 @@ async def traced_chat(
 ) -> ChatResult:
     """Make ``request`` (one completion) as a chat-model run of the node's callbacks.
 
-    ``request(on_token)`` makes the call; ``on_token`` is ``None`` unless a streaming handler
-    listens, in which case the endpoint streams and each piece is reported as it arrives.
+    ``request(on_token, on_reasoning)`` makes the call; both are ``None`` unless a streaming
+    handler listens, in which case the endpoint streams and each piece of the answer, and of
+    the thinking, is reported as it arrives.
     """
     callbacks = config.get("callbacks")
     # LangGraph hands every node a callback manager, with no handler when nobody listens;
     # configuring a child manager costs more than the rest of a call, so look first.
     handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
     if not handlers and not _tracing_on():
-        return await request(None)
+        return await request(None, None)
     metadata: dict[str, Any] = {
         "feedit_role": info.role,
         "feedit_id": info.node_id,
@@ -131,7 +147,7 @@ async def traced_chat(
         local_metadata={k: v for k, v in metadata.items() if v is not None},
     )
     if not manager.handlers:
-        return await request(None)
+        return await request(None, None)
     params = {
         "model": model,
         "temperature": settings.temperature,
@@ -159,25 +175,39 @@ async def traced_chat(
         chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=msg_id))
         await run.on_llm_new_token(piece, chunk=chunk)
 
+    async def on_reasoning(piece: str) -> None:
+        message = AIMessageChunk(
+            content="", additional_kwargs={"reasoning_content": piece}, id=msg_id
+        )
+        await run.on_llm_new_token("", chunk=ChatGenerationChunk(message=message))
+
     try:
-        result = await request(on_token if streaming else None)
+        if streaming:
+            result = await request(on_token, on_reasoning)
+        else:
+            result = await request(None, None)
     except BaseException as exc:
         await run.on_llm_error(exc)
         raise
     usage = result.usage
+    reasoning = result.reasonings[0] if result.reasonings else None
     message = AIMessage(
         content=result.texts[0] if result.texts else "",
+        additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
         id=msg_id,
         response_metadata={
             "model_name": result.model,
             "finish_reason": result.finish_reasons[0] if result.finish_reasons else None,
-            "model_provider": "openai",
+            # langchain-core's "openai" translator of content blocks reads no
+            # reasoning_content: without a provider, its generic reading finds it.
+            **({} if reasoning else {"model_provider": "openai"}),
         },
         usage_metadata={
             "input_tokens": usage.prompt_tokens,
             "output_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
             "input_token_details": {"cache_read": usage.cached_tokens},
+            **reasoning_details(usage),
         },
     )
     token_usage = {

@@ -130,8 +130,9 @@ class HttpClient:
         self, url: str, body: Any, *, seconds: float
     ) -> AsyncIterator[dict[str, Any]]:
         """``POST`` with a streamed reply: each server-sent event's ``data`` as parsed JSON, up
-        to ``[DONE]``. ``seconds`` bounds the wait for the reply and each gap between events,
-        not the whole stream (a long answer may take longer than any one gap)."""
+        to ``[DONE]`` (a stream that ends without it is a ``malformed`` failure). ``seconds``
+        bounds the wait for the reply and each gap between events, not the whole stream (a long
+        answer may take longer than any one gap)."""
         session = self._open()
         limits = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
         try:
@@ -150,8 +151,13 @@ class HttpClient:
                     if payload == "[DONE]":
                         return
                     yield _event(payload)
-                if data and (payload := "\n".join(data)) != "[DONE]":
+                if data and (payload := "\n".join(data)) == "[DONE]":
+                    return
+                if data:
                     yield _event(payload)
+                # The connection closed before ``[DONE]``: what came may be a whole answer or
+                # half of one, and only a finished stream says which.
+                raise TransportError("malformed", "the stream ended without [DONE]")
         except TimeoutError as exc:
             raise TransportError("timeout", f"no data within {seconds:g} s") from exc
         except aiohttp.ClientError as exc:

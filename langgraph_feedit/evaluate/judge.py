@@ -32,7 +32,6 @@ from langgraph_feedit.evaluate.prompts import (
     DEFAULT_BASELINES,
     judge_messages,
     parse_arena_verdict,
-    split_think,
     strip_think,
 )
 from langgraph_feedit.evaluate.records import (
@@ -85,7 +84,10 @@ async def _game(
 ) -> dict[str, Any]:
     messages = judge_messages(question.prompt, a, b, category=question.category)
     result = await caller.complete("evaluator", messages, index=index)
-    thought, reply = split_think(result.texts[0] if result.texts else "")
+    # The endpoint split the judge's thinking off its reply (chatapi.split_reply): the verdict
+    # is read from the answer alone, and the thinking kept beside it.
+    reply = result.texts[0] if result.texts else ""
+    thought = result.reasonings[0] if result.reasonings else None
     return game_record(parse_arena_verdict(reply), reply, messages, thought=thought)
 
 

@@ -323,6 +323,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
     # The run starts before the first chunk is written, so the two overlap.
     pump = asyncio.create_task(_pump(server.graphs[chat.preset], chat, queue))
     sent: list[str] = []  # answer tokens already passed on
+    thought: list[str] = []  # thinking already passed on
     try:
         yield b"".join(
             sse(chunk_body(**head, delta={"role": "assistant", "content": ""}, index=i))
@@ -344,6 +345,9 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                 if kind == "token":
                     sent.append(item)
                     out += sse(chunk_body(**head, delta={"content": item}))
+                elif kind == "reasoning":
+                    thought.append(item)
+                    out += sse(chunk_body(**head, delta={"reasoning_content": item}))
                 elif kind == "progress":
                     if chat.progress:
                         out += sse(chunk_body(**head, delta={}, feedit=item))
@@ -355,7 +359,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
                 else:
                     if server.kept is not None:
                         server.kept.keep(head["request_id"], chat.messages, item["trace"])
-                    yield bytes(out + _ending(head, chat, item, "".join(sent)))
+                    yield bytes(out + _ending(head, chat, item, "".join(sent), bool(thought)))
                     log.info(
                         "chat preset=%s stream calls=%d wall=%.3fs",
                         chat.preset,
@@ -373,13 +377,21 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
 
 
 def _ending(
-    head: Mapping[str, Any], chat: ChatRequest, output: Mapping[str, Any], sent: str = ""
+    head: Mapping[str, Any],
+    chat: ChatRequest,
+    output: Mapping[str, Any],
+    sent: str = "",
+    streamed: bool = False,
 ) -> bytes:
-    """Each answer as a content chunk (what of it was not streamed already) and its finish
-    chunk, usage if asked for, ``[DONE]``."""
+    """Each answer's thinking (unless the first's was streamed as it came) as a
+    ``reasoning_content`` chunk, the answer as a content chunk (what of it was not streamed
+    already) and its finish chunk, usage if asked for, ``[DONE]``."""
     trace = output["trace"]
     parts = []
-    for i, (text, reason) in enumerate(choices_of(output, chat.n)):
+    for i, (text, reason, reasoning) in enumerate(choices_of(output, chat.n)):
+        if reasoning and not (i == 0 and streamed):
+            delta = {"reasoning_content": reasoning}
+            parts.append(sse(chunk_body(**head, delta=delta, index=i)))
         rest = text
         if i == 0 and sent:
             if text.startswith(sent):
@@ -436,9 +448,14 @@ async def _pump(
                         and meta.get("feedit_id") == "d0"
                         and meta.get("feedit_role") == "draft"
                         and isinstance(piece.content, str)
-                        and piece.content
                     ):
-                        queue.put_nowait(("token", piece.content))
+                        # Thinking comes as LangChain's chat models send it, apart from
+                        # the text (see ``tracing``).
+                        thought = piece.additional_kwargs.get("reasoning_content")
+                        if thought:
+                            queue.put_nowait(("reasoning", thought))
+                        if piece.content:
+                            queue.put_nowait(("token", piece.content))
                 elif not namespace:
                     final = data
         queue.put_nowait(("done", final))

@@ -23,6 +23,7 @@ __all__ = [
     "completion_body",
     "failure_error",
     "finish_reason",
+    "message_body",
     "sse",
     "sse_comment",
     "usage_body",
@@ -30,26 +31,34 @@ __all__ = [
 
 
 def usage_body(total: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenAI's ``usage`` from the trace's ``usage["total"]``: every call of the tree."""
+    """OpenAI's ``usage`` from the trace's ``usage["total"]``: every call of the tree. Thinking
+    is part of ``completion_tokens``; ``completion_tokens_details.reasoning_tokens`` is sent
+    only where every call's server counted it (a made-up 0 would read as "did not think")."""
     prompt = int(total.get("prompt_tokens", 0))
     completion = int(total.get("completion_tokens", 0))
-    return {
+    body: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": int(total.get("cached_tokens", 0))},
     }
+    reported = int(total.get("reasoning_reported", 0))
+    if reported and reported >= int(total.get("calls", 0)):
+        body["completion_tokens_details"] = {
+            "reasoning_tokens": int(total.get("reasoning_tokens", 0))
+        }
+    return body
 
 
-Choice = tuple[str, str]
-"""One choice of a reply: the answer's text and its ``finish_reason``."""
+Choice = tuple[str, str | None, str | None]
+"""One choice of a reply: the answer's text, its ``finish_reason`` and its thinking."""
 
 
-def finish_reason(node: Mapping[str, Any] | None) -> str:
-    """OpenAI's ``finish_reason`` for the candidate a trace node holds: the endpoint's own
-    (``length`` when ``max_tokens`` cut it off), or ``stop``."""
-    reason = node.get("finish_reason") if node is not None else None
-    return reason if reason in ("length", "content_filter") else "stop"
+def finish_reason(node: Mapping[str, Any] | None) -> str | None:
+    """The ``finish_reason`` the endpoint gave the candidate a trace node holds (``stop``,
+    ``length`` when ``max_tokens`` cut it off...), never one made up: a streamed reply
+    without one was never an answer, and a plain reply that had none has none here."""
+    return node.get("finish_reason") if node is not None else None
 
 
 def choices_of(output: Mapping[str, Any], n: int = 1) -> list[Choice]:
@@ -59,13 +68,32 @@ def choices_of(output: Mapping[str, Any], n: int = 1) -> list[Choice]:
     trace = output["trace"]
     nodes = {node["id"]: node for node in trace["nodes"]}
     selected = trace["selected"]
-    out = [(str(output["messages"][-1].content), finish_reason(nodes.get(selected)))]
+    chosen = nodes.get(selected)
+    out: list[Choice] = [
+        (
+            str(output["messages"][-1].content),
+            finish_reason(chosen),
+            chosen.get("reasoning") if chosen else None,
+        )
+    ]
     if n > 1:
         others = sorted(
             (n for n in trace["nodes"] if n["id"] != selected and is_candidate(n)), key=rank_key
         )
-        out += [(str(node["text"]), finish_reason(node)) for node in others[: n - 1]]
+        out += [
+            (str(node["text"]), finish_reason(node), node.get("reasoning"))
+            for node in others[: n - 1]
+        ]
     return out
+
+
+def message_body(text: str, reasoning: str | None) -> dict[str, Any]:
+    """A choice's ``message``: the answer in ``content``, and the thinking before it in
+    ``reasoning_content``, as vLLM and DeepSeek send it."""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return message
 
 
 def completion_body(
@@ -87,11 +115,11 @@ def completion_body(
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message_body(text, reasoning),
                 "logprobs": None,
                 "finish_reason": reason,
             }
-            for i, (text, reason) in enumerate(choices)
+            for i, (text, reason, reasoning) in enumerate(choices)
         ],
         "usage": usage_body(usage),
     }

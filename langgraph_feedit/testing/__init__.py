@@ -17,7 +17,9 @@ A principle judge's prompt ("... satisfies this principle: P. Only answer Yes or
 answered Yes or No, with ``logprobs`` (when asked) whose Yes-minus-No margin grows with the
 judged answer's length; a rating prompt sent with a ``response_format`` it accepts
 (``response_formats``) is answered as a JSON object ``{"reason", "score"}``, and one it does
-not accept is refused with ``refusal_status`` naming ``response_format``.
+not accept is refused with ``refusal_status`` naming ``response_format``. With ``reasoning``
+the server thinks before it answers (in ``<think>`` tags in ``content``, or in a separate
+field), its thinking starting with ``THINK_MARK``, unless a request switches thinking off.
 
 Example::
 
@@ -39,6 +41,7 @@ from langgraph_feedit.testing._faults import Fault
 # Importable for annotations as before, yet left out of ``__all__`` as before.
 from langgraph_feedit.testing._faults import FaultKind as FaultKind
 from langgraph_feedit.testing._ledger import RecordedRequest
+from langgraph_feedit.testing._replies import THINK_MARK
 from langgraph_feedit.testing._server import SimServer
 
-__all__ = ["Fault", "RecordedRequest", "SimServer", "main"]
+__all__ = ["THINK_MARK", "Fault", "RecordedRequest", "SimServer", "main"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["500", "429", "401", "drop", "malformed", "slow"]
-_FAULT_KINDS = ("500", "429", "401", "drop", "malformed", "slow")
+FaultKind = Literal["500", "429", "401", "drop", "malformed", "slow", "truncated", "empty"]
+_FAULT_KINDS = ("500", "429", "401", "drop", "malformed", "slow", "truncated", "empty")
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,10 @@ class Fault:
             (OpenAI's ``Incorrect API key provided: <the key sent>``, echoing the bearer key as
             OpenAI-style servers do), ``"drop"`` (the
             connection is closed without a reply), ``"malformed"`` (200 with a body that is not
-            JSON) or ``"slow"`` (``slow_s`` extra delay, to trip the client's timeout).
+            JSON), ``"slow"`` (``slow_s`` extra delay, to trip the client's timeout),
+            ``"truncated"`` (a stream that sends some text, then closes without its final
+            chunk and ``[DONE]``; a plain request gets ``"malformed"``'s reply) or ``"empty"``
+            (a 200 reply, or a whole stream, whose content is empty).
         rate: probability per request, drawn from an RNG seeded by the server seed and the
             request's arrival index, so a run replays the same faults.
         first: the first ``first`` matching requests get this fault for sure.
@@ -95,8 +100,56 @@ def _bearer(request: web.Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def fault_reply(request: web.Request, fault: Fault) -> web.StreamResponse:
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    chunk = {
+        "id": "chatcmpl-fault",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "sim-model",
+        "choices": [choice],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+async def _events(request: web.Request, events: list[bytes]) -> web.StreamResponse:
+    reply = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await reply.prepare(request)
+    for data in events:
+        await reply.write(data)
+    await reply.write_eof()
+    return reply
+
+
+async def fault_reply(
+    request: web.Request, fault: Fault, body: dict[str, Any] | None = None
+) -> web.StreamResponse:
     """The reply of every fault but ``"slow"`` (which only delays the real reply)."""
+    stream = bool((body or {}).get("stream"))
+    if fault.kind == "empty":
+        if stream:
+            role = _chunk({"role": "assistant", "content": ""})
+            return await _events(request, [role, _chunk({}, "stop"), b"data: [DONE]\n\n"])
+        empty = {
+            "id": "chatcmpl-empty",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "sim-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+        }
+        return web.json_response(empty)
+    if fault.kind == "truncated" and stream:
+        pieces = [_chunk({"role": "assistant", "content": ""})]
+        pieces += [_chunk({"content": w}) for w in ("Half", " an", " answer")]
+        return await _events(request, pieces)
     echoed = f" (key: {_bearer(request)})" if fault.echo_key else ""
     if fault.kind == "401":
         message = f"Incorrect API key provided: {_bearer(request)}."
@@ -107,7 +160,7 @@ async def fault_reply(request: web.Request, fault: Fault) -> web.StreamResponse:
         reply = error_reply(429, f"simulated rate limit{echoed}", "rate_limit_exceeded")
         reply.headers["Retry-After"] = f"{fault.retry_after:g}"
         return reply
-    if fault.kind == "malformed":
+    if fault.kind in ("malformed", "truncated"):
         broken = b'{"id": "chatcmpl-broken", "choices": ['
         return web.Response(status=200, body=broken, content_type="application/json")
     # "drop": hang up without a reply; losing the connection then cancels this handler.

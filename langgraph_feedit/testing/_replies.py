@@ -125,6 +125,44 @@ def token_logprobs(
     return out
 
 
+THINK_MARK = "let me ponder"
+"""Words every simulated thinking starts with (and no answer holds), so a test can tell
+thinking that leaked into a prompt or an answer."""
+_THINK_OFF_SYSTEM = "detailed thinking off"
+
+
+def thinks(body: dict[str, Any]) -> bool:
+    """Whether a reasoning model would think for this request, as real ones are switched:
+    ``chat_template_kwargs.enable_thinking``, ``reasoning_effort: "none"``, Nemotron's system
+    line ``detailed thinking off``, or Qwen3's ``/no_think`` after the last user message."""
+    kwargs = body.get("chat_template_kwargs")
+    if isinstance(kwargs, dict) and kwargs.get("enable_thinking") is False:
+        return False
+    if body.get("reasoning_effort") == "none":
+        return False
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if any(
+        m.get("role") == "system" and _THINK_OFF_SYSTEM in content_text(m.get("content"))
+        for m in messages
+    ):
+        return False
+    users = [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return not (users and users[-1].rstrip().endswith("/no_think"))
+
+
+def thinking(key: int, choice: int, count: int) -> list[str]:
+    """``count`` tokens of thinking (at least the marker's): :data:`THINK_MARK`, then words."""
+    head = ["Okay,", " let", " me", " ponder", " this."]
+    rng = random.Random(f"{key}:{choice}:think")
+    return head + [f" {w}" for w in words(rng, max(1, count - len(head)))]
+
+
+def think_first(top: list[tuple[str, float]] | None) -> list[tuple[str, float]]:
+    """A thinking model's first-token logprobs: ``<think>`` almost surely, the rest after."""
+    rest = [(t, lp - 4.0) for t, lp in (top or [])][:8]
+    return [("<think>", math.log(0.95)), *rest]
+
+
 def json_rating(rng: random.Random, score: int) -> list[str]:
     """A rating as a JSON object (what a ``response_format`` json_schema asks), as tokens."""
     text = json.dumps({"reason": " ".join(words(rng, 8)), "score": score})
@@ -255,7 +293,22 @@ def chat_completion(
     choices: list[Choice],
     usage: dict[str, Any],
     logprobs: list[list[TokenLogprob]] | None = None,
+    reasoning: tuple[str, list[int]] | None = None,
 ) -> dict[str, Any]:
+    """A ``chat.completion``; with ``reasoning`` (a field name and, per choice, how many of its
+    leading tokens are thinking) the thinking goes in that field instead of ``content``."""
+
+    def message(i: int, tokens: list[str]) -> dict[str, Any]:
+        if reasoning is None:
+            return {"role": "assistant", "content": "".join(tokens)}
+        name, counts = reasoning
+        said = "".join(tokens[counts[i] :])
+        thought = "".join(tokens[: counts[i]])
+        out: dict[str, Any] = {"role": "assistant", "content": said or None}
+        if thought:
+            out[name] = thought
+        return out
+
     return {
         "id": reply_id,
         "object": "chat.completion",
@@ -265,7 +318,7 @@ def chat_completion(
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": "".join(tokens)},
+                "message": message(i, tokens),
                 "logprobs": None if logprobs is None else {"content": logprobs[i], "refusal": None},
                 "finish_reason": finish,
             }
@@ -281,8 +334,15 @@ def sse_steps(
     choices: list[Choice],
     usage: dict[str, Any] | None,
     logprobs: list[list[TokenLogprob]] | None = None,
+    reasoning: tuple[str, list[int]] | None = None,
 ) -> list[list[bytes]]:
-    """SSE events grouped by decoding step: step 0 is the role, the last holds the ending."""
+    """SSE events grouped by decoding step: step 0 is the role, the last holds the ending.
+    With ``reasoning`` (as :func:`chat_completion`'s) thinking tokens go out in that field."""
+
+    def delta(i: int, pos: int, token: str) -> dict[str, str]:
+        if reasoning is not None and pos < reasoning[1][i]:
+            return {reasoning[0]: token}
+        return {"content": token}
 
     def event(parts: list[dict[str, Any]], final_usage: dict[str, Any] | None = None) -> bytes:
         chunk: dict[str, Any] = {
@@ -307,7 +367,7 @@ def sse_steps(
     steps = [[event([part(i, {"role": "assistant", "content": ""}) for i in range(len(choices))])]]
     for pos in range(max(len(tokens) for tokens, _ in choices)):
         parts = [
-            part(i, {"content": t[pos]}, pos=pos)
+            part(i, delta(i, pos, t[pos]), pos=pos)
             for i, (t, _) in enumerate(choices)
             if pos < len(t)
         ]

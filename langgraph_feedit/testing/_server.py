@@ -22,6 +22,7 @@ from langgraph_feedit.testing._faults import Fault, error_reply, fault_reply
 from langgraph_feedit.testing._ledger import Ledger, RecordedRequest
 from langgraph_feedit.testing._replies import (
     PRINCIPLE_MARK,
+    Choice,
     chat_completion,
     chat_usage,
     compose,
@@ -35,6 +36,9 @@ from langgraph_feedit.testing._replies import (
     reply_key,
     reward_scores,
     sse_steps,
+    think_first,
+    thinking,
+    thinks,
     token_logprobs,
 )
 
@@ -57,6 +61,18 @@ class SimServer(Served):
     satisfies this principle: P. Only answer Yes or No.") is answered Yes or No, its first
     token's alternatives spread over "Yes", " Yes", "yes", "No", " No", "no" and filler tokens,
     with logprob(Yes) - logprob(No) = :func:`principle_margin` (longer responses win).
+
+    Reasoning (``reasoning``): the server plays a reasoning model that thinks before it
+    answers, unless a request switches thinking off (``chat_template_kwargs.enable_thinking:
+    false``, ``reasoning_effort: "none"``, a ``detailed thinking off`` system line, or
+    ``/no_think``). ``"tags"`` puts ``think_tokens`` tokens of thinking (they start with
+    ``THINK_MARK``) in ``content`` inside ``<think>...</think>`` (a server without a reasoning
+    parser); ``"field"`` sends them in ``reasoning_field`` (``reasoning_content`` or
+    ``reasoning``), in full replies and in stream deltas, and counts them in
+    ``completion_tokens_details.reasoning_tokens`` (in every reply, 0 where none).
+    ``think_unclosed`` makes the thinking run past ``max_tokens`` (or ``think_tokens``), so
+    the reply ends with ``length`` and no answer. A thinking principle judge's first token is
+    ``<think>``.
 
     ``response_format``: a form named in ``response_formats`` (``json_schema``: OpenAI's;
     ``json_object``: llama-cpp-python's, with ``schema``) makes a rating prompt's reply a JSON
@@ -89,6 +105,10 @@ class SimServer(Served):
         max_top_logprobs: int = 20,
         response_formats: Sequence[str] = ("text", "json_schema", "json_object"),
         refusal_status: int = 400,
+        reasoning: str | None = None,
+        reasoning_field: str = "reasoning_content",
+        think_tokens: int = 12,
+        think_unclosed: bool = False,
     ) -> None:
         if rate <= 0 or ttft < 0 or jitter < 0 or sd_tokens < 0:
             raise ValueError("rate must be positive; ttft, jitter and sd_tokens not negative")
@@ -98,6 +118,12 @@ class SimServer(Served):
             raise ValueError("mean_tokens and min_tokens must not be negative")
         if reject_n and ignore_n:
             raise ValueError("reject_n and ignore_n are exclusive")
+        if reasoning not in (None, "tags", "field"):
+            raise ValueError(f"reasoning must be None, 'tags' or 'field', got {reasoning!r}")
+        if think_tokens < 5:
+            raise ValueError("think_tokens must be at least 5 (the marker's length)")
+        self.reasoning, self.reasoning_field = reasoning, reasoning_field
+        self.think_tokens, self.think_unclosed = think_tokens, think_unclosed
         self.seed, self.ttft, self.rate, self.jitter = seed, ttft, rate, jitter
         self.mean_tokens, self.sd_tokens, self.min_tokens = mean_tokens, sd_tokens, min_tokens
         self.capacity, self.model, self.latency_fn = capacity, model, latency_fn
@@ -277,7 +303,7 @@ class SimServer(Served):
                     400, "the request body must be a JSON object", "invalid_request_error"
                 )
             elif fault is not None and fault.kind != "slow":
-                reply = await fault_reply(request, fault)
+                reply = await fault_reply(request, fault, body)
             else:
                 if fault is not None:
                     await asyncio.sleep(fault.slow_s)
@@ -353,11 +379,13 @@ class SimServer(Served):
             "",
         )
         yes_no: list[tuple[str, float]] | None = None
+        thinking_now = self.reasoning is not None and thinks(body)
         if PRINCIPLE_MARK in last_user:
             principle = last_user.split(PRINCIPLE_MARK, 1)[1]
             margin = principle_margin(self.seed, judged_response(messages), principle)
             yes_no = principle_logprobs(margin)
         key = reply_key(self.seed, messages, body)
+        thought_counts: list[int] = []
         choices = [
             compose(
                 messages,
@@ -372,16 +400,31 @@ class SimServer(Served):
             )
             for i in range(n)
         ]
+        first_listed = yes_no
+        if thinking_now:
+            first_listed = think_first(yes_no)
+            thought = [self._thought(key, i, cap, choices[i]) for i in range(n)]
+            choices, thought_counts = [c for c, _ in thought], [k for _, k in thought]
         logprobs = None
         if body.get("logprobs") and self.logprobs:
             asked = body.get("top_logprobs")
             top = min(self.max_top_logprobs, asked if isinstance(asked, int) else 0)
             logprobs = [
-                token_logprobs(tokens, key, i, top, yes_no) for i, (tokens, _) in enumerate(choices)
+                token_logprobs(
+                    tokens, key, i, top, first_listed if yes_no or thinking_now else None
+                )
+                for i, (tokens, _) in enumerate(choices)
             ]
         prompt_tokens, cached = self._ledger.prompt_usage(messages)
         record.completion_tokens = sum(len(tokens) for tokens, _ in choices)
         usage = chat_usage(prompt_tokens, record.completion_tokens, cached)
+        separated: tuple[str, list[int]] | None = None
+        if self.reasoning == "field":
+            # A server with a reasoning parser counts thinking apart in every reply (0 when
+            # the request switched it off), as OpenAI's does.
+            usage["completion_tokens_details"] = {"reasoning_tokens": sum(thought_counts)}
+            if thinking_now:
+                separated = (self.reasoning_field, thought_counts)
         longest = max(len(tokens) for tokens, _ in choices)
         first, per_token = self._timing(body, longest)
         reply_id = f"chatcmpl-{record.index}-{key:016x}"
@@ -390,11 +433,35 @@ class SimServer(Served):
                 options = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
                 chunks = sse_steps(
-                    reply_id, self.model, choices, usage if include_usage else None, logprobs
+                    reply_id,
+                    self.model,
+                    choices,
+                    usage if include_usage else None,
+                    logprobs,
+                    separated,
                 )
                 return await self._stream(request, chunks, first, per_token)
             await asyncio.sleep(first + per_token * longest)
-        return web.json_response(chat_completion(reply_id, self.model, choices, usage, logprobs))
+        reply = chat_completion(reply_id, self.model, choices, usage, logprobs, separated)
+        return web.json_response(reply)
+
+    def _thought(self, key: int, i: int, cap: int | None, answer: Choice) -> tuple[Choice, int]:
+        """A choice with thinking before its answer, cut at ``cap``, and how many of its
+        leading tokens are thinking (the tags' own included in ``tags`` form)."""
+        count = self.think_tokens
+        if self.think_unclosed:
+            count = max(count, (cap or count) + 1)  # runs past max_tokens
+        thought = thinking(key, i, count)
+        tags = self.reasoning == "tags"
+        lead = ["<think>", "\n", *thought, "\n</think>\n\n"] if tags else thought
+        if self.think_unclosed:
+            lead = lead[:-1] if tags else lead
+            tokens = lead[:cap] if cap else lead
+            return (tokens, "length"), len(tokens)
+        tokens = lead + answer[0]
+        if cap is not None and len(tokens) > cap:
+            return (tokens[:cap], "length"), min(len(lead), cap)
+        return (tokens, answer[1]), len(lead)
 
     async def _stream(
         self, request: web.Request, steps: list[list[bytes]], first: float, per_token: float

@@ -223,6 +223,18 @@ def _conversation(messages: Sequence[Any] | None) -> str:
     return f'<div id="conversation">{"".join(rows)}</div>'
 
 
+def _reasoning_cell(usage: Mapping[str, Any]) -> str:
+    """Thinking tokens, or why there is no count: a server without a reasoning parser does
+    not count them apart, and a guess would mislead."""
+    reported, calls = int(usage.get("reasoning_reported", 0)), int(usage.get("calls", 0))
+    if not calls:
+        return "0"
+    if not reported:
+        return "not reported"
+    tokens = int(usage.get("reasoning_tokens", 0))
+    return str(tokens) if reported >= calls else f"{tokens} ({reported} of {calls} calls)"
+
+
 def _usage_table(trace: Mapping[str, Any]) -> str:
     usage: Mapping[str, Any] = trace.get("usage") or {}
     names = [r for r in _ROLES if r in usage] + [
@@ -236,7 +248,7 @@ def _usage_table(trace: Mapping[str, Any]) -> str:
         rows.append(
             f"<tr><td>{escape(str(name))}</td><td>{u.get('calls', 0)}</td>"
             f"<td>{u.get('prompt_tokens', 0)}</td><td>{u.get('completion_tokens', 0)}</td>"
-            f"<td>{u.get('cached_tokens', 0)}</td></tr>"
+            f"<td>{_reasoning_cell(u)}</td><td>{u.get('cached_tokens', 0)}</td></tr>"
         )
     reused = trace.get("reused") or {}
     if reused:
@@ -244,11 +256,14 @@ def _usage_table(trace: Mapping[str, Any]) -> str:
             f"<tr><td>reused (cache)</td><td>{reused.get('calls', 0)}</td>"
             f"<td>{reused.get('prompt_tokens', 0)}</td>"
             f"<td>{reused.get('completion_tokens', 0)}</td>"
+            f"<td>{_reasoning_cell(reused)}</td>"
             f"<td>{reused.get('cached_tokens', 0)}</td></tr>"
         )
     return (
         '<table id="usage"><thead><tr><th>role</th><th>calls</th><th>prompt tokens</th>'
-        "<th>completion tokens</th><th>cached tokens</th></tr></thead>"
+        '<th>completion tokens</th><th title="the part of completion tokens that was '
+        'thinking, where the servers counted it">of them thinking</th>'
+        "<th>cached tokens</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -366,6 +381,12 @@ def _tags(node: Mapping[str, Any], selected: str | None) -> str:
 def _body(node: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     text = node.get("text")
+    if node.get("reasoning"):
+        # The model's thinking, folded away: the answer below is what the tree passed on.
+        parts.append(
+            '<details class="thinking"><summary>thinking</summary>'
+            f'<div class="text">{escape(str(node["reasoning"]))}</div></details>'
+        )
     if node["kind"] == "edit" and text is not None:
         critique = by_id.get(str(node.get("parent")))
         base = by_id.get(str(critique.get("parent"))) if critique else None
