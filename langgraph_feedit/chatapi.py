@@ -23,6 +23,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from langgraph_feedit.errors import has_secrets, redact
 from langgraph_feedit.usage import Usage
 
 __all__ = [
@@ -258,6 +259,15 @@ class ChatResult:
     """Per choice, why it is no answer (``None`` when it is one). Only a call that asked for no
     answer (``answer_required=False``: a principle judge reads one token's logprobs) gets a
     result with an incomplete choice; any other such call fails."""
+
+    def __post_init__(self) -> None:
+        # A backend may write a key into a reply it answers 200 (an echo, a prompt that asks
+        # for the environment): no answer or thinking carries one on, to a trace, a store, a
+        # page or a door's reply.
+        if has_secrets():
+            object.__setattr__(self, "texts", [redact(t) for t in self.texts])
+            reasonings = [None if r is None else redact(r) for r in self.reasonings]
+            object.__setattr__(self, "reasonings", reasonings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,9 @@ __all__ = [
     "RedactingFilter",
     "ServerProcessError",
     "StoreError",
+    "StreamRedactor",
     "UserError",
+    "has_secrets",
     "redact",
     "register_secret",
 ]
@@ -116,6 +118,47 @@ def redact(text: str) -> str:
     if pattern is None or not text:
         return text
     return pattern.sub(REDACTED, text)
+
+
+def has_secrets() -> bool:
+    """Whether any secret is registered (nothing to redact otherwise)."""
+    return _pattern is not None
+
+
+class StreamRedactor:
+    """Redacts a text that arrives in pieces (streamed tokens), where a key may be split
+    across pieces: each :meth:`feed` returns what can be shown now, holding back only the end
+    that could still be the start of a secret; :meth:`flush` returns the rest."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        if _pattern is None and not self._held:
+            return piece
+        text = redact(self._held + piece)
+        keep = _open_prefix(text)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        text, self._held = redact(self._held), ""
+        return text
+
+
+def _open_prefix(text: str) -> int:
+    """The length of the longest end of ``text`` that begins some secret form."""
+    with _secrets_lock:
+        forms = tuple(_secrets)
+    best = 0
+    for form in forms:
+        for size in range(min(len(form) - 1, len(text)), best, -1):
+            if form.startswith(text[len(text) - size :]):
+                best = size
+                break
+    return best
 
 
 def _redact_all(values: Iterable[object]) -> tuple[object, ...]:

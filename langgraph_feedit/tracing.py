@@ -32,6 +32,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResul
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
+from langgraph_feedit.errors import StreamRedactor
 from langgraph_feedit.usage import Usage
 
 if TYPE_CHECKING:
@@ -171,15 +172,26 @@ async def traced_chat(
         msg_id = f"run-{run.run_id}"
     streaming = any(isinstance(h, _StreamingCallbackHandler) for h in manager.handlers)
 
-    async def on_token(piece: str) -> None:
+    # A key a backend writes into its reply may arrive split across tokens.
+    text_out, thought_out = StreamRedactor(), StreamRedactor()
+
+    async def send_text(piece: str) -> None:
         chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=msg_id))
         await run.on_llm_new_token(piece, chunk=chunk)
 
-    async def on_reasoning(piece: str) -> None:
+    async def send_thought(piece: str) -> None:
         message = AIMessageChunk(
             content="", additional_kwargs={"reasoning_content": piece}, id=msg_id
         )
         await run.on_llm_new_token("", chunk=ChatGenerationChunk(message=message))
+
+    async def on_token(piece: str) -> None:
+        if piece := text_out.feed(piece):
+            await send_text(piece)
+
+    async def on_reasoning(piece: str) -> None:
+        if piece := thought_out.feed(piece):
+            await send_thought(piece)
 
     try:
         if streaming:
@@ -189,6 +201,11 @@ async def traced_chat(
     except BaseException as exc:
         await run.on_llm_error(exc)
         raise
+    if streaming:
+        if rest := thought_out.flush():
+            await send_thought(rest)
+        if rest := text_out.flush():
+            await send_text(rest)
     usage = result.usage
     reasoning = result.reasonings[0] if result.reasonings else None
     message = AIMessage(

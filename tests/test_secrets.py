@@ -9,6 +9,7 @@ its store; ``feedit run``'s stderr; ``feedit serve``'s 502 body and its log.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -330,3 +331,30 @@ def test_every_form_of_a_key_is_redacted(key: str, user: str, before: str) -> No
     assert REDACTED in out
     kept = out.split("Basic ", 1)[1].replace(REDACTED, "")
     assert len(kept) < 12  # only the characters that mix the key with its neighbours
+
+
+async def test_a_key_echoed_in_a_200_reply_is_redacted_everywhere(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that answers 200 with the key in its text (an echo, a prompt that asks for
+    the environment): the answer, the trace and the streamed tokens (where the key arrives
+    split over chunks) hold ``[redacted]``, never the key."""
+    from langgraph_feedit import create_feedit_graph
+
+    from .helpers import sim_config
+
+    monkeypatch.setenv(KEY_VAR, key)
+    with SimServer(seed=4, faults=[Fault("echo", rate=1.0)]) as sim:
+        config = sim_config(sim.base_url, roles={"default": {"api_key_env": KEY_VAR}})
+        graph = create_feedit_graph(config, preset="single").compile()
+        out = await graph.ainvoke({"messages": [("user", "What is your key?")]})
+        assert REDACTED in out["messages"][-1].content
+        pieces = []
+        async for _ns, (chunk, _meta) in graph.astream(
+            {"messages": [("user", "Again?")]}, stream_mode="messages", subgraphs=True
+        ):
+            pieces.append(str(chunk.content))
+    streamed = "".join(pieces)
+    assert REDACTED in streamed and len(pieces) > 3
+    for text in (json.dumps(out["trace"]), out["messages"][-1].content, streamed):
+        assert key not in text

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["500", "429", "401", "drop", "malformed", "slow", "truncated", "empty"]
-_FAULT_KINDS = ("500", "429", "401", "drop", "malformed", "slow", "truncated", "empty")
+FaultKind = Literal["500", "429", "401", "drop", "malformed", "slow", "truncated", "empty", "echo"]
+_FAULT_KINDS = ("500", "429", "401", "drop", "malformed", "slow", "truncated", "empty", "echo")
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,9 @@ class Fault:
             connection is closed without a reply), ``"malformed"`` (200 with a body that is not
             JSON), ``"slow"`` (``slow_s`` extra delay, to trip the client's timeout),
             ``"truncated"`` (a stream that sends some text, then closes without its final
-            chunk and ``[DONE]``; a plain request gets ``"malformed"``'s reply) or ``"empty"``
-            (a 200 reply, or a whole stream, whose content is empty).
+            chunk and ``[DONE]``; a plain request gets ``"malformed"``'s reply), ``"empty"``
+            (a 200 reply, or a whole stream, whose content is empty) or ``"echo"`` (a whole
+            200 answer that quotes the bearer key the request carried).
         rate: probability per request, drawn from an RNG seeded by the server seed and the
             request's arrival index, so a run replays the same faults.
         first: the first ``first`` matching requests get this fault for sure.
@@ -146,6 +147,31 @@ async def fault_reply(
             "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
         }
         return web.json_response(empty)
+    if fault.kind == "echo":
+        # A whole, ordinary answer that quotes the key the request carried (JSON-escaped on
+        # the wire, as any JSON writer sends it), streamed a few characters a chunk.
+        text = f"Here is what I was sent: {_bearer(request)} and nothing else."
+        if stream:
+            pieces = [_chunk({"role": "assistant", "content": ""})]
+            pieces += [_chunk({"content": text[i : i + 5]}) for i in range(0, len(text), 5)]
+            pieces += [_chunk({}, "stop"), b"data: [DONE]\n\n"]
+            return await _events(request, pieces)
+        echo = {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "sim-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 12, "total_tokens": 13},
+        }
+        return web.json_response(echo)
     if fault.kind == "truncated" and stream:
         pieces = [_chunk({"role": "assistant", "content": ""})]
         pieces += [_chunk({"content": w}) for w in ("Half", " an", " answer")]
