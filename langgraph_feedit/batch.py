@@ -175,6 +175,18 @@ def _digest(config: FeeditConfig, prompt: Prompt) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def thread_id(prompt: Prompt, digest: str) -> str:
+    """The prompt's LangGraph thread: ``feedit:<id>:<digest>``.
+
+    Postgres text and ``jsonb`` hold no NUL character, and its checkpointer stores the thread
+    id in both: an id with one is named by its hash instead, under a prefix no other thread
+    has, so every backend takes every id and ids that ran before keep their threads.
+    """
+    if "\x00" in prompt.id:
+        return f"feedit#{hashlib.sha256(prompt.id.encode()).hexdigest()[:32]}:{digest}"
+    return f"feedit:{prompt.id}:{digest}"
+
+
 def _safe_name(pid: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", pid)[:80]
     if name != pid:
@@ -462,7 +474,7 @@ async def run_batch(
             out.flush()
 
         async def one(k: int, prompt: Prompt) -> None:
-            thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
+            thread = thread_id(prompt, _digest(run_config, prompt))
             async with limit:
                 try:
                     values, was_done = await _answer(graph, prompt, thread, options.durable)
