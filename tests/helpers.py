@@ -84,8 +84,6 @@ def json_texts() -> Any:
 
     shallow = st.recursive(scalars, containers, max_leaves=12)
     deep = st.tuples(shallow, st.integers(100, 1200), st.booleans()).map(
-        lambda t: ("[" * t[1] + t[0] + "]" * t[1])
-        if t[2]
-        else ('{"a":' * t[1] + t[0] + "}" * t[1])
+        lambda t: ("[" * t[1] + t[0] + "]" * t[1]) if t[2] else ('{"a":' * t[1] + t[0] + "}" * t[1])
     )
     return st.one_of(shallow, deep)
