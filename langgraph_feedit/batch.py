@@ -354,13 +354,18 @@ def _check_options(options: BatchOptions) -> None:
     """The caller's mistakes in the options, each one line, before anything is read or run.
 
     Raises:
-        UserError: a count below 1, an output that is a folder or is the input file itself,
-            or a traces path that is a file.
+        UserError: a count below 1, a progress interval not above 0, an output that is a
+            folder or is the input file itself (or whose skipped-lines file is), or a traces
+            path that is a file.
     """
     if options.limit is not None and options.limit < 1:
         raise UserError(f"--limit must be at least 1, got {options.limit}")
     if options.concurrency is not None and options.concurrency < 1:
         raise UserError(f"--concurrency must be at least 1, got {options.concurrency}")
+    if not options.progress_interval > 0:
+        raise UserError(
+            f"--progress-interval must be above 0 seconds, got {options.progress_interval}"
+        )
     if options.output.is_dir():
         raise UserError(f"--output {options.output} is a folder: give the path of a file")
     if _same_file(options.input, options.output):

@@ -338,7 +338,7 @@ async def test_a_failing_batch_leaves_the_previous_output_whole(
     with pytest.raises(Interrupted):
         await batch(sim, tmp_path, inp, fresh=True, on_record=stop_after_two)
     assert out.read_bytes() == before
-    assert not list(tmp_path.glob(f".{out.name}*.tmp"))
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("limit", [0, -1])
@@ -775,6 +775,9 @@ async def test_progress_on_a_log_is_a_line_per_step_with_the_summarys_tokens(
         options.output, options.fresh, options.limit = tmp_path / "b.jsonl", True, 1
         options.progress_interval = 0.5
         await run_batch(sim_config(server.base_url, **config), options, stream=log)
+        options.progress_interval = 0.0
+        with pytest.raises(UserError, match="--progress-interval must be above 0"):
+            await run_batch(sim_config(server.base_url, **config), options, stream=log)
     lines = log.getvalue().splitlines()
     waiting = [line for line in lines if line.startswith("batch: 0/1 done")]
     assert len(waiting) >= 3 and all("ETA unknown" in line for line in waiting), lines
