@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from langgraph_feedit import InputError
@@ -348,6 +348,9 @@ def _blank(line: str) -> bool:
         max_size=3,
     )
 )
+@example([LINE_SHAPES[0] % '{"url": NaN}', "\u2003"])
+@example([LINE_SHAPES[0] % ("[" * 300 + "]" * 300), LINE_SHAPES[3] % "Infinity"])
+@example([LINE_SHAPES[0] % str(2**64), LINE_SHAPES[4] % ("9" * 5000)])
 def test_every_line_runs_or_is_named_by_its_number(tmp_path: Path, lines: list[str]) -> None:
     path = tmp_path / "any.jsonl"
     path.write_bytes("\n".join(lines).encode("utf-8") + b"\n")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from openai import AsyncOpenAI, OpenAI
 
@@ -852,6 +852,9 @@ BODY_SHAPES = [
 
 @settings(max_examples=150)
 @given(st.sampled_from(BODY_SHAPES), json_texts())
+@example(BODY_SHAPES[0], '{"url": NaN}')
+@example(BODY_SHAPES[1], "1e400")
+@example(BODY_SHAPES[0], "[" * 300 + "]" * 300)
 def test_any_json_body_is_a_request_or_a_400(shape: str, value: str) -> None:
     """The door's parser answers every body a lenient JSON parser reads with a checked request
     or an OpenAI-shaped error; what it accepts is strict JSON all through."""
