@@ -31,16 +31,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from langgraph.cache.base import BaseCache
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.endpoints import calls_in_flight
-from langgraph_feedit.errors import FeeditError, InputError, UserError
+from langgraph_feedit.errors import FeeditError, InputError, StoreError, UserError
 from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
+from langgraph_feedit.outputs import AtomicFile, json_line, output_lock, write_atomically
 from langgraph_feedit.stores import open_stores
 
 __all__ = [
@@ -85,6 +86,9 @@ class BatchOptions:
     """Draw new samples instead of reusing cached calls and finished threads."""
     progress: bool | None = None
     """A progress bar on a terminal, lines otherwise; ``False`` for none."""
+    progress_interval: float = 60.0
+    """Off a terminal, a progress line at least this often (seconds), besides one as each
+    tenth of the prompts is done."""
     durable: bool = True
     """Keep checkpoints and the call cache in ``store``; ``False`` runs without them (no
     resume, no reuse)."""
@@ -185,6 +189,18 @@ def _digest(config: FeeditConfig, prompt: Prompt) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def thread_id(prompt: Prompt, digest: str) -> str:
+    """The prompt's LangGraph thread: ``feedit:<id>:<digest>``.
+
+    Postgres text and ``jsonb`` hold no NUL character, and its checkpointer stores the thread
+    id in both: an id with one is named by its hash instead, under a prefix no other thread
+    has, so every backend takes every id and ids that ran before keep their threads.
+    """
+    if "\x00" in prompt.id:
+        return f"feedit#{hashlib.sha256(prompt.id.encode()).hexdigest()[:32]}:{digest}"
+    return f"feedit:{prompt.id}:{digest}"
+
+
 def _safe_name(pid: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", pid)[:80]
     if name != pid:
@@ -199,25 +215,32 @@ def default_concurrency(config: FeeditConfig) -> int:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; a line every few seconds otherwise."""
+    """A tqdm bar on a terminal. Otherwise (a log file) a line as each tenth of the prompts is
+    done, and at least every ``interval`` seconds while none is: a slow batch still shows it is
+    alive, and a fast one writes a dozen lines, not one every few seconds."""
 
-    def __init__(self, total: int, enabled: bool | None, stream: TextIO) -> None:
+    def __init__(
+        self, total: int, enabled: bool | None, stream: TextIO, interval: float = 60.0
+    ) -> None:
         self.total = total
         self.done = 0
         self.failed = 0
         self.tokens = 0
+        self.interval = interval
+        self.step = max(1, -(-total // 10))
         self.started = time.monotonic()
         self.stream = stream
         self.tty = stream.isatty() if enabled is None else bool(enabled and stream.isatty())
         self.enabled = enabled is not False
         self._bar: Any = None
-        self._last = 0.0
+        self._last = self.started
         if self.enabled and self.tty:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, file=stream, unit="prompt", dynamic_ncols=True)
 
     def update(self, *, failed: bool, tokens: int) -> None:
+        """One prompt done; ``tokens`` is what this run spent on it (as the summary counts)."""
         self.done += 1
         self.failed += int(failed)
         self.tokens += tokens
@@ -226,23 +249,28 @@ class _Progress:
                 inflight=calls_in_flight(), tokens=self.tokens, failed=self.failed, refresh=False
             )
             self._bar.update(1)
-        else:
-            self.tick(force=self.done == self.total)
+        elif self.enabled and (self.done % self.step == 0 or self.done == self.total):
+            self._line()
 
-    def tick(self, *, force: bool = False) -> None:
-        if not self.enabled or self._bar is not None:
-            return
+    def tick(self) -> None:
+        """A line if none was written for ``interval`` seconds."""
+        if self.enabled and self._bar is None and time.monotonic() - self._last >= self.interval:
+            self._line()
+
+    def _line(self) -> None:
         now = time.monotonic()
-        if not force and now - self._last < 2.0:
-            return
         self._last = now
         elapsed = now - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        if self.done == self.total:
+            eta = ""
+        elif self.done:
+            eta = f", ETA {(self.total - self.done) * elapsed / self.done:.0f} s"
+        else:
+            eta = ", ETA unknown"
         print(
             f"batch: {self.done}/{self.total} done, {self.failed} failed,"
             f" {calls_in_flight()} calls in flight, {self.tokens} tokens,"
-            f" {elapsed:.0f} s elapsed, ETA {eta:.0f} s",
+            f" {elapsed:.0f} s elapsed{eta}",
             file=self.stream,
             flush=True,
         )
@@ -336,13 +364,18 @@ def _check_options(options: BatchOptions) -> None:
     """The caller's mistakes in the options, each one line, before anything is read or run.
 
     Raises:
-        UserError: a count below 1, an output that is a folder or is the input file itself,
-            or a traces path that is a file.
+        UserError: a count below 1, a progress interval not above 0, an output that is a
+            folder or is the input file itself (or whose skipped-lines file is), or a traces
+            path that is a file.
     """
     if options.limit is not None and options.limit < 1:
         raise UserError(f"--limit must be at least 1, got {options.limit}")
     if options.concurrency is not None and options.concurrency < 1:
         raise UserError(f"--concurrency must be at least 1, got {options.concurrency}")
+    if not options.progress_interval > 0:
+        raise UserError(
+            f"--progress-interval must be above 0 seconds, got {options.progress_interval}"
+        )
     if options.output.is_dir():
         raise UserError(f"--output {options.output} is a folder: give the path of a file")
     if _same_file(options.input, options.output):
@@ -350,8 +383,66 @@ def _check_options(options: BatchOptions) -> None:
             f"--output {options.output} is the input file: writing the answers would overwrite "
             "the prompts"
         )
+    if _same_file(options.input, sidecar_of(options.output)):
+        raise UserError(
+            f"--output {options.output}: its skipped-lines file {sidecar_of(options.output)} "
+            "is the input file, which the batch would overwrite or remove: give another --output"
+        )
     if options.traces is not None and options.traces.exists() and not options.traces.is_dir():
         raise UserError(f"--traces {options.traces} is a file: give the path of a folder")
+
+
+def sidecar_of(output: Path) -> Path:
+    """Where a batch lists the input lines it skipped: ``OUTPUT.skipped.jsonl``."""
+    return output.with_name(output.name + ".skipped.jsonl")
+
+
+def _check_store(options: BatchOptions, store: Path) -> None:
+    """Refuse files the batch writes inside the SQLite store's folder, where they could
+    overwrite the checkpoints or the call cache (or be taken for them)."""
+    written = [
+        ("--output", options.output),
+        ("--output's skipped-lines file", sidecar_of(options.output)),
+        ("--traces", options.traces),
+    ]
+    for flag, path in written:
+        if path is not None and _inside(path, store):
+            raise UserError(
+                f"{flag} {path} lies in the store folder {store} (--store, store.path), where "
+                "it could overwrite the checkpoints or the call cache: write it elsewhere"
+            )
+
+
+def _check_traces(options: BatchOptions, prompts: list[Prompt]) -> None:
+    """Refuse a traces folder where a prompt's trace would overwrite the input or the output."""
+    if options.traces is None:
+        return
+    kept = [
+        ("the input file", options.input),
+        ("--output", options.output),
+        ("--output's skipped-lines file", sidecar_of(options.output)),
+    ]
+    for prompt in prompts:
+        path = options.traces / f"{_safe_name(prompt.id)}.json"
+        for what, other in kept:
+            if _same_file(path, other):
+                raise UserError(
+                    f"--traces {options.traces}: the trace of prompt {prompt.id!r} would "
+                    f"overwrite {what} {other}: give another folder"
+                )
+        if path.is_dir():
+            raise UserError(
+                f"--traces {options.traces}: the trace of prompt {prompt.id!r} would go to "
+                f"{path}, which is a folder"
+            )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except OSError:
+        return False
+    return path == folder or folder in path.parents
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -361,38 +452,6 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:
         return False
     return a.resolve() == b.resolve()
-
-
-class _AtomicFile:
-    """A text file written under a temporary name beside ``path`` and renamed over it on
-    :meth:`commit`: readers (and a rerun after a kill) see the old file whole or the new one
-    whole, never a truncated one. Until then, the lines written so far are in ``.NAME.tmp``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: IO[str] = self.tmp.open("w", encoding="utf-8")
-
-    def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _write_atomically(path: Path, lines: list[str]) -> None:
-    f = _AtomicFile(path)
-    try:
-        f.file.writelines(lines)
-    except BaseException:
-        f.discard()
-        raise
-    f.commit()
 
 
 async def run_batch(
@@ -405,13 +464,18 @@ async def run_batch(
     """Answer every prompt of ``options.input`` into ``options.output``.
 
     The output is written to a temporary file beside it and renamed over it at the end, so a
-    run that is killed leaves the previous output (if any) whole.
+    run that is killed leaves the previous output (if any) whole. One batch at a time writes
+    an output.
 
     Raises:
-        UserError: bad options (a count below 1, an output that is a folder or the input).
+        UserError: bad options (a count below 1; an output that is a folder or the input; an
+            output, skipped-lines file or traces folder that would overwrite the input or lie
+            in the store), or another batch writing the same output.
         ConfigError: a role's API key variable is not set (checked before any prompt runs).
         InputError: bad input lines with ``on_error="stop"`` (nothing is run), or an
             unreadable input file.
+        StoreError: the store or an output file cannot be written (a full disk): the batch
+            stops, the previous output whole.
     """
     stream = stream or sys.stderr
     started = time.monotonic()
@@ -419,25 +483,37 @@ async def run_batch(
     if options.fresh:
         config = config.merged({"cache_key": uuid.uuid4().hex})
     run_config = resolve_config(config)
+    store = run_config.store
+    if options.durable and not (store.checkpoint_url and store.cache_url):
+        _check_store(options, Path(options.store or store.path))
     # A missing key variable would fail every call of every prompt the same way: say so once,
     # before anything runs, and record no prompt as failed.
     run_config.check_api_keys()
+    sidecar = sidecar_of(options.output)
+    with output_lock(options.output, sidecar):
+        summary = await _run_locked(config, run_config, options, stream, on_record, sidecar)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+async def _run_locked(
+    config: FeeditConfig,
+    run_config: FeeditConfig,
+    options: BatchOptions,
+    stream: TextIO,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    sidecar: Path,
+) -> BatchSummary:
     prompts, errors = read_prompts(options.input, fmt=options.input_format)
-    sidecar = options.output.with_name(options.output.name + ".skipped.jsonl")
-    if errors:
-        if options.on_error == "stop":
-            shown = "\n".join(f"  {e}" for e in errors[:20])
-            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-            raise InputError(
-                f"{len(errors)} bad input line(s); fix them or pass --on-error skip:\n{shown}{more}"
-            )
-        _write_atomically(
-            sidecar,
-            [json.dumps({"path": e.path, "line": e.line, "error": str(e)}) + "\n" for e in errors],
-        )
-    elif sidecar.exists():
-        sidecar.unlink()
     chosen = select_prompts(prompts, shard=options.shard, limit=options.limit)
+    _check_traces(options, chosen)
+    if errors and options.on_error == "stop":
+        shown = "\n".join(f"  {e}" for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise InputError(
+            f"{len(errors)} bad input line(s); fix them or pass --on-error skip:\n{shown}{more}"
+        )
+    _list_skipped(sidecar, errors)
     summary = BatchSummary(total=len(chosen), skipped=list(errors))
     if options.traces is not None:
         _make_folder(options.traces, "--traces")
@@ -450,14 +526,10 @@ async def run_batch(
             )
         graph = create_feedit_graph(config, cache=cache).compile(checkpointer=saver, cache=cache)
         limit = asyncio.Semaphore(options.concurrency or default_concurrency(run_config))
-        progress = _Progress(len(chosen), options.progress, stream)
+        progress = _Progress(len(chosen), options.progress, stream, options.progress_interval)
         results: dict[int, dict[str, Any]] = {}
         next_out = 0
-        try:
-            target = _AtomicFile(options.output)
-        except OSError as exc:
-            raise UserError(f"--output {options.output}: cannot write: {exc.strerror}") from None
-        out = target.file
+        target = AtomicFile(options.output)
 
         def flush() -> None:
             nonlocal next_out
@@ -465,20 +537,23 @@ async def run_batch(
                 record = results.pop(next_out)
                 if options.traces is not None and "trace" in record:
                     path = options.traces / f"{_safe_name(record['id'])}.json"
-                    path.write_text(json.dumps(record.pop("trace")), encoding="utf-8")
+                    write_atomically(path, [json_line(record.pop("trace"))], "--traces")
                     record["trace_file"] = str(path)
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                target.write(json_line(record))
                 next_out += 1
-            out.flush()
+            target.flush()
 
         async def one(k: int, prompt: Prompt) -> None:
-            thread = f"feedit:{prompt.id}:{_digest(run_config, prompt)}"
+            thread = thread_id(prompt, _digest(run_config, prompt))
             async with limit:
                 try:
                     values, was_done = await _answer(graph, prompt, thread, options.durable)
                     record = _record(prompt, values, None)
+                except StoreError:
+                    raise  # the store, not the prompt: every later prompt would fail the same
                 except FeeditError as exc:
                     record, was_done = _record(prompt, None, str(exc)), False
+            spent = 0
             if record["status"] in ("ok", "partial"):
                 if record["status"] == "ok":
                     summary.answered += 1
@@ -489,12 +564,13 @@ async def run_batch(
                     usage, reused = record["usage"], record.get("reused") or {}
                     summary.calls += usage["calls"] - reused.get("calls", 0)
                     summary.reused_calls += reused.get("calls", 0)
-                    summary.tokens += (
+                    spent = (
                         usage["prompt_tokens"]
                         + usage["completion_tokens"]
                         - reused.get("prompt_tokens", 0)
                         - reused.get("completion_tokens", 0)
                     )
+                    summary.tokens += spent
                     summary.reasoning_tokens += usage.get("reasoning_tokens", 0) - reused.get(
                         "reasoning_tokens", 0
                     )
@@ -505,21 +581,25 @@ async def run_batch(
                 summary.failed.append((prompt.id, record["error"]))
             if on_record is not None:
                 on_record(record)
-            tokens = record["usage"]["completion_tokens"] if "usage" in record else 0
-            progress.update(failed=record["status"] == "failed", tokens=tokens)
+            progress.update(failed=record["status"] == "failed", tokens=spent)
             results[k] = record
             flush()
 
         async def ticker() -> None:
             while True:
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(min(1.0, options.progress_interval))
                 progress.tick()
 
         tick = asyncio.create_task(ticker())
+        tasks = [asyncio.ensure_future(one(k, p)) for k, p in enumerate(chosen)]
         try:
-            await asyncio.gather(*(one(k, p) for k, p in enumerate(chosen)))
+            await asyncio.gather(*tasks)
         except BaseException:
-            # The previous output stays as it was; what this run answered is in the store.
+            # The rest stop too: a full store fails them all, and a caller's exception ends
+            # the batch. The previous output stays as it was; what was answered is stored.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             target.discard()
             raise
         finally:
@@ -530,8 +610,19 @@ async def run_batch(
     order = {p.id: k for k, p in enumerate(chosen)}
     summary.partial.sort(key=lambda item: order[item[0]])
     summary.failed.sort(key=lambda item: order[item[0]])
-    summary.wall_s = time.monotonic() - started
     return summary
+
+
+def _list_skipped(sidecar: Path, errors: list[InputError]) -> None:
+    """The skipped lines into ``sidecar``, or no such file when none was."""
+    if errors:
+        write_atomically(
+            sidecar,
+            [json_line({"path": e.path, "line": e.line, "error": str(e)}) for e in errors],
+            "--output's skipped-lines file",
+        )
+    else:
+        sidecar.unlink(missing_ok=True)
 
 
 def _make_folder(path: Path, flag: str) -> None:

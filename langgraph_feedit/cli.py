@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress display on standard error"
     )
     batch.add_argument(
+        "--progress-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="off a terminal, a progress line at least this often (default 60), besides one "
+        "as each tenth of the prompts is done",
+    )
+    batch.add_argument(
         "--no-store",
         action="store_true",
         help="run without checkpoints or call cache (nothing to resume from, nothing reused)",
@@ -420,6 +428,7 @@ async def _batch(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         fresh=args.fresh,
         progress=False if args.no_progress else None,
+        progress_interval=args.progress_interval,
         durable=not args.no_store,
     )
     summary = await run_batch(config, options)

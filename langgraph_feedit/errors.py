@@ -9,7 +9,7 @@ FeeditError
 │   └── EndpointTimeout  a call ran past its timeout
 ├── ServerProcessError   a child server process could not start (says why, with its log)
 │   └── EmbeddedError    the embedded llama.cpp endpoint could not start
-├── StoreError           a checkpoint or cache store could not be reached or set up
+├── StoreError           a store or a batch's output could not be reached, set up or written
 └── NoCandidateError     every branch of a run failed, so there is nothing to select
 ```
 
@@ -316,7 +316,8 @@ class EmbeddedError(ServerProcessError):
 
 
 class StoreError(FeeditError):
-    """A checkpoint or cache store could not be reached or set up (names it, password hidden)."""
+    """A checkpoint or cache store, or a batch's output file, could not be reached, set up or
+    written (a full disk, a read-only file): names it, password hidden."""
 
 
 class NoCandidateError(FeeditError):

@@ -7,6 +7,8 @@ returns the good prompts and the errors, and the caller decides (``--on-error sk
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +16,7 @@ from typing import Any, Literal
 from langgraph_feedit.errors import InputError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MESSAGE_ROLES",
     "ConversationError",
     "InputFormat",
@@ -21,6 +24,7 @@ __all__ = [
     "check_conversation",
     "decode_text",
     "find_unencodable",
+    "load_json",
     "read_prompts",
 ]
 
@@ -33,6 +37,14 @@ _MESSAGE_KEYS = frozenset({"role", "content", "name"})
 # Content parts, by the roles that may send them (as in OpenAI's chat-completions API).
 _USER_PARTS = frozenset({"text", "image_url", "input_audio", "file"})
 _ASSISTANT_PARTS = frozenset({"text", "refusal"})
+MAX_JSON_DEPTH = 128
+"""The deepest nesting of objects and arrays an input line or a request body may hold.
+
+LangGraph's checkpoint serialiser stops at 254 levels of the stored state, which wraps a
+conversation in levels of its own (a content part's value at 248 levels of a line failed); no
+conversation comes near this."""
+_INT_RANGE = (-(2**63), 2**64 - 1)
+"""The integers a checkpoint holds (msgpack's): a content part with a larger one failed to store."""
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
@@ -213,6 +225,86 @@ def decode_text(data: bytes, *, path: str) -> str:
         ) from None
 
 
+def load_json(text: str | bytes) -> Any:
+    """JSON text as Python values, holding only what every later step can take.
+
+    Python's ``json`` reads more than JSON: ``NaN`` and ``Infinity`` (which no backend, store or
+    other JSON reader takes back), numbers that overflow a float to infinity, integers of any
+    size, and nesting as deep as its recursion limit. Each of these crashed a whole batch in the
+    backend's request, the checkpoint store or the output; here each is refused, as is nesting
+    deeper than :data:`MAX_JSON_DEPTH` and an integer outside the 64-bit range.
+
+    Raises:
+        ValueError: what is wrong (a ``json.JSONDecodeError``, with its column, for a syntax
+            error); never the value itself beyond a short number.
+    """
+    try:
+        value = json.loads(
+            text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
+    except RecursionError:
+        raise ValueError(_too_deep()) from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise ValueError(_too_deep())
+    return value
+
+
+def _too_deep() -> str:
+    return f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _shown(number: str) -> str:
+    return number if len(number) <= 24 else f"of {len(number)} characters"
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {_shown(text)} is out of range (it overflows a float)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    # int() itself refuses more than 4,300 digits, with a message about Python's settings.
+    if digits > 20:
+        raise ValueError(f"an integer of {digits} digits is outside the 64-bit range")
+    value = int(text)
+    if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        raise ValueError(f"the integer {text} is outside the 64-bit range")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative: the point is to look at values too deep for recursion.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
+def _invisible(text: str) -> str | None:
+    """The code points of a line holding only whitespace and control or format characters
+    (``U+2003, U+200B``), or ``None`` for a line with something to read."""
+    if any(not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf") for ch in text):
+        return None
+    codes = list(dict.fromkeys(f"U+{ord(ch):04X}" for ch in text))
+    return ", ".join(codes[:6]) + (", ..." if len(codes) > 6 else "")
+
+
 def _detect(path: Path, raw: list[bytes]) -> Literal["jsonl", "text"]:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
@@ -235,14 +327,14 @@ def _text(content: Any) -> str:
 
 def _parse_json_line(text: str, path: str, line: int) -> Prompt:
     try:
-        data = json.loads(text)
-        bad = find_unencodable(data)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"not valid JSON: {exc.msg} (column {exc.colno})", path=path, line=line
         ) from None
-    except RecursionError:
-        raise InputError("the JSON is nested too deeply", path=path, line=line) from None
+    except ValueError as exc:
+        raise InputError(str(exc), path=path, line=line) from None
+    bad = find_unencodable(data)
     if not isinstance(data, dict):
         raise InputError("each line must be a JSON object", path=path, line=line)
     if bad is not None:
@@ -312,7 +404,19 @@ def read_prompts(
             )
             continue
         text = text.rstrip("\r")
-        if not text.strip():
+        if not text.strip(" \t"):
+            continue  # a blank line
+        codes = _invisible(text)
+        if codes is not None:
+            # A line of other spaces or control characters is no blank line a user meant to
+            # leave: a file mangled in transit, or a prompt that lost its text.
+            errors.append(
+                InputError(
+                    f"the line holds only whitespace or control characters ({codes})",
+                    path=str(p),
+                    line=number,
+                )
+            )
             continue
         try:
             if kind == "jsonl":

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ async def open_stores(
             saver = await stack.enter_async_context(_postgres(store.checkpoint_url))
         else:
             import aiosqlite
-            from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
             _ensure(folder)
             try:
@@ -52,13 +51,54 @@ async def open_stores(
                 raise StoreError(
                     f"cannot open the checkpoints {folder / 'checkpoints.sqlite'}: {exc}"
                 ) from None
-            saver = AsyncSqliteSaver(conn)
+            saver = _sqlite_saver(conn, folder / "checkpoints.sqlite")
         if store.cache_url:
             cache: BaseCache[Any] = _redis(store.cache_url)
         else:
             _ensure(folder)
             cache = await _sqlite_cache(folder / "cache.sqlite")
         yield saver, cache
+
+
+@contextlib.contextmanager
+def _named(what: str) -> Iterator[None]:
+    """SQLite's own errors (a full disk, a read-only file) as one line naming the file: the
+    batch stops on them, with the previous output kept."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{what}: {exc}") from None
+
+
+def _sqlite_saver(conn: Any, path: Path) -> BaseCheckpointSaver[Any]:
+    """LangGraph's ``AsyncSqliteSaver`` on ``conn``, its failures :class:`StoreError` naming
+    ``path`` (the calls a run makes on its checkpointer)."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class NamedSqliteSaver(AsyncSqliteSaver):
+        async def setup(self) -> None:
+            with _named(f"cannot set up the checkpoints {path}"):
+                await super().setup()
+
+        async def aget_tuple(self, config: Any) -> Any:
+            with _named(f"cannot read the checkpoints {path}"):
+                return await super().aget_tuple(config)
+
+        async def aget_delta_channel_history(self, *, config: Any, channels: Any) -> Any:
+            with _named(f"cannot read the checkpoints {path}"):
+                return await super().aget_delta_channel_history(config=config, channels=channels)
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            with _named(f"cannot write the checkpoints {path}"):
+                return await super().aput(config, checkpoint, metadata, new_versions)
+
+        async def aput_writes(
+            self, config: Any, writes: Any, task_id: str, task_path: str = ""
+        ) -> None:
+            with _named(f"cannot write the checkpoints {path}"):
+                await super().aput_writes(config, writes, task_id, task_path)
+
+    return NamedSqliteSaver(conn)
 
 
 async def _try_lock(conn: Any) -> bool:
@@ -85,10 +125,12 @@ def _local_sqlite_cache(path: Path) -> BaseCache[Any]:
 
     class LocalSqliteCache(SqliteCache[Any]):
         async def aget(self, keys: Any) -> Any:
-            return self.get(keys)
+            with _named(f"cannot read the call cache {path}"):
+                return self.get(keys)
 
         async def aset(self, mapping: Any) -> None:
-            self.set(mapping)
+            with _named(f"cannot write the call cache {path}"):
+                self.set(mapping)
 
     cache = LocalSqliteCache(path=str(path))
     cache._conn.execute("PRAGMA synchronous=NORMAL")

@@ -57,3 +57,33 @@ def write_prompts(path: Path, n: int, *, digits: int = 3) -> Path:
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON records of a JSONL file."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def json_texts() -> Any:
+    """A Hypothesis strategy of JSON texts as a lenient parser (Python's ``json``) reads them:
+    ``NaN`` and ``Infinity``, numbers that overflow a float, integers of thousands of digits or
+    past 64 bits, strings escaping NUL, control characters and lone surrogates, and nesting
+    from shallow to deeper than the parser's recursion limit."""
+    from hypothesis import strategies as st
+
+    numbers = st.one_of(
+        st.integers().map(str),
+        st.integers(min_value=-(2**80), max_value=2**80).map(str),
+        st.integers(4000, 5000).map(lambda n: "9" * n),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-2e308", "1e-400", "-0"]),
+    )
+    strings = st.text(st.characters(codec=None, exclude_categories=()), max_size=8).map(json.dumps)
+    scalars = st.one_of(numbers, strings, st.sampled_from(["null", "true", "false"]))
+
+    def containers(children: Any) -> Any:
+        arrays = st.lists(children, max_size=3).map(lambda items: "[" + ",".join(items) + "]")
+        pairs = st.lists(st.tuples(strings, children), max_size=3)
+        objects = pairs.map(lambda kv: "{" + ",".join(f"{k}:{v}" for k, v in kv) + "}")
+        return arrays | objects
+
+    shallow = st.recursive(scalars, containers, max_leaves=12)
+    deep = st.tuples(shallow, st.integers(100, 1200), st.booleans()).map(
+        lambda t: ("[" * t[1] + t[0] + "]" * t[1]) if t[2] else ('{"a":' * t[1] + t[0] + "}" * t[1])
+    )
+    return st.one_of(shallow, deep)

@@ -301,7 +301,7 @@ def test_a_rerun_killed_midway_leaves_the_previous_output_whole(tmp_path: Path) 
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        tmp = out.with_name(f".{out.name}.tmp")
+        tmp = out.with_name(f".{out.name}.{proc.pid}.tmp")  # the process's own
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if tmp.exists() and tmp.read_bytes().count(b"\n") >= 4:
@@ -338,7 +338,7 @@ async def test_a_failing_batch_leaves_the_previous_output_whole(
     with pytest.raises(Interrupted):
         await batch(sim, tmp_path, inp, fresh=True, on_record=stop_after_two)
     assert out.read_bytes() == before
-    assert not out.with_name(f".{out.name}.tmp").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("limit", [0, -1])
@@ -627,3 +627,158 @@ def test_the_call_cache_opens_while_another_process_holds_its_file(tmp_path: Pat
 
     asyncio.run(open_them())
     assert holder.wait(timeout=30) == 0
+
+
+# -- the files a batch writes ---------------------------------------------------------------
+
+
+def test_a_second_batch_on_the_same_output_says_so_and_exits_2(tmp_path: Path) -> None:
+    inp = write_prompts(tmp_path / "q.jsonl", 12)
+    out = tmp_path / "out.jsonl"
+    with SimServer(seed=67, ttft=1.0) as server:  # the first batch lasts 6 s or more
+        common = ["--input", str(inp), "--output", str(out), "--base-url", server.base_url]
+        common += ["--model", "m", "--drafts", "1", "--critiques", "0", "--concurrency", "2"]
+        first = subprocess.Popen(
+            batch_cli(*common, "--store", str(tmp_path / "s1")),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while server.call_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = subprocess.run(
+            batch_cli(*common, "--store", str(tmp_path / "s2")),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 2, second.stderr
+    assert "another feedit batch" in second.stderr and str(out) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert [r["id"] for r in read_lines(out)] == [f"q{i:03d}" for i in range(12)]
+    assert not list(tmp_path.glob(".out.jsonl*.tmp"))
+
+
+async def test_files_that_would_overwrite_the_input_or_the_store_are_refused(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    await batch(sim, tmp_path, write_prompts(tmp_path / "warm.jsonl", 1))  # the store exists
+    calls = sim.call_count
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    cases: list[tuple[Path, dict[str, Any], str]] = [
+        # the input is the output's skipped-lines file
+        (tmp_path / "out.jsonl.skipped.jsonl", {}, "skipped-lines file"),
+        # the input is where a prompt's trace would go
+        (traces / "q000.json", {"traces": traces}, "trace"),
+        # the output lies in the store folder
+        (tmp_path / "q.jsonl", {"output": store / "checkpoints.sqlite"}, "store"),
+        (tmp_path / "q.jsonl", {"output": store / "answers.jsonl"}, "store"),
+        (tmp_path / "q.jsonl", {"traces": store}, "store"),
+    ]
+    for inp, options, said in cases:
+        write_prompts(inp, 2)
+        before = inp.read_bytes()
+        kept = {p: p.read_bytes() for p in store.iterdir() if p.is_file()}
+        output = options.pop("output", tmp_path / "out.jsonl")
+        with pytest.raises(UserError, match=said):
+            await run_batch(
+                sim_config(sim.base_url),
+                BatchOptions(input=inp, output=output, store=store, progress=False, **options),
+            )
+        assert inp.read_bytes() == before, said
+        assert {p: p.read_bytes() for p in store.iterdir() if p.is_file()} == kept
+    assert sim.call_count == calls
+
+
+def _with_a_small_disk(folder: Path, size: str, argv: list[str]) -> list[str]:
+    """``argv`` run with an empty tmpfs of ``size`` mounted on ``folder`` in a mount namespace
+    of its own: a real full disk, gone when the process ends, and no root needed where user
+    namespaces are allowed."""
+    shell = ["sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"']
+    return ["unshare", "--user", "--map-root-user", "--mount", *shell, str(folder), *argv]
+
+
+def _mounts_allowed() -> str | None:
+    """Why a test cannot mount a filesystem of its own here, or ``None``."""
+    try:
+        probe = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no unshare(1) to give the test a filesystem of its own: {exc}"
+    if probe.returncode != 0:
+        return f"user and mount namespaces are not allowed here: {probe.stderr.strip()}"
+    return None
+
+
+def test_a_full_disk_is_one_line_naming_the_store_and_the_output_stays(tmp_path: Path) -> None:
+    reason = _mounts_allowed()
+    if reason is not None:
+        pytest.skip(reason)
+    inp = write_prompts(tmp_path / "q.jsonl", 20)
+    out, store = tmp_path / "out.jsonl", tmp_path / "store"
+    with SimServer(seed=68) as server:
+        common = ["--input", str(inp), "--output", str(out), "--store", str(store)]
+        common += ["--base-url", server.base_url, "--model", "m", "--drafts", "2"]
+        first = subprocess.run(batch_cli(*common), capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stderr
+        before = out.read_bytes()
+        # --fresh: every call is made again, and written to the store
+        argv = batch_cli(*common, "--fresh")
+        failed = subprocess.run(
+            _with_a_small_disk(store, "160k", argv),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert failed.returncode == 1, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert lines[0].startswith("feedit: StoreError: ") and "database or disk is full" in lines[0]
+    assert str(store / "cache.sqlite") in lines[0] or str(store / "checkpoints.sqlite") in lines[0]
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob(".out.jsonl*.tmp"))
+
+
+# -- progress on a log ------------------------------------------------------------------------
+
+
+async def test_progress_on_a_log_is_a_line_per_step_with_the_summarys_tokens(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    inp = write_prompts(tmp_path / "q.jsonl", 3)
+    config = {"width": {"drafts": 1, "critiques": 0}}
+    with SimServer(seed=69, ttft=2.2) as server:
+        log = io.StringIO()  # not a terminal
+        options = BatchOptions(
+            input=inp, output=tmp_path / "a.jsonl", store=tmp_path / "s", concurrency=1
+        )
+        summary = await run_batch(sim_config(server.base_url, **config), options, stream=log)
+        lines = log.getvalue().splitlines()
+        # a line as each tenth of the batch is done (here each prompt), none while waiting
+        assert [line.split(",")[0] for line in lines] == [f"batch: {k}/3 done" for k in (1, 2, 3)]
+        assert not any("nan" in line for line in lines)
+        assert f" {summary.tokens} tokens" in lines[-1] and summary.tokens > 0
+
+        # with an interval, a line at least that often, saying what it cannot know yet
+        log = io.StringIO()
+        options.output, options.fresh, options.limit = tmp_path / "b.jsonl", True, 1
+        options.progress_interval = 0.5
+        await run_batch(sim_config(server.base_url, **config), options, stream=log)
+        options.progress_interval = 0.0
+        with pytest.raises(UserError, match="--progress-interval must be above 0"):
+            await run_batch(sim_config(server.base_url, **config), options, stream=log)
+    lines = log.getvalue().splitlines()
+    waiting = [line for line in lines if line.startswith("batch: 0/1 done")]
+    assert len(waiting) >= 3 and all("ETA unknown" in line for line in waiting), lines
+    assert lines[-1].startswith("batch: 1/1 done") and "nan" not in log.getvalue()

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from openai import AsyncOpenAI, OpenAI
 
 from langgraph_feedit import PRESETS, ConfigError, Trace, create_feedit_graph
@@ -29,7 +31,7 @@ from langgraph_feedit.serve import (
 )
 from langgraph_feedit.testing import Fault, SimServer
 
-from .helpers import sim_config
+from .helpers import json_texts, sim_config
 
 SERVE_KEY = "sk-serve-secret-7f3a9c"
 WRONG_KEY = "sk-wrong-guess-41d2"
@@ -82,6 +84,14 @@ def error_of(reply: httpx.Response) -> dict[str, Any]:
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
     return dict(body["error"])
+
+
+def _image_part(value: bytes) -> bytes:
+    """A request body whose user message carries an image part holding ``value`` (JSON text)."""
+    return (
+        b'{"model": "single", "messages": [{"role": "user", "content": [{"type": "text", '
+        b'"text": "hi"}, {"type": "image_url", "image_url": ' + value + b"}]}]}"
+    )
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -500,6 +510,10 @@ def test_unknown_routes_are_openai_shaped(url: str) -> None:
             "unpaired UTF-16 surrogate",
         ),
         (b'{"model": "single", "messages": [], "user": "\\udfff"}', "user", "surrogate"),
+        # Python's json reads these; no backend or JSON reader elsewhere does.
+        (_image_part(b'{"url": NaN}'), None, "NaN is not a JSON number"),
+        (_image_part(b"[" * 250 + b"]" * 250), None, "nested deeper than"),
+        (_image_part(b'{"url": "x", "n": ' + b"9" * 5000 + b"}"), None, "5000 digits"),
         (feedit(drafts=True), "feedit.width.drafts", "valid integer (sent as 'feedit.drafts')"),
         (feedit(width={"edits": "2"}), "feedit.width.edits", "valid integer"),
         (chat(seed=True), "seed", "valid integer"),
@@ -823,3 +837,37 @@ def test_the_door_checks_the_tree_it_runs_when_the_model_names_a_preset() -> Non
     with pytest.raises(APIError, match="'n' asks for 2 choices"):
         parse(model="single", n=2)
     assert parse(model="best-of-n", n=2).n == 2
+
+
+# Where a value can sit in a request body.
+BODY_SHAPES = [
+    '{"model": "single", "messages": [{"role": "user", "content": [{"type": "text", "text": '
+    '"hi"}, {"type": "image_url", "image_url": %s}]}]}',
+    '{"model": "single", "messages": [{"role": "user", "content": "hi"}], "temperature": %s}',
+    '{"model": "single", "messages": [{"role": "user", "content": "hi"}], "feedit": %s}',
+    '{"model": "single", "messages": [{"role": "user", "content": "hi"}], "metadata": %s}',
+    '{"model": "single", "messages": %s}',
+    "%s",
+]
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(BODY_SHAPES), json_texts())
+@example(BODY_SHAPES[0], '{"url": NaN}')
+@example(BODY_SHAPES[1], "1e400")
+@example(BODY_SHAPES[0], "[" * 300 + "]" * 300)
+def test_any_json_body_is_a_request_or_a_400(shape: str, value: str) -> None:
+    """The door's parser answers every body a lenient JSON parser reads with a checked request
+    or an OpenAI-shaped error; what it accepts is strict JSON all through."""
+    from langgraph_feedit.serve.protocol import APIError, parse_chat_request
+
+    config = sim_config("http://127.0.0.1:9/v1")
+    try:
+        request = parse_chat_request(
+            (shape % value).encode(), config=config, presets=PRESETS, max_fanout=1000
+        )
+    except APIError as exc:
+        assert exc.status in (400, 404)
+        return
+    for part in (request.messages, request.context):
+        assert json.loads(json.dumps(part, allow_nan=False)) == part

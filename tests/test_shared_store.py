@@ -192,3 +192,44 @@ async def test_shards_starting_together_set_up_a_fresh_database_once(
     # the migrations race (duplicate types) or deadlock (indexes built CONCURRENTLY) unless
     # they are serialised
     await asyncio.wait_for(asyncio.gather(*(shard(i) for i in range(3))), timeout=60)
+
+
+def test_nul_and_control_characters_run_on_postgres_and_redis(
+    pg: str, rd: str, tmp_path: Path
+) -> None:
+    """Postgres text and ``jsonb`` hold no NUL character, and the checkpointer puts the thread
+    id in both; any string JSON can escape must still run (and resume) on every backend."""
+    import json
+
+    lines = [
+        {"uid": "nul\u0000id", "prompt": "a NUL in the id"},
+        {"uid": "ctl\u0001\u001f\u007f\u0085", "prompt": "control characters in the id"},
+        {"id": "in-text", "messages": [{"role": "user", "content": "a\u0000b\u0001c"}]},
+        {"uid": "in-extra", "prompt": "x", "category": "\u0000"},
+    ]
+    inp = tmp_path / "q.jsonl"
+    inp.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    with SimServer(seed=72) as server:
+        common = ["--input", str(inp), "--base-url", server.base_url, "--model", "m"]
+        common += ["--drafts", "1", "--critiques", "0", "--store", str(tmp_path / "local")]
+        common += ["--checkpoint-url", pg, "--cache-url", rd, "--on-error", "skip"]
+        first = subprocess.run(
+            batch_cli(*common, "--output", str(tmp_path / "a.jsonl")),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert first.returncode == 0, first.stderr
+        calls = server.call_count
+        again = subprocess.run(
+            batch_cli(*common, "--output", str(tmp_path / "b.jsonl")),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert again.returncode == 0, again.stderr
+        assert server.call_count == calls  # every thread was found again
+    records = read_lines(tmp_path / "a.jsonl")
+    assert [r["id"] for r in records] == [str(line.get("uid", line.get("id"))) for line in lines]
+    assert all(r["status"] == "ok" for r in records)
+    assert read_lines(tmp_path / "b.jsonl") == records

@@ -39,7 +39,6 @@ Request fields, beyond ``model`` (a preset name) and ``messages``:
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +51,7 @@ from langgraph_feedit.inputs import (
     ConversationError,
     check_conversation,
     find_unencodable,
+    load_json,
     unencodable_message,
 )
 from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides
@@ -238,16 +238,15 @@ def parse_chat_request(
             ``feedit`` key, or a tree above ``max_fanout``; 404 for an unknown model (preset).
     """
     try:
-        body = json.loads(raw)
-        bad = find_unencodable(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # The batch's reader's own parser: what one surface takes, every surface takes.
+        body = load_json(raw)
+    except ValueError as exc:  # a UnicodeDecodeError among them
         raise APIError(
             400, f"the request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
-    except RecursionError:
-        raise APIError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    bad = find_unencodable(body)
     if bad is not None:
         raise APIError(400, unencodable_message(f"{bad!r}"), param=bad)
     try:
