@@ -225,7 +225,8 @@ async def _principles(j: _Judging) -> JudgeResult:
     firsts = [r.logprobs[0] if r.logprobs else None for r in results]
     if any(first is None for first in firsts):
         return _fell_back(await _rate(j), usage, _NO_LOGPROBS)
-    said = next((r for r in results if not _says_yes_no(r)), None)
+    opening = settings.thinking_settings().tags[0]
+    said = next((r for r in results if not _says_yes_no(r, opening)), None)
     if said is not None:
         first = said.logprobs[0]
         token = first.token if first is not None else ""
@@ -260,14 +261,20 @@ async def _principles(j: _Judging) -> JudgeResult:
     )
 
 
-def _says_yes_no(result: ChatResult) -> bool:
-    """Whether a principle question's reply is a Yes or No: its first token is one, and no
-    thinking came before it (a server with a reasoning parser moves a ``<think>`` token out
-    of ``content``, but its logprobs still show it)."""
+def _says_yes_no(result: ChatResult, opening: str) -> bool:
+    """Whether a principle question's reply can be read as a Yes or No: no thinking came
+    before it (a server with a reasoning parser moves a ``<think>`` token out of ``content``,
+    but its logprobs still show it, so a first token that opens a thinking block counts as
+    thinking), and its first token or one of its top alternatives is a Yes or a No. A small
+    model whose likeliest first token is a word (``The``) still ranks Yes against No among
+    the others, and that margin is a measurement; a model that starts thinking is not
+    answering at all, and any margin read there would be made up."""
     first = result.logprobs[0] if result.logprobs else None
     if first is None or (result.reasonings and result.reasonings[0]):
         return False
-    return _answer(first.token) is not None
+    if opening and first.token.strip() and opening.startswith(first.token.strip()):
+        return False
+    return any(_answer(token) is not None for token, _ in [(first.token, 0.0), *first.top])
 
 
 _NO_LOGPROBS = "the endpoint returns no logprobs"

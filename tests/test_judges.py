@@ -349,3 +349,26 @@ def test_principles_belong_to_the_operator_but_the_kind_may_be_chosen() -> None:
     check_untrusted_overrides(
         {"roles": {"judge": {"principles": ["Is brief"]}}}, allow=("roles.judge.principles",)
     )
+
+
+def test_a_word_first_with_yes_and_no_below_it_is_read_thinking_is_not() -> None:
+    """A small model's likeliest first token may be a word (``The``) with Yes and No ranked
+    below it: that margin is measured, not made up. A first token that opens a thinking block,
+    or a reply with thinking, is no Yes/No answer whatever its alternatives."""
+    from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
+    from langgraph_feedit.judges import _says_yes_no
+    from langgraph_feedit.usage import Usage
+
+    def reply(token: str, top: list[tuple[str, float]], thinking: str | None = None) -> ChatResult:
+        first = TokenLogprobs(token=token, logprob=-0.1, top=top)
+        return ChatResult(
+            texts=[token], usage=Usage(), model="m", logprobs=[first], reasonings=[thinking]
+        )
+
+    ranked = [("The", -0.1), (" Yes", -2.0), (" No", -3.0)]
+    assert _says_yes_no(reply("The", ranked), "<think>")
+    assert not _says_yes_no(reply("The", [("The", -0.1), (" A", -2.0)]), "<think>")
+    assert not _says_yes_no(reply("<think>", [("<think>", -0.05), ("Yes", -4.0)]), "<think>")
+    assert not _says_yes_no(reply("<", [("<", -0.05), ("Yes", -4.0)]), "<think>")
+    assert not _says_yes_no(reply("Yes", ranked, thinking="hmm"), "<think>")
+    assert _says_yes_no(reply(" No", ranked), "<think>")
