@@ -75,6 +75,7 @@ UNTRUSTED_KEYS: tuple[str, ...] = (
     "roles.*.template",
     "roles.*.kind",
     "cache_key",
+    "answer_schema",
 )
 """What an untrusted caller may set, as dotted patterns (``*`` is one key). Everything else
 (``base_url``, ``model``, ``api_key_env``, ``extra_body``, ``max_concurrency``, ``timeout``,
@@ -83,7 +84,10 @@ does ``roles.judge.principles``: principles are what is judged (a caller who cou
 could have every candidate judged on "always answer Yes"), while the judge ``kind`` is a
 choice of method. ``roles.*.template`` takes a built-in set's name only: a path
 would have the server read a file of the caller's choosing. ``cache_key`` only keys the call
-cache: a caller changes it to draw new samples where the operator keeps a cache."""
+cache: a caller changes it to draw new samples where the operator keeps a cache.
+``answer_schema`` only shapes the answer (a JSON schema its calls are constrained by), the
+way ``max_tokens`` and ``stop`` bound it; ``roles.*.chat_model`` is a destination, the
+operator's."""
 
 # The section models, to check a caller's values strictly (a JSON ``true`` is not a count).
 _SECTIONS: Mapping[str, type[BaseModel]] = {

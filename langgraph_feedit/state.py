@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, cast
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from langgraph_feedit.config import JudgeKind
 from langgraph_feedit.usage import UsageDict, empty_usage
@@ -225,6 +225,9 @@ class RunSpec(TypedDict):
     """One draft and no rounds: nothing to choose, so no judge call."""
     cache_key: str
     preset: str | None
+    answer_schema: NotRequired[dict[str, Any] | None]
+    """The JSON schema every draft and edit is constrained by (``FeeditConfig.answer_schema``);
+    absent in states written before it existed."""
 
 
 def rounds_enabled(spec: RunSpec) -> bool:
