@@ -35,9 +35,12 @@ from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 
 __all__ = [
+    "ANSWER_BOUNDS",
+    "ANSWER_ROLES",
     "FLAT_KEYS",
     "RUN_ROLES",
     "UNTRUSTED_KEYS",
+    "bound_answers",
     "check_allow_patterns",
     "check_untrusted_overrides",
     "expand_flat",
@@ -58,6 +61,29 @@ FLAT_KEYS: Mapping[str, str] = {
 }
 """Short names for the settings people change most, by the dotted configuration key each sets
 (``feedit run --drafts``, ``extra_body={"feedit": {"drafts": ...}}``, ``afeedit(drafts=...)``)."""
+
+ANSWER_BOUNDS = ("max_tokens", "stop")
+"""The settings a caller bounds its answer with (a chat model's ``.bind(max_tokens=...)``, the
+door's request fields)."""
+
+ANSWER_ROLES = ("draft", "edit")
+"""The roles whose calls produce candidates, any of which may be the answer: a bound the caller
+gives applies to each of them, or an edit could exceed what the caller asked for."""
+
+
+def bound_answers(
+    context: Mapping[str, Any], *, max_tokens: int | None = None, stop: Any = None
+) -> dict[str, Any]:
+    """``context`` with ``max_tokens`` and ``stop`` set on every role that produces a candidate
+    (:data:`ANSWER_ROLES`), so that the selected answer respects them whichever call made it."""
+    from langgraph_feedit.config import deep_merge
+
+    given = {"max_tokens": max_tokens, "stop": [stop] if isinstance(stop, str) else stop}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return dict(context)
+    return deep_merge(context, {"roles": {r: dict(given) for r in ANSWER_ROLES}})
+
 
 RUN_ROLES = ("default", "draft", "critique", "edit", "judge")
 """The roles a run calls (``evaluator`` belongs to ``feedit judge``, not to a run)."""
