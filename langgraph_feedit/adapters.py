@@ -20,7 +20,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
@@ -265,7 +270,17 @@ class ChatFeedit(BaseChatModel):
         return ctx
 
     def _call_config(self, run_manager: Any) -> RunnableConfig:
-        return {"callbacks": run_manager.get_child() if run_manager is not None else None}
+        """The tree's runs are children of this chat-model run (as a chain's steps are)."""
+        if run_manager is None:
+            return {}
+        is_async = isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        manager = (AsyncCallbackManager if is_async else CallbackManager)(
+            handlers=[], parent_run_id=run_manager.run_id
+        )
+        manager.set_handlers(run_manager.inheritable_handlers)
+        manager.add_tags(run_manager.inheritable_tags)
+        manager.add_metadata(run_manager.inheritable_metadata)
+        return {"callbacks": manager}
 
     def _generate(
         self,
