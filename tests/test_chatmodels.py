@@ -152,7 +152,7 @@ async def test_init_chat_model_strings(sim: SimServer, monkeypatch: pytest.Monke
     assert out["messages"][-1].content and len(sim.requests) == 2
 
 
-def test_init_chat_model_names_the_missing_package() -> None:
+async def test_init_chat_model_names_the_missing_package() -> None:
     pytest.importorskip("langchain")
     try:
         import langchain_anthropic  # noqa: F401
@@ -321,6 +321,8 @@ async def test_structured_output_that_cannot_be_honoured_says_so() -> None:
         await llm.with_structured_output(Rating).ainvoke("q")
 
 
+# The brief's form: langgraph.prebuilt's agent (deprecated for langchain.agents' since V1.0).
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
 async def test_chat_feedit_in_create_react_agent(llm: ChatFeedit) -> None:
     from langgraph.prebuilt import create_react_agent
 
@@ -340,7 +342,7 @@ async def test_chat_feedit_in_create_react_agent(llm: ChatFeedit) -> None:
 # -- the door -----------------------------------------------------------------------------------
 
 
-def test_the_door_bounds_edits_by_max_tokens(sim: SimServer) -> None:
+async def test_the_door_bounds_edits_by_max_tokens(sim: SimServer) -> None:
     with serve_in_thread(build_app(sim_config(sim.base_url))) as url:
         sim.reset_stats()
         client = OpenAI(base_url=url, api_key="unused", max_retries=0)
