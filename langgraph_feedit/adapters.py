@@ -225,7 +225,8 @@ class ChatFeedit(BaseChatModel):
         from langchain_openai import ChatOpenAI
         from langgraph_feedit import ChatFeedit
 
-        llm = ChatFeedit(preset="feedback-edit", models={"default": ChatOpenAI(model="gpt-4o-mini")})
+        model = ChatOpenAI(model="gpt-4o-mini")
+        llm = ChatFeedit(preset="feedback-edit", models={"default": model})
         print(llm.bind(max_tokens=200).invoke("Explain CRDTs briefly.").content)
         ```
     """
@@ -377,7 +378,7 @@ def answer_schema(schema: Mapping[str, Any] | type) -> dict[str, Any]:
 
 
 def _chat_result(message: AIMessage) -> ChatResult:
-    usage = message.usage_metadata or {}
+    usage: Mapping[str, Any] = message.usage_metadata or {}
     return ChatResult(
         generations=[ChatGeneration(message=message)],
         llm_output={

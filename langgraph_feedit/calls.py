@@ -32,7 +32,12 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from langgraph_feedit.chatapi import ChatResult
-from langgraph_feedit.chatmodels import ChatModelRole, chat_model_role, model_identity, resolve_model
+from langgraph_feedit.chatmodels import (
+    ChatModelRole,
+    chat_model_role,
+    model_identity,
+    resolve_model,
+)
 from langgraph_feedit.config import (
     ROLE_NAMES,
     FeeditConfig,
@@ -446,9 +451,7 @@ def make_spec(
         if rc.template in BUILTIN_TEMPLATES:
             tuned["template"] = rc.template
         roles[r] = tuned
-        endpoints[r] = endpoint_identity(
-            rc, config.embedded_model, (models or {}).get(r)
-        )
+        endpoints[r] = endpoint_identity(rc, config.embedded_model, (models or {}).get(r))
     w, d = config.width, config.depth
     return {
         "key": key or uuid.uuid4().hex,
@@ -628,7 +631,7 @@ def operator_models(models: Mapping[str, Any] | None) -> dict[str, BaseChatModel
                 key=f"models.{role}",
             )
     made = {role: resolve_model(value, role=role) for role, value in models.items()}
-    out = {r: made[r] for r in _RUN_ROLES if r in made}
+    out: dict[str, BaseChatModel] = {r: made[r] for r in _RUN_ROLES if r in made}
     if "default" in made:
         for r in _RUN_ROLES:
             out.setdefault(r, made["default"])

@@ -191,11 +191,11 @@ def model_identity(model: BaseChatModel) -> str:
     cls = type(model)
     try:
         params: Any = model._identifying_params
-    except Exception:  # noqa: BLE001 - a model's property failing is no reason to fail a run
+    except Exception:
         params = None
     try:
         built: Any = dumpd(model)
-    except Exception:  # noqa: BLE001 - the same
+    except Exception:
         built = None
     blob = json.dumps(
         {"class": f"{cls.__module__}.{cls.__qualname__}", "params": params, "built": built},
@@ -517,4 +517,3 @@ def chat_model_role(model: BaseChatModel, *, max_concurrency: int | None = None)
             found.limit = limit
             found._slots = asyncio.Semaphore(limit)
     return found
-

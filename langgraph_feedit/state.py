@@ -21,12 +21,12 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from langgraph_feedit.config import JudgeKind
 from langgraph_feedit.usage import UsageDict, empty_usage

@@ -79,7 +79,9 @@ async def test_chat_openai_per_role_backs_every_role(sim: SimServer) -> None:
     # The judge read the logprobs ChatOpenAI returns (response_metadata["logprobs"]).
     scored = [n for n in trace["nodes"] if n["kind"] in ("draft", "edit")]
     assert {n.get("judge_path") for n in scored} == {"logprobs"}
-    assert all(r.headers.get("user-agent", "").startswith("AsyncOpenAI/Python") for r in sim.requests)
+    assert all(
+        r.headers.get("user-agent", "").startswith("AsyncOpenAI/Python") for r in sim.requests
+    )
     sent = bodies(sim)
     # Seeds where the model takes them: sample i of a seeded role is sent seed + i.
     assert sorted(b["seed"] for b in sent if "seed" in b) == [5, 6]
@@ -89,8 +91,9 @@ async def test_chat_openai_per_role_backs_every_role(sim: SimServer) -> None:
     assert "max_completion_tokens" not in drafts[0] and "max_tokens" not in drafts[0]
     # Usage from usage_metadata, summed as for endpoints.
     usage = out["messages"][-1].usage_metadata
-    assert usage["total_tokens"] == trace["usage"]["total"]["prompt_tokens"] + (
-        trace["usage"]["total"]["completion_tokens"]
+    assert (
+        usage["total_tokens"]
+        == trace["usage"]["total"]["prompt_tokens"] + (trace["usage"]["total"]["completion_tokens"])
     )
     assert trace["usage"]["total"]["calls"] == len(sim.requests)
 
@@ -146,8 +149,10 @@ async def test_init_chat_model_strings(sim: SimServer, monkeypatch: pytest.Monke
             "roles": {"default": {"chat_model": "openai:sim-model", "base_url": sim.base_url}}
         },
     )
-    out = await create_feedit_graph(config, preset="single").compile().ainvoke(
-        {"messages": [("user", "q2")]}
+    out = (
+        await create_feedit_graph(config, preset="single")
+        .compile()
+        .ainvoke({"messages": [("user", "q2")]})
     )
     assert out["messages"][-1].content and len(sim.requests) == 2
 
@@ -249,7 +254,9 @@ async def test_per_role_concurrency_limits_a_chat_model() -> None:
         graph = create_feedit_graph(
             config, preset="best-of-n", models={"default": chat_openai(server)}
         ).compile()
-        await graph.ainvoke({"messages": [("user", "q")]}, context={"drafts": 4, "judge": "consensus"})
+        await graph.ainvoke(
+            {"messages": [("user", "q")]}, context={"drafts": 4, "judge": "consensus"}
+        )
         assert len(server.requests) == 4 and server.peak_in_flight == 1
 
 
