@@ -126,8 +126,7 @@ async def test_fake_chat_models_with_thinking_and_the_rating_judge() -> None:
     # No logprobs from a fake model: the principle judge rated instead.
     assert {nodes[i]["judge_path"] for i in ("d0", "d1")} == {"text"}
     assert out["messages"][-1].content in ("Answer one.", "Answer two.")
-    assert {nodes["d0"]["score"], nodes["d1"]["score"]} == {0.3, 0.9} or all(
-        nodes[i]["score"] is not None for i in ("d0", "d1")
+    assert nodes["d1"]["score"] > nodes["d0"]["score"]  # rated 9 against 3
     )
 
 
