@@ -127,7 +127,6 @@ async def test_fake_chat_models_with_thinking_and_the_rating_judge() -> None:
     assert {nodes[i]["judge_path"] for i in ("d0", "d1")} == {"text"}
     assert out["messages"][-1].content in ("Answer one.", "Answer two.")
     assert nodes["d1"]["score"] > nodes["d0"]["score"]  # rated 9 against 3
-    )
 
 
 async def test_init_chat_model_strings(sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> None:
