@@ -7,7 +7,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langgraph_feedit.adapters import FeeditResult, afeedit, feedit_node, feedit_runnable
+    from langgraph_feedit.adapters import (
+        ChatFeedit,
+        FeeditResult,
+        afeedit,
+        feedit_node,
+        feedit_runnable,
+    )
     from langgraph_feedit.chatapi import ChatResult
     from langgraph_feedit.config import (
         PRESETS,
@@ -42,6 +48,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 # Public names and their modules, imported on first use: `feedit --version` and `--help` (and
 # any program that needs only the configuration) do not pay for LangGraph and LangChain.
 _LAZY = {
+    "ChatFeedit": "adapters",
     "FeeditResult": "adapters",
     "afeedit": "adapters",
     "feedit_node": "adapters",
@@ -90,6 +97,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "PRESETS",
     "BudgetConfig",
+    "ChatFeedit",
     "ChatResult",
     "ConfigError",
     "DepthConfig",

@@ -45,7 +45,7 @@ from langgraph_feedit.calls import (
     failure_text,
     find_run,
 )
-from langgraph_feedit.errors import EmbeddedError, EndpointError
+from langgraph_feedit.errors import ConfigError, EmbeddedError, EndpointError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
@@ -163,11 +163,14 @@ async def _call(
     messages: Sequence[Mapping[str, Any]],
     index: int,
     share: str | None = None,
+    answer: bool = False,
 ) -> NodeDict:
     """Make one node's call and fill in its text, model, usage and timings.
 
     ``share``: the call's content key; an identical candidate's branch asking with the same
     key gets this call's result instead of making another (see :mod:`langgraph_feedit.twins`).
+    ``answer``: the call makes a candidate (a draft or an edit), constrained by the run's
+    ``answer_schema`` when it has one.
 
     Raises:
         NodeFailed: the call failed after retries, or the deadline or budget ran out.
@@ -182,8 +185,15 @@ async def _call(
         run_key=run.spec["key"],
     )
 
-    def make() -> Any:
-        return run.caller.complete(node["role"], messages, index=index, config=config, info=info)
+    schema = run.spec.get("answer_schema") if answer else None
+
+    async def make() -> Any:
+        result = await run.caller.complete(
+            node["role"], messages, index=index, config=config, info=info, json_schema=schema
+        )
+        if schema is not None:
+            await _check_structured(run, node["role"], result)
+        return result
 
     try:
         if share is None:
@@ -223,6 +233,33 @@ async def _call(
     return node
 
 
+async def _check_structured(run: ActiveRun, role: str, result: Any) -> None:
+    """A structured answer is one the server constrained by the schema and that parses.
+
+    Raises:
+        ConfigError: the role's endpoint or chat model cannot constrain output by a JSON
+            schema, so the structured output asked for cannot be honoured.
+        EndpointError: the reply is not JSON (it ends this branch, as a failed call).
+    """
+    if result.json_mode is None:
+        backend = await run.caller.endpoint(role)
+        raise ConfigError(
+            f"structured output cannot be honoured: the {role} role's "
+            f"{backend.label(result.model)} does not constrain replies by a JSON schema "
+            "(response_format json_schema): give the role a server or chat model that does",
+            key=f"roles.{role}",
+        )
+    try:
+        json.loads(result.texts[0] if result.texts else "")
+    except ValueError:
+        raise EndpointError(
+            "the reply is not the JSON its schema asks for",
+            endpoint=(await run.caller.endpoint(role)).label(result.model),
+            role=role,
+            status=200,
+        ) from None
+
+
 # -- nodes --------------------------------------------------------------------------------------
 
 
@@ -233,7 +270,9 @@ async def draft(
     run = _run(op, state, runtime)
     spec = run.spec
     index = state.get("index") or 0
-    node = await _call(runtime, config, _head("draft", state), run, spec["conversation"], index)
+    node = await _call(
+        runtime, config, _head("draft", state), run, spec["conversation"], index, answer=True
+    )
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -271,7 +310,9 @@ async def edit(
     )
     index = state.get("index") or 0
     share = _share_key("edit", parent["text"], index, crit["text"])
-    node = await _call(runtime, config, _head("edit", state), run, messages, index, share)
+    node = await _call(
+        runtime, config, _head("edit", state), run, messages, index, share, answer=True
+    )
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -450,6 +491,8 @@ def _key(kind: str) -> Any:
             )
         else:
             payload.update(endpoint=_endpoint_identity(spec, kind), id=_head(kind, state)["id"])
+            if kind in ("draft", "edit") and spec.get("answer_schema") is not None:
+                payload["answer_schema"] = spec.get("answer_schema")
             if kind in ("critique", "edit"):
                 payload["parent"] = cast(Target, state["parent"])["text"]
             if kind == "edit":

@@ -27,10 +27,17 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from langgraph_feedit.chatapi import ChatResult
+from langgraph_feedit.chatmodels import (
+    ChatModelRole,
+    chat_model_role,
+    model_identity,
+    resolve_model,
+)
 from langgraph_feedit.config import (
     ROLE_NAMES,
     FeeditConfig,
@@ -51,6 +58,7 @@ from langgraph_feedit.usage import Usage
 __all__ = [
     "RUN_SAMPLING",
     "ActiveRun",
+    "Backend",
     "BudgetExhausted",
     "Operator",
     "RoleCaller",
@@ -62,6 +70,8 @@ __all__ = [
     "find_run",
     "forget_run",
     "make_spec",
+    "operator_models",
+    "role_settings",
 ]
 
 T = TypeVar("T")
@@ -161,11 +171,18 @@ def _close(call: Awaitable[Any]) -> None:
         close()
 
 
+Backend = Endpoint | ChatModelRole
+"""What a role calls: an OpenAI-compatible endpoint, or a LangChain chat model."""
+
+
 class RoleCaller:
-    """Calls on behalf of one run: each role's endpoint, resolved once, and its settings.
+    """Calls on behalf of one run: each role's endpoint (or chat model), resolved once, and
+    its settings.
 
     Build one from typed settings (``RoleCaller(roles)``, or :meth:`for_config`); the graph's
-    nodes get theirs from :meth:`Operator.run`.
+    nodes get theirs from :meth:`Operator.run`. ``models`` holds the chat models the operator
+    gave per role (see :mod:`langgraph_feedit.chatmodels`); they take precedence over the
+    role's settings of where calls go.
     """
 
     def __init__(
@@ -174,11 +191,13 @@ class RoleCaller:
         *,
         embedded_model: str | None = None,
         budget: RunBudget | None = None,
+        models: Mapping[str, BaseChatModel] | None = None,
     ) -> None:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
-        self._endpoints: dict[tuple[str, int], tuple[Endpoint, str | None]] = {}
+        self.models = dict(models or {})
+        self._endpoints: dict[tuple[str, int], tuple[Backend, str | None]] = {}
 
     @classmethod
     def for_config(cls, config: FeeditConfig) -> RoleCaller:
@@ -188,13 +207,28 @@ class RoleCaller:
     def settings(self, role: str) -> RoleConfig:
         return self.roles[role]
 
-    async def _endpoint(self, role: str) -> tuple[Endpoint, str | None, RoleConfig]:
+    def chat_model(self, role: str) -> BaseChatModel | None:
+        """The chat model ``role`` calls, or ``None`` where it calls an endpoint."""
+        model = self.models.get(role)
+        if model is not None:
+            return model
+        rc = self.roles[role]
+        if rc.chat_model is None:
+            return None
+        api_key = rc.api_key(role) if rc.api_key_env else None
+        return resolve_model(rc.chat_model, role=role, base_url=rc.base_url, api_key=api_key)
+
+    async def _endpoint(self, role: str) -> tuple[Backend, str | None, RoleConfig]:
         rc = self.roles[role]
         # Endpoints belong to one event loop (see endpoints.py): resolve once per loop.
         key = (role, id(asyncio.get_running_loop()))
         found = self._endpoints.get(key)
         if found is None:
-            if rc.base_url:
+            chat = self.chat_model(role)
+            if chat is not None:
+                backend = chat_model_role(chat, max_concurrency=rc.max_concurrency)
+                found = (backend, backend.name)
+            elif rc.base_url:
                 found = (get_endpoint(rc, role=role), rc.model)
             else:
                 from langgraph_feedit.embedded import EmbeddedSettings, get_embedded_server
@@ -206,8 +240,9 @@ class RoleCaller:
             self._endpoints[key] = found
         return found[0], found[1], rc
 
-    async def endpoint(self, role: str) -> Endpoint:
-        """The endpoint ``role`` calls (what it has been found to support lives there)."""
+    async def endpoint(self, role: str) -> Backend:
+        """The endpoint or chat model ``role`` calls (what it has been found to support lives
+        there)."""
         return (await self._endpoint(role))[0]
 
     async def model_name(self, role: str) -> str:
@@ -250,6 +285,30 @@ class RoleCaller:
 
         thinking = rc.thinking_settings()
         sent, extra_body = thinking.apply(messages, rc.extra_body, think=think)
+
+        if isinstance(endpoint, ChatModelRole):
+            # The chat model reports its own run to the callbacks (LangSmith, the messages
+            # stream): feedit adds where in the tree it belongs, and reports nothing twice.
+            result = await self.budget.run(
+                endpoint.chat(
+                    sent,
+                    model=model,
+                    role=role,
+                    temperature=rc.temperature,
+                    top_p=rc.top_p,
+                    max_tokens=rc.max_tokens,
+                    seed=None if rc.seed is None else rc.seed + index,
+                    stop=rc.stop,
+                    extra_body=extra_body,
+                    top_logprobs=top_logprobs,
+                    json_schema=json_schema,
+                    think_tags=thinking.tags,
+                    answer_required=answer_required,
+                    config=None if config is None else _model_run(config, info, role),
+                )
+            )
+            self.budget.charge(result.usage)
+            return result
 
         def request(on_token: Any, on_reasoning: Any = None) -> Awaitable[ChatResult]:
             return self.budget.run(
@@ -295,6 +354,34 @@ class RoleCaller:
         return score, usage, model or await endpoint.default_model()
 
 
+def _model_run(config: RunnableConfig, info: CallInfo | None, role: str) -> RunnableConfig:
+    """The configuration a chat model's call runs with: the node's callbacks, and the role,
+    tree node and round in its metadata and tags (as :func:`traced_chat` shows an
+    endpoint's call)."""
+    info = info or CallInfo(role=role)
+    metadata = {
+        "feedit_role": info.role,
+        "feedit_id": info.node_id,
+        "feedit_kind": info.kind,
+        "feedit_round": info.round,
+    }
+    tags = ["feedit", f"feedit:{info.role}"]
+    if info.kind and info.kind != info.role:
+        tags.append(f"feedit:{info.kind}")
+    out: RunnableConfig = {
+        "callbacks": config.get("callbacks"),
+        "tags": [*(config.get("tags") or []), *tags],
+        "metadata": {
+            **(config.get("metadata") or {}),
+            **{k: v for k, v in metadata.items() if v is not None},
+        },
+        "run_name": f"feedit:{info.role}",
+    }
+    if "configurable" in config:
+        out["configurable"] = config["configurable"]
+    return out
+
+
 RUN_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
 """The role settings a run's spec carries (a run may tune them; see ``overrides``). Where a
 call goes, with which key, model, extra fields, principles and template file, is never read
@@ -303,26 +390,45 @@ from a run's state: it comes from the graph's configuration (:class:`Operator`).
 _RUN_ROLES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge")
 
 # The operator's side of a role: what the spec names only by a digest (``endpoint_identity``).
-_DESTINATION = ("base_url", "model", "extra_body", "principles", "thinking")
+_DESTINATION = ("base_url", "model", "chat_model", "extra_body", "principles", "thinking")
 
 
-def endpoint_identity(rc: RoleConfig, embedded_model: str | None) -> str:
+def endpoint_identity(
+    rc: RoleConfig, embedded_model: str | None, chat_model: BaseChatModel | None = None
+) -> str:
     """A digest of where a role's calls go and what the operator fixed for them: base URL (or
-    the embedded model), model, extra fields, principles and a template file. It keys the call
-    cache, and it is how a run's state is checked against the graph's configuration, without
-    the state showing any of them (a thread is readable by every client of a server)."""
+    the embedded model), model, a chat model given in Python (its class and parameters, see
+    :func:`~langgraph_feedit.chatmodels.model_identity`), extra fields, principles and a
+    template file. It keys the call cache, and it is how a run's state is checked against the
+    graph's configuration, without the state showing any of them (a thread is readable by
+    every client of a server)."""
     ident: dict[str, Any] = {
         k: v.model_dump(exclude_none=True) if isinstance(v := getattr(rc, k), BaseModel) else v
         for k in _DESTINATION
     }
     if ident["principles"] is not None:
         ident["principles"] = [p.model_dump() for p in rc.principle_list()]
-    if not rc.base_url:
+    if chat_model is not None:
+        ident["chat_model"] = f"object:{model_identity(chat_model)}"
+    elif not rc.base_url and rc.chat_model is None:
         ident["base_url"] = f"embedded:{rc.embedded_model or embedded_model or 'default'}"
     if rc.template not in (None, *BUILTIN_TEMPLATES):
         ident["template"] = rc.template
     blob = json.dumps(ident, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def role_settings(
+    config: FeeditConfig, role: RoleName, models: Mapping[str, BaseChatModel] | None = None
+) -> RoleConfig:
+    """A role's effective settings in a run. A role backed by a chat model keeps only the
+    sampling settings the configuration or the run gives: the built-in defaults (a
+    temperature of 0.7, 1024 tokens) would override what the model was built with."""
+    rc = config.role(role)
+    if not ((models and role in models) or rc.chat_model is not None):
+        return rc
+    given = config.roles.default.model_fields_set | getattr(config.roles, role).model_fields_set
+    return rc.model_copy(update={k: None for k in RUN_SAMPLING if k not in given})
 
 
 def make_spec(
@@ -331,19 +437,21 @@ def make_spec(
     *,
     key: str | None = None,
     started: float | None = None,
+    models: Mapping[str, BaseChatModel] | None = None,
 ) -> RunSpec:
     """The run spec of a resolved configuration: what the run's state carries and every node
-    reads. Role endpoints appear as digests only; each role's sampling settings, and its
-    template when it is a built-in set, as values (a run may choose those)."""
+    reads. Role endpoints (and chat models, from ``models``) appear as digests only; each
+    role's sampling settings, and its template when it is a built-in set, as values (a run
+    may choose those)."""
     roles: dict[str, dict[str, Any]] = {}
     endpoints: dict[str, str] = {}
     for r in _RUN_ROLES:
-        rc = config.role(r)
+        rc = role_settings(config, r, models)
         tuned = {k: getattr(rc, k) for k in RUN_SAMPLING if getattr(rc, k) is not None}
         if rc.template in BUILTIN_TEMPLATES:
             tuned["template"] = rc.template
         roles[r] = tuned
-        endpoints[r] = endpoint_identity(rc, config.embedded_model)
+        endpoints[r] = endpoint_identity(rc, config.embedded_model, (models or {}).get(r))
     w, d = config.width, config.depth
     return {
         "key": key or uuid.uuid4().hex,
@@ -365,6 +473,7 @@ def make_spec(
         "trivial": w.drafts == 1 and not (d.max_rounds >= 1 and w.critiques >= 1),
         "cache_key": config.cache_key,
         "preset": config.preset,
+        "answer_schema": config.answer_schema,
     }
 
 
@@ -390,6 +499,8 @@ def _tunables(spec: RunSpec) -> dict[str, Any]:
     }
     if spec.get("preset") is not None:
         out["preset"] = spec["preset"]
+    if spec.get("answer_schema") is not None:
+        out["answer_schema"] = spec["answer_schema"]
     return out
 
 
@@ -407,11 +518,16 @@ class Operator:
     """
 
     def __init__(
-        self, config: FeeditConfig, preset: str | None, context_allow: Collection[str] | None
+        self,
+        config: FeeditConfig,
+        preset: str | None,
+        context_allow: Collection[str] | None,
+        models: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.preset = preset
         self.context_allow = None if context_allow is None else tuple(context_allow)
+        self.models = operator_models(models)
 
     def resolve(self, context: Any) -> FeeditConfig:
         """This run's configuration: the graph's, with the run's ``context`` laid over (checked
@@ -430,7 +546,7 @@ class Operator:
 
     def start(self, config: FeeditConfig, conversation: list[dict[str, Any]]) -> ActiveRun:
         """A new run of the resolved ``config`` (the ``start`` node's)."""
-        run = ActiveRun(make_spec(config, conversation), config, self)
+        run = ActiveRun(make_spec(config, conversation, models=self.models), config, self)
         _remember(run)
         return run
 
@@ -476,7 +592,11 @@ class Operator:
                 source="thread state",
             ) from None
         rebuilt = make_spec(
-            config, given["conversation"], key=given["key"], started=given["started"]
+            config,
+            given["conversation"],
+            key=given["key"],
+            started=given["started"],
+            models=self.models,
         )
         if rebuilt["endpoints"] != given["endpoints"]:
             raise ConfigError(
@@ -485,6 +605,37 @@ class Operator:
                 source="thread state",
             )
         return ActiveRun(rebuilt, config, self)
+
+
+def operator_models(models: Mapping[str, Any] | None) -> dict[str, BaseChatModel]:
+    """The chat models an operator gives per role (``"default"`` for every role a run calls,
+    a role's own entry over it), ``"provider:model"`` strings made now.
+
+    Raises:
+        ConfigError: an unknown role, or a value that is no chat model (see
+            :func:`~langgraph_feedit.chatmodels.resolve_model`).
+    """
+    if not models:
+        return {}
+    if not isinstance(models, Mapping):
+        raise ConfigError(
+            "models must be a mapping of role names to chat models, e.g. "
+            '{"default": ChatOpenAI(...), "judge": "openai:gpt-4o-mini"}',
+            key="models",
+        )
+    known = ("default", *_RUN_ROLES)
+    for role in models:
+        if role not in known:
+            raise ConfigError(
+                f"models names an unknown role {role!r}: choose from {', '.join(known)}",
+                key=f"models.{role}",
+            )
+    made = {role: resolve_model(value, role=role) for role, value in models.items()}
+    out: dict[str, BaseChatModel] = {r: made[r] for r in _RUN_ROLES if r in made}
+    if "default" in made:
+        for r in _RUN_ROLES:
+            out.setdefault(r, made["default"])
+    return out
 
 
 class ActiveRun:
@@ -499,9 +650,10 @@ class ActiveRun:
         self.attempt = uuid.uuid4().hex
         self.budget = RunBudget(deadline_s=spec["deadline_s"], max_tokens=spec["max_tokens"])
         self.caller = RoleCaller(
-            {r: config.role(r) for r in ROLE_NAMES},
+            {r: role_settings(config, r, operator.models) for r in ROLE_NAMES},
             embedded_model=config.embedded_model,
             budget=self.budget,
+            models=operator.models,
         )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()

@@ -234,6 +234,12 @@ class RoleConfig(_Strict):
     """A reasoning model's thinking: whether and how hard, how the server is told, how its
     replies mark it (see :class:`ThinkingConfig`). Unset: the model's default, and a
     ``<think>`` block at the start of a reply is read as thinking."""
+    chat_model: str | None = None
+    """A LangChain chat model for this role, as ``"provider:model"`` (``"openai:gpt-4o-mini"``,
+    ``"anthropic:claude-sonnet-4-5"``), made by LangChain's ``init_chat_model`` with the
+    provider's integration package; ``base_url`` and ``api_key_env``, when set, are handed to
+    it. A chat model object given in Python (``create_feedit_graph(models=...)``) takes
+    precedence. See :mod:`langgraph_feedit.chatmodels`."""
     embedded_model: str | None = None
     """Path to a GGUF file this role's embedded endpoint serves (when ``base_url`` is unset);
     overrides the top-level ``embedded_model``, so each role may run its own local model
@@ -435,6 +441,11 @@ class FeeditConfig(_Strict):
     cache_key: str = ""
     """Mixed into every call's cache key: change it to draw new samples instead of reusing
     cached ones (only matters when a call cache is in use)."""
+    answer_schema: dict[str, Any] | None = None
+    """Constrain every answer (drafts and edits) to a JSON schema, given as
+    ``{"name": ..., "schema": {...}}`` (what ``ChatFeedit.with_structured_output`` sets): each
+    call that produces a candidate is sent with ``response_format``, and a candidate that is
+    not a JSON value is no candidate. Critiques and the judge are not constrained."""
 
     def role(self, name: RoleName) -> RoleConfig:
         """The effective settings of one role."""

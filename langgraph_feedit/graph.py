@@ -18,10 +18,11 @@ budget spent) or sends the best ``beam`` candidates of the round into another ro
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast, get_type_hints
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, convert_to_openai_messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.cache.base import BaseCache
@@ -391,6 +392,7 @@ def create_feedit_graph(
     name: str = "feedit",
     cache: BaseCache[Any] | None = None,
     context_allow: Collection[str] | None = None,
+    models: Mapping[str, BaseChatModel | str] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the draft-critique-edit-judge graph (uncompiled).
 
@@ -410,6 +412,11 @@ def create_feedit_graph(
             role sampling, and only the keys listed here beyond that (dotted, ``*`` for any
             role: ``("roles.*.model",)``). ``None`` (the default for graphs you run yourself)
             trusts the context like any other argument.
+        models: LangChain chat models by role (``draft``, ``critique``, ``edit``,
+            ``judge``, or ``default`` for every role without its own), as objects
+            (``ChatOpenAI(...)``, any ``BaseChatModel``) or ``"provider:model"`` strings for
+            LangChain's ``init_chat_model``. They are the operator's: a run's context or
+            state cannot replace them. See :mod:`langgraph_feedit.chatmodels`.
 
     Returns:
         A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
@@ -425,6 +432,12 @@ def create_feedit_graph(
         graph = create_feedit_graph(preset="feedback-edit").compile()
         out = await graph.ainvoke({"messages": [("user", "Explain CRDTs briefly.")]})
         print(out["messages"][-1].content)
+
+        # LangChain chat models as roles
+        graph = create_feedit_graph(
+            preset="feedback-edit",
+            models={"default": ChatOpenAI(model="gpt-4o-mini"), "judge": "openai:gpt-4o"},
+        ).compile()
         ```
     """
     if config is None or isinstance(config, str | Path):
@@ -442,7 +455,7 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    op = Operator(config, preset, context_allow)
+    op = Operator(config, preset, context_allow, models)
     draft_branch, critique_branch, edit_branch = branch_graphs(op, cache)
     builder = FeeditGraph(
         state_schema or FeeditState,

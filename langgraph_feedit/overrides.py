@@ -35,9 +35,12 @@ from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 
 __all__ = [
+    "ANSWER_BOUNDS",
+    "ANSWER_ROLES",
     "FLAT_KEYS",
     "RUN_ROLES",
     "UNTRUSTED_KEYS",
+    "bound_answers",
     "check_allow_patterns",
     "check_untrusted_overrides",
     "expand_flat",
@@ -59,6 +62,29 @@ FLAT_KEYS: Mapping[str, str] = {
 """Short names for the settings people change most, by the dotted configuration key each sets
 (``feedit run --drafts``, ``extra_body={"feedit": {"drafts": ...}}``, ``afeedit(drafts=...)``)."""
 
+ANSWER_BOUNDS = ("max_tokens", "stop")
+"""The settings a caller bounds its answer with (a chat model's ``.bind(max_tokens=...)``, the
+door's request fields)."""
+
+ANSWER_ROLES = ("draft", "edit")
+"""The roles whose calls produce candidates, any of which may be the answer: a bound the caller
+gives applies to each of them, or an edit could exceed what the caller asked for."""
+
+
+def bound_answers(
+    context: Mapping[str, Any], *, max_tokens: int | None = None, stop: Any = None
+) -> dict[str, Any]:
+    """``context`` with ``max_tokens`` and ``stop`` set on every role that produces a candidate
+    (:data:`ANSWER_ROLES`), so that the selected answer respects them whichever call made it."""
+    from langgraph_feedit.config import deep_merge
+
+    given = {"max_tokens": max_tokens, "stop": [stop] if isinstance(stop, str) else stop}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return dict(context)
+    return deep_merge(context, {"roles": {r: dict(given) for r in ANSWER_ROLES}})
+
+
 RUN_ROLES = ("default", "draft", "critique", "edit", "judge")
 """The roles a run calls (``evaluator`` belongs to ``feedit judge``, not to a run)."""
 
@@ -75,6 +101,7 @@ UNTRUSTED_KEYS: tuple[str, ...] = (
     "roles.*.template",
     "roles.*.kind",
     "cache_key",
+    "answer_schema",
 )
 """What an untrusted caller may set, as dotted patterns (``*`` is one key). Everything else
 (``base_url``, ``model``, ``api_key_env``, ``extra_body``, ``max_concurrency``, ``timeout``,
@@ -83,7 +110,10 @@ does ``roles.judge.principles``: principles are what is judged (a caller who cou
 could have every candidate judged on "always answer Yes"), while the judge ``kind`` is a
 choice of method. ``roles.*.template`` takes a built-in set's name only: a path
 would have the server read a file of the caller's choosing. ``cache_key`` only keys the call
-cache: a caller changes it to draw new samples where the operator keeps a cache."""
+cache: a caller changes it to draw new samples where the operator keeps a cache.
+``answer_schema`` only shapes the answer (a JSON schema its calls are constrained by), the
+way ``max_tokens`` and ``stop`` bound it; ``roles.*.chat_model`` is a destination, the
+operator's."""
 
 # The section models, to check a caller's values strictly (a JSON ``true`` is not a count).
 _SECTIONS: Mapping[str, type[BaseModel]] = {

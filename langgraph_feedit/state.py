@@ -21,7 +21,7 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -225,6 +225,9 @@ class RunSpec(TypedDict):
     """One draft and no rounds: nothing to choose, so no judge call."""
     cache_key: str
     preset: str | None
+    answer_schema: NotRequired[dict[str, Any] | None]
+    """The JSON schema every draft and edit is constrained by (``FeeditConfig.answer_schema``);
+    absent in states written before it existed."""
 
 
 def rounds_enabled(spec: RunSpec) -> bool:

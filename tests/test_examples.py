@@ -53,6 +53,15 @@ def test_agent_example(sim: SimServer) -> None:
     assert sim.call_count - before == 4 * 5  # feedback-edit: 4 drafts x (draft, judge, c, e, judge)
 
 
+def test_tool_agent_example(sim: SimServer) -> None:
+    before = sim.call_count
+    lines = run_example("tool_agent.py", "API versioning", env=sim_env(sim)).splitlines()
+    assert lines[0] == "TOOLS: lookup" and "".join(lines[1:]).strip()
+    # The tool's result reached feedit's calls, and the answer is feedit's (feedback-edit).
+    assert sim.call_count - before == 4 * 5
+    assert any("Notes on API versioning" in str(r.body["messages"]) for r in sim.requests)
+
+
 def test_lcel_chain_example(sim: SimServer) -> None:
     out = run_example("lcel_chain.py", "CRDTs", "Raft", env=sim_env(sim))
     assert "## CRDTs" in out and "## Raft" in out

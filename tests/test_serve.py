@@ -133,7 +133,9 @@ def test_whole_conversation_reaches_the_backend(client: OpenAI, sim: SimServer) 
     assert sim.requests[0].body["messages"] == conversation
 
 
-def test_sampling_fields_apply_to_the_draft_role_only(client: OpenAI, sim: SimServer) -> None:
+def test_sampling_fields_apply_to_the_draft_role_and_bounds_to_edits(
+    client: OpenAI, sim: SimServer
+) -> None:
     client.chat.completions.create(
         model="feedback-edit",
         messages=USER,
@@ -148,7 +150,11 @@ def test_sampling_fields_apply_to_the_draft_role_only(client: OpenAI, sim: SimSe
     assert len(drafts) == 2 and others
     assert {(d["temperature"], d["top_p"], d["max_tokens"]) for d in drafts} == {(0.3, 0.9, 20)}
     assert sorted(d["seed"] for d in drafts) == [11, 12]  # sample i of a seeded role: seed + i
-    assert all(o["temperature"] != 0.3 and o.get("max_tokens") != 20 for o in others)
+    # max_tokens bounds the answer: edits too; temperature, top_p and seed stay with drafts.
+    edits = [o for o in others if o["messages"][-1]["content"].startswith("Here is feedback")]
+    assert len(edits) == 2 and all(e["max_tokens"] == 20 for e in edits)
+    assert all(o["temperature"] != 0.3 and "seed" not in o for o in others)
+    assert all(o.get("max_tokens") != 20 for o in others if o not in edits)
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,8 @@ def build_app(
     Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{model}`` and
     ``GET /health`` (no key needed). The request format is described in
     :mod:`langgraph_feedit.serve.protocol`; in short, ``model`` names a preset, ``temperature``,
-    ``top_p``, ``max_tokens``, ``seed`` and ``stop`` apply to the draft role, and
+    ``top_p`` and ``seed`` apply to the draft role, ``max_tokens`` and ``stop`` to drafts and
+    edits (every call that produces a candidate), and
     ``extra_body={"feedit": {...}}`` sets width, depth, budget and role sampling per request.
 
     Args:

@@ -10,10 +10,13 @@ per-run policy of :mod:`langgraph_feedit.overrides`.
 
 Request fields, beyond ``model`` (a preset name) and ``messages``:
 
-- ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``stop``
-  (a string or a list), ``presence_penalty`` and ``frequency_penalty`` apply to the **draft**
-  role only: they shape the candidate answers, while critiques, edits and the judge keep the
-  server's settings (a temperature meant for answers would make a judge noisy).
+- ``temperature``, ``top_p``, ``seed``, ``presence_penalty`` and ``frequency_penalty`` apply to
+  the **draft** role only: they shape the candidate answers, while critiques, edits and the
+  judge keep the server's settings (a temperature meant for answers would make a judge noisy).
+- ``max_tokens`` (or ``max_completion_tokens``) and ``stop`` (a string or a list) bound the
+  answer: they apply to every call that produces a candidate, drafts **and edits**, so the reply
+  respects them whichever candidate is chosen and its ``finish_reason`` says whether it was
+  cut off. Critiques and the judge keep the server's settings.
 - ``n``: the ``n`` best candidates as ``n`` choices (the selected answer first, then the others
   by judged score); the tree must hold at least ``n`` drafts.
 - ``stream`` and ``stream_options.include_usage`` as in OpenAI's API.
@@ -54,7 +57,12 @@ from langgraph_feedit.inputs import (
     load_json,
     unencodable_message,
 )
-from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides
+from langgraph_feedit.overrides import (
+    ANSWER_BOUNDS,
+    ANSWER_ROLES,
+    FLAT_KEYS,
+    check_untrusted_overrides,
+)
 
 __all__ = [
     "APIError",
@@ -178,7 +186,8 @@ _UNSUPPORTED = (
     "prediction",
     "web_search_options",
 )
-# Request fields that set the draft role's sampling, by the RoleConfig field each one sets.
+# Request fields that set the draft role's sampling, by the RoleConfig field each one sets;
+# those that bound the answer (ANSWER_BOUNDS) set the edit role's too.
 _SAMPLING = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -280,7 +289,8 @@ def parse_chat_request(
     for name, key in _SAMPLING.items():
         value = getattr(request, name)
         if value is not None:
-            _put(context, ("roles", "draft", key), value, name, origins)
+            for role in ANSWER_ROLES if key in ANSWER_BOUNDS else ("draft",):
+                _put(context, ("roles", role, key), value, name, origins)
     try:
         check_untrusted_overrides(context, allow=allow)
     except ConfigError as exc:
