@@ -183,6 +183,7 @@ async def _call(
         kind=node["kind"],
         round=node["round"],
         run_key=run.spec["key"],
+        attempt=run.attempt,
     )
 
     schema = run.spec.get("answer_schema") if answer else None

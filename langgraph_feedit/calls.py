@@ -51,7 +51,7 @@ from langgraph_feedit.errors import ConfigError, EndpointTimeout
 from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides, expand_flat
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 from langgraph_feedit.state import RunSpec
-from langgraph_feedit.tracing import CallInfo, traced_chat
+from langgraph_feedit.tracing import CallInfo, call_run_id, traced_chat
 from langgraph_feedit.twins import SharedCalls
 from langgraph_feedit.usage import Usage
 
@@ -377,6 +377,8 @@ def _model_run(config: RunnableConfig, info: CallInfo | None, role: str) -> Runn
         },
         "run_name": f"feedit:{info.role}",
     }
+    if (run_id := call_run_id(info)) is not None:
+        out["run_id"] = run_id  # its message's id is then the one the final answer reuses
     if "configurable" in config:
         out["configurable"] = config["configurable"]
     return out

@@ -338,7 +338,7 @@ async def finish(
         conversation=spec["conversation"],
     )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
-    if best is None:
+    if best is None or chosen is None:
         failed_nodes = [n for n in nodes if n.error]
         raise NoCandidateError(
             f"no candidate answer: all {len(nodes)} branch(es) failed",
@@ -348,7 +348,8 @@ async def finish(
         )
     message = AIMessage(
         content=trace.answer or "",
-        id=message_id(spec["key"], best.id),
+        # The selected call's message id: the ``messages`` stream does not send it again.
+        id=message_id(spec["key"], chosen.get("origin") or run.attempt, best.id),
         # The answer's thinking, where LangChain's chat models put it (``content_blocks``
         # shows it as a reasoning block); the content is the answer alone.
         additional_kwargs={"reasoning_content": best.reasoning} if best.reasoning else {},

@@ -25,12 +25,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager
 from langchain_core.messages import AIMessage, AIMessageChunk, convert_to_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
+from langchain_core.utils.utils import LC_ID_PREFIX
 
 from langgraph_feedit.errors import StreamRedactor
 from langgraph_feedit.usage import Usage
@@ -75,15 +77,29 @@ class CallInfo:
     kind: str | None = None
     round: int | None = None
     run_key: str | None = None
-    """The run's key: with it, a draft's, critique's or edit's message has an id of its own
-    in the tree (:func:`message_id`), which the run's final answer reuses."""
+    attempt: str | None = None
+    """The run's key and this attempt's id: with them, a draft's, critique's or edit's call
+    has a run id of its own in the tree (:func:`call_run_id`), and so its message, which the
+    run's final answer reuses (:func:`message_id`)."""
 
 
-def message_id(run_key: str, node_id: str) -> str:
-    """The id of the message a tree node's call streams, and of the final answer when that
-    node is selected: LangGraph's ``messages`` stream then sends the answer once, as the
-    selected call's tokens, not a second time as the run's output."""
-    return f"feedit-{run_key}-{node_id}"
+def call_run_id(info: CallInfo) -> UUID | None:
+    """The callback run id of a draft's, critique's or edit's call, derived from the run, the
+    attempt and the tree node (``None`` for other calls: LangChain picks one)."""
+    if not (info.run_key and info.attempt and info.node_id):
+        return None
+    if info.kind not in ("draft", "critique", "edit"):
+        return None
+    return uuid5(NAMESPACE_URL, f"feedit:{info.run_key}/{info.attempt}/{info.node_id}")
+
+
+def message_id(run_key: str, attempt: str, node_id: str) -> str:
+    """The id of the message a tree node's call streams (LangChain's own form, ``lc_run-``
+    and the run id, as a chat model's message has), and of the final answer when that node
+    is selected: LangGraph's ``messages`` stream then sends the answer once, as the selected
+    call's tokens, not a second time as the run's output."""
+    info = CallInfo(role="", node_id=node_id, kind="draft", run_key=run_key, attempt=attempt)
+    return f"{LC_ID_PREFIX}-{call_run_id(info)}"
 
 
 def reasoning_details(usage: Usage) -> dict[str, Any]:
@@ -164,12 +180,10 @@ async def traced_chat(
         options={"stop": settings.stop},
         name=f"feedit:{info.role}",
         batch_size=1,
+        run_id=call_run_id(info),
     )
     run = run_managers[0]
-    if info.run_key and info.node_id and info.kind in ("draft", "critique", "edit"):
-        msg_id = message_id(info.run_key, info.node_id)
-    else:
-        msg_id = f"run-{run.run_id}"
+    msg_id = f"{LC_ID_PREFIX}-{run.run_id}"
     streaming = any(isinstance(h, _StreamingCallbackHandler) for h in manager.handlers)
 
     # A key a backend writes into its reply may arrive split across tokens.

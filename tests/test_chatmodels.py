@@ -98,6 +98,25 @@ async def test_chat_openai_per_role_backs_every_role(sim: SimServer) -> None:
     assert trace["usage"]["total"]["calls"] == len(sim.requests)
 
 
+async def test_a_chat_models_answer_is_streamed_once(sim: SimServer) -> None:
+    """The final answer reuses the selected call's message id, for a chat model's own run as
+    for an endpoint's: ``stream_mode="messages"`` does not send it a second time."""
+    graph = create_feedit_graph(
+        no_endpoints(), preset="best-of-n", models={"default": chat_openai(sim)}
+    ).compile()
+    seen: list[tuple[Any, Any]] = []
+    async for _ns, (chunk, meta) in graph.astream(
+        {"messages": [("user", USER)]},
+        context={"drafts": 2},
+        stream_mode="messages",
+        subgraphs=True,
+    ):
+        seen.append((meta["feedit_role"], chunk.id))
+    assert [role for role, _ in seen].count("answer") == 0
+    drafted = {mid for role, mid in seen if role == "draft"}
+    assert len(drafted) == 2 and all(m.startswith("lc_run--") for m in drafted)
+
+
 async def test_fake_chat_models_with_thinking_and_the_rating_judge() -> None:
     draft = GenericFakeChatModel(
         messages=iter(
