@@ -17,6 +17,8 @@ count as reused, not bought.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
 from collections import OrderedDict
@@ -41,6 +43,7 @@ __all__ = [
     "RoleCaller",
     "RunBudget",
     "active_run",
+    "call_seed",
     "failure_kind",
     "failure_text",
     "forget_run",
@@ -143,6 +146,22 @@ def _close(call: Awaitable[Any]) -> None:
         close()
 
 
+def call_seed(fixed: int | None, run_key: str | None, info: CallInfo | None, index: int) -> int | None:
+    """The seed one call sends: ``fixed + index`` when the role sets a seed (the samples
+    repeat, by request); else one derived from the run's seed key, the call's node and
+    kind, and its sample index, so every call of a tree draws its own sample, a resumed run
+    draws the same ones again, and another run (or cache key) draws new ones. ``None``
+    without a run key (a caller outside a graph run)."""
+    if fixed is not None:
+        return fixed + index
+    if run_key is None:
+        return None
+    node = "" if info is None else f"{info.kind}:{info.node_id}"
+    digest = hashlib.blake2b(f"{run_key}\0{node}\0{index}".encode(), digest_size=4).digest()
+    # 31 bits: every backend takes a non-negative int32 (llama.cpp's is a uint32).
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
 class RoleCaller:
     """Calls on behalf of one run: each role's endpoint, resolved once, and its settings.
 
@@ -156,10 +175,13 @@ class RoleCaller:
         *,
         embedded_model: str | None = None,
         budget: RunBudget | None = None,
+        seed_key: str | None = None,
     ) -> None:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
+        self.seed_key = seed_key
+        """Derives each call's seed where the role sets none (see :func:`call_seed`)."""
         self._endpoints: dict[tuple[str, int], tuple[Endpoint, str | None]] = {}
 
     @classmethod
@@ -209,7 +231,7 @@ class RoleCaller:
         top_logprobs: int | None = None,
         json_schema: Mapping[str, Any] | None = None,
     ) -> ChatResult:
-        """One completion by ``role``; sample ``index`` shifts a configured seed.
+        """One completion by ``role``, seeded by :func:`call_seed` (``info`` names the node).
 
         With ``config`` (a node's run configuration), the call is reported to its LangChain
         callbacks as a chat-model run, streamed from the endpoint when a handler listens.
@@ -235,7 +257,7 @@ class RoleCaller:
                     temperature=rc.temperature,
                     top_p=rc.top_p,
                     max_tokens=rc.max_tokens,
-                    seed=None if rc.seed is None else rc.seed + index,
+                    seed=call_seed(rc.seed, self.seed_key, info, index),
                     stop=rc.stop,
                     extra_body=rc.extra_body,
                     on_token=on_token,
@@ -278,9 +300,20 @@ class ActiveRun:
         self.budget = RunBudget(deadline_s=spec["deadline_s"], max_tokens=spec["max_tokens"])
         # Validated once by ``start``; rebuilt here without validating again.
         roles = {r: RoleConfig.model_construct(**spec["roles"][r]) for r in spec["roles"]}
-        self.caller = RoleCaller(roles, embedded_model=spec["embedded_model"], budget=self.budget)
+        self.caller = RoleCaller(
+            roles, embedded_model=spec["embedded_model"], budget=self.budget, seed_key=seed_key(spec)
+        )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()
+
+
+def seed_key(spec: RunSpec) -> str:
+    """What a run's call seeds derive from: its cache key (a new one, as ``--fresh`` makes,
+    draws new samples) or, with none set, the run's own key (kept in its checkpoint, so a
+    resumed run draws the same samples and another run new ones), and its conversation."""
+    conversation = json.dumps(spec["conversation"], sort_keys=True, ensure_ascii=False)
+    digest = hashlib.blake2b(conversation.encode(), digest_size=8).hexdigest()
+    return f"{spec['cache_key'] or spec['key']}:{digest}"
 
 
 # Runs active in this process, least recently used first. A run touches its entry on every

@@ -86,9 +86,13 @@ class TraceNode(BaseModel):
     """When this candidate's pointwise judge call started and ended (a pairwise judge's
     matches belong to no one node)."""
     error: str | None = None
-    failure: Literal["backend", "timeout", "deadline", "budget"] | None = None
+    failure: Literal["backend", "timeout", "deadline", "budget", "not_an_answer"] | None = None
     """The kind of failure behind ``error``: the endpoint answered an error (``backend``) or
-    never answered in time (``timeout``), or the run's deadline or token budget ran out."""
+    never answered in time (``timeout``), the run's deadline or token budget ran out, or an
+    edit's reply was not an answer to the conversation (``not_an_answer``: see
+    :mod:`langgraph_feedit.prompts.answers`)."""
+    cut: list[str] | None = None
+    """An edit's: what the edit rule cut from the reply (``preamble``, ``commentary``)."""
     skipped: str | None = None
     """Why no edit follows this critique (``perfect``: it found nothing to change)."""
     effective: bool | None = None
@@ -169,7 +173,8 @@ class NodeDict(TypedDict, total=False):
     judge_started: float | None
     judge_ended: float | None
     error: str | None
-    failure: Literal["backend", "timeout", "deadline", "budget"] | None
+    failure: Literal["backend", "timeout", "deadline", "budget", "not_an_answer"] | None
+    cut: list[str] | None
     skipped: str | None
     effective: bool | None
     sample: int | None
