@@ -320,6 +320,8 @@ async def judge(state: BranchState, runtime: Runtime[Any], config: RunnableConfi
         update["judge_path"] = result.path
     if result.principle_scores is not None:
         update["principle_scores"] = result.principle_scores
+    if result.parts is not None:
+        update["judge_parts"] = result.parts
     emit(runtime, "scored", {"id": cand["id"]}, score=result.score)
     return {"feedit_nodes": [update]}
 

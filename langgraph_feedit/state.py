@@ -79,6 +79,9 @@ class TraceNode(BaseModel):
     principle_scores: dict[str, float] | None = None
     """The ``principle`` judge's logprob(Yes) - logprob(No) per principle; ``score`` is their
     weighted mean."""
+    judge_parts: dict[str, float] | None = None
+    """A ``combined`` judge's score per part (before weighting); ``score`` is their weighted
+    sum."""
     started: float | None = None
     ended: float | None = None
     judge_started: float | None = None
@@ -168,6 +171,7 @@ class NodeDict(TypedDict, total=False):
     judge_note: str | None
     judge_path: Literal["logprobs", "json_schema", "text", "unscored"] | None
     principle_scores: dict[str, float] | None
+    judge_parts: dict[str, float] | None
     started: float | None
     ended: float | None
     judge_started: float | None

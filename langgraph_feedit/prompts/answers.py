@@ -10,9 +10,10 @@ such a reply over an on-topic draft, so the rule runs before the edit is judged.
 The rule (:func:`clean_edit`), in order:
 
 1. **Preamble.** Leading lines that announce the answer are cut: a line that is only a label
-   ("Revised response:", "**Edited version**"), or a first sentence that says "here is/here's
-   the ... (response|version|answer|text|draft|rewrite)" or "sure/certainly/of course/okay"
-   and ends in a colon. Only the first such run, and only when text follows it.
+   ("Revised response:", "**Edited version**"), a first line that says "here is/here's the
+   revised/rewritten/improved... " or "here is my response/answer" and ends in a colon
+   ("Here are three tips:" is an answer's own line and stays), or one that opens with
+   "sure/certainly/of course/okay" and ends in a colon. Only when text follows it.
 2. **Trailing commentary.** From the last separator line (``---``) or the first paragraph that
    talks about the edit ("Note: ...", "I have revised ...", "This revised version ...",
    "Changes made: ..."), the rest is cut, when an answer precedes it.
@@ -41,13 +42,13 @@ _LABEL_LINE = re.compile(
     rf"^\s*(?:#+\s*)?[*_]*\s*{_LABEL_WORDS}\s*[*_]*\s*:?\s*[*_]*\s*$", re.IGNORECASE
 )
 _OPENER = r"(?:(?:sure|certainly|of\s+course|okay|ok|absolutely|great)\b[!,.]?\s*)"
-# "Here's the revised response:", "Sure! Here is a rewritten version of the email:", up to a
-# colon within the first line.
+# "Here's the revised response:", "Sure! Here is an improved version of the email:", "Here is
+# my answer:": up to a colon within the first line. "Here are three tips:" is an answer's own
+# first line (no revision word, no "response"), and stays.
 _HERE_IS = re.compile(
-    rf"^\s*{_OPENER}?(?:here(?:'s|\u2019s|\s+is|\s+are)|below\s+is|i(?:'ve|\s+have)\s+"
-    r"(?:revised|rewritten|edited|updated))\b[^\n:]{0,160}"
-    r"\b(?:response|version|answer|text|draft|rewrite|reply|revision|email|list|tips)\b"
-    r"[^\n:]{0,80}:[ \t]*\**[ \t]*",
+    rf"^\s*{_OPENER}?(?:here(?:'s|\u2019s|\s+is|\s+are)|below\s+is)\s+(?:the\s+|an?\s+|my\s+)?"
+    r"(?:(?:revised|rewritten|edited|updated|improved|corrected|new|better|final)\b[^\n:]{0,120}"
+    r"|(?:response|answer|reply)\b[^\n:]{0,80}):[ \t]*\**[ \t]*",
     re.IGNORECASE,
 )
 _OPENER_ONLY = re.compile(rf"^\s*{_OPENER}[^\n]{{0,80}}:[ \t]*(?:\n|$)", re.IGNORECASE)
