@@ -198,6 +198,14 @@ class RoleConfig(_Strict):
             raise ValueError("a principle must not be empty")
         return value
 
+    def combine_parts(self) -> list[JudgePart]:
+        """The parts of a ``combined`` judge (validated again when the settings were rebuilt
+        without validation, as plain mappings)."""
+        return [
+            p if isinstance(p, JudgePart) else JudgePart.model_validate(p)
+            for p in self.combine or []
+        ]
+
     def principle_list(self) -> list[Principle]:
         """The principles to judge by, each with its weight (the default when none is set)."""
         given = self.principles or [DEFAULT_PRINCIPLE]

@@ -362,7 +362,7 @@ def check_judge(settings: RoleConfig) -> None:
                 "{kind, weight} parts",
                 key="roles.judge.combine",
             )
-        kinds = [p.kind for p in settings.combine]
+        kinds = [p.kind for p in settings.combine_parts()]
     if "function" in kinds:
         if not settings.function:
             raise ConfigError(
@@ -441,7 +441,7 @@ async def _combined(
     info: CallInfo | None,
 ) -> JudgeResult:
     """The weighted sum of the parts' scores (unscored when any part is)."""
-    parts = caller.settings("judge").combine or []
+    parts = caller.settings("judge").combine_parts()
     results = await asyncio.gather(
         *(
             score_candidate(

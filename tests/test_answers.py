@@ -204,7 +204,7 @@ def test_run_prints_the_tree_on_stderr(
     ]
     assert sum(line.startswith(">") for line in tree) == 1
     assert "draft  score " in tree[0] and " tok  " in tree[0]
-    assert "edit  failed (not_an_answer)" in tree[2] and "I'm ready to assist" in tree[2]
+    assert "edit  rejected: addresses the editor" in tree[2] and "I'm ready to" in tree[2]
     assert "feedit view" in lines[start + 7]
     assert captured.out.strip() and "tree" not in captured.out
 

@@ -157,7 +157,7 @@ def clean_edit(text: str, *, feedback: str = "", prompt: str = "") -> CleanedEdi
         >>> clean_edit("Here's the revised response:\\n\\nRed, yellow and blue.").text
         'Red, yellow and blue.'
         >>> clean_edit("I'm ready to help. Please provide the text.").rejected
-        'addresses the editor instead of answering'
+        'addresses the editor'
     """
     cut: list[str] = []
     body, did = _cut_preamble(text or "")
@@ -171,9 +171,9 @@ def clean_edit(text: str, *, feedback: str = "", prompt: str = "") -> CleanedEdi
     if not body:
         reason = "empty"
     elif (m := _TO_EDITOR.search(body)) and m.group(0).lower() not in prompt.lower():
-        reason = "addresses the editor instead of answering"
+        reason = "addresses the editor"
     elif _VERDICT.search(body):
-        reason = "restates the feedback (a helpfulness verdict) instead of answering"
+        reason = "states a verdict, as feedback does"
     elif feedback and restates(body, feedback):
-        reason = "restates the feedback instead of answering"
+        reason = "restates the feedback"
     return CleanedEdit(body, reason, tuple(cut))

@@ -23,6 +23,8 @@ def _words(text: str | None, width: int) -> str:
 
 
 def _status(node: TraceNode) -> str:
+    if node.error and node.failure == "not_an_answer":
+        return f"rejected: {node.error.removeprefix('not an answer: ')}"
     if node.error:
         return f"failed ({node.failure or 'error'})"
     if node.kind == "critique":
@@ -49,8 +51,6 @@ def tree_lines(trace: Trace, *, width: int = 100) -> list[str]:
         depth = node.id.count(".")
         mark = ">" if node.id == trace.selected else " "
         head = f"{mark} {'  ' * depth}{node.id}  {node.kind}  {_status(node)}  {_tokens(node)} tok"
-        if node.error and node.failure == "not_an_answer":
-            head += f"  [{node.error}]"
         text = _words(node.text if node.text is not None else node.error, width - len(head) - 2)
         lines.append(f"{head}  {text}" if text else head)
     return lines
