@@ -234,7 +234,12 @@ async def test_the_first_in_tree_order_is_the_original_whoever_answers_first() -
     for _ in range(3):
         slow_first["done"] = False
         with SimServer(seed=4, latency_fn=latency) as server:
-            config = sim_config(server.base_url, preset="best-of-n", width={"drafts": 3})
+            config = sim_config(
+                server.base_url,
+                preset="best-of-n",
+                width={"drafts": 3},
+                roles={"draft": {"temperature": 0.0}},  # greedy: three identical drafts
+            )
             trace = await run(config)
             assert calls(server, JUDGE) == 1
         assert [n.duplicate_of for n in trace.nodes] == [None, "d0", "d0"]

@@ -367,6 +367,18 @@ def _passes(question: IFEvalQuestion, text: str, registry: Mapping[str, Any]) ->
     return all(loose for _, loose in check_instructions(question, text, registry).values())
 
 
+def _no_answer(
+    edit: Mapping[str, Any], critique: Mapping[str, Any] | None, question: IFEvalQuestion
+) -> bool:
+    """Whether the edit rule rejects an edit the tree kept (a tree made before the rule)."""
+    if edit.get("error") or edit.get("text") is None:
+        return False
+    from langgraph_feedit.prompts.answers import clean_edit
+
+    feedback = str((critique or {}).get("text") or "")
+    return clean_edit(str(edit["text"]), feedback=feedback, prompt=question.prompt).rejected is not None
+
+
 def headroom(
     questions: Sequence[IFEvalQuestion], answers: Mapping[str, VerifiedAnswer]
 ) -> dict[str, Any] | None:
@@ -381,8 +393,9 @@ def headroom(
       does; ``random_pick``: what a uniform random pick among the candidates would get there;
     - ``edits``: each edit against the candidate it revised (``beats``: the edit passes and
       its parent does not; ``loses``: the reverse; ``ties`` otherwise), and ``not_an_answer``:
-      edit replies rejected as no answer (see :mod:`langgraph_feedit.prompts.answers`), with
-      ``not_an_answer_rate`` over every edit reply;
+      edit replies that are no answer by the edit rule (see
+      :mod:`langgraph_feedit.prompts.answers`; applied here too to a tree made without it),
+      with ``not_an_answer_rate`` over every edit reply;
     - ``critiques``: how many, and ``with_verdict``: how many state a verdict the parser reads.
 
     Low ``any_pass``: buy more (or better) drafts; low ``pick_accuracy``: a better judge;
@@ -422,11 +435,11 @@ def headroom(
         for nid, n in nodes.items():
             if n.get("kind") != "edit":
                 continue
-            if n.get("failure") == "not_an_answer":
+            crit = nodes.get(str(n.get("parent")))
+            if n.get("failure") == "not_an_answer" or _no_answer(n, crit, q):
                 edits["count"] += 1
                 edits["not_an_answer"] += 1
                 continue
-            crit = nodes.get(str(n.get("parent")))
             base = str(crit.get("parent")) if crit else None
             if nid not in passed or base not in passed:
                 continue
