@@ -146,7 +146,9 @@ def _close(call: Awaitable[Any]) -> None:
         close()
 
 
-def call_seed(fixed: int | None, run_key: str | None, info: CallInfo | None, index: int) -> int | None:
+def call_seed(
+    fixed: int | None, run_key: str | None, info: CallInfo | None, index: int
+) -> int | None:
     """The seed one call sends: ``fixed + index`` when the role sets a seed (the samples
     repeat, by request); else one derived from the run's seed key, the call's node and
     kind, and its sample index, so every call of a tree draws its own sample, a resumed run
@@ -301,7 +303,10 @@ class ActiveRun:
         # Validated once by ``start``; rebuilt here without validating again.
         roles = {r: RoleConfig.model_construct(**spec["roles"][r]) for r in spec["roles"]}
         self.caller = RoleCaller(
-            roles, embedded_model=spec["embedded_model"], budget=self.budget, seed_key=seed_key(spec)
+            roles,
+            embedded_model=spec["embedded_model"],
+            budget=self.budget,
+            seed_key=seed_key(spec),
         )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()

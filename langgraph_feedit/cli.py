@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import asyncio
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -422,7 +422,9 @@ def _print_tree(trace: Any, written: Path | None) -> None:
     if written is not None:
         lines.append(f"trace: {written}; its page: feedit view {written}")
     else:
-        lines.append("the whole tree as a page: add --trace trace.json, then feedit view trace.json")
+        lines.append(
+            "the whole tree as a page: add --trace trace.json, then feedit view trace.json"
+        )
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

@@ -25,9 +25,9 @@
 - ``combined``: a weighted sum of pointwise judges (``roles.judge.combine``), e.g. the verifier
   and the principle judge.
 
-``principle``, ``reward``, ``llm``, ``function``, ``verify`` and ``combined`` are pointwise: each candidate is scored the moment it
-exists, inside its own branch. ``pairwise`` and ``consensus`` compare candidates, so they
-score a whole round. Ties always go to the candidate that comes first in tree order.
+``principle``, ``reward``, ``llm``, ``function``, ``verify`` and ``combined`` are pointwise:
+each candidate is scored the moment it exists, inside its own branch. ``pairwise`` and
+``consensus`` compare candidates, so they score a whole round. Ties always go to the candidate that comes first in tree order.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ from langgraph_feedit.usage import Usage
 __all__ = [
     "POINTWISE",
     "TOP_LOGPROBS",
+    "JudgeFunction",
     "JudgePath",
     "JudgeResult",
-    "JudgeFunction",
     "RoundResult",
     "check_judge",
     "consensus_scores",
@@ -309,7 +309,9 @@ def register_function(fn: Callable[..., Any]) -> str:
     """Keep ``fn`` for the ``function`` judge under its import path (``module:qualname``),
     which is what the run's settings carry (they stay plain data for checkpoints); returns it.
     """
-    path = f"{getattr(fn, '__module__', None) or '__main__'}:{getattr(fn, '__qualname__', repr(fn))}"
+    path = (
+        f"{getattr(fn, '__module__', None) or '__main__'}:{getattr(fn, '__qualname__', repr(fn))}"
+    )
     _FUNCTIONS[path] = fn
     return path
 

@@ -75,7 +75,7 @@ async def test_a_function_judge_picks_through_the_graph(
 def test_a_bad_function_path_fails_when_the_graph_is_built(sim: SimServer) -> None:
     for path in ("no_colon", "tests.test_plugin_judges:missing"):
         config = sim_config(sim.base_url, roles={"judge": {"kind": "function", "function": path}})
-        with pytest.raises(ConfigError, match="roles.judge.function"):
+        with pytest.raises(ConfigError, match=r"roles\.judge\.function"):
             create_feedit_graph(config)
 
 
@@ -110,7 +110,10 @@ async def test_a_weighted_combination_adds_the_parts(sim: SimServer, tmp_path: P
             "judge": {
                 "kind": "combined",
                 "questions": str(questions(tmp_path)),
-                "combine": [{"kind": "verify", "weight": 2.0}, {"kind": "principle", "weight": 0.5}],
+                "combine": [
+                    {"kind": "verify", "weight": 2.0},
+                    {"kind": "principle", "weight": 0.5},
+                ],
             }
         },
     )

@@ -376,7 +376,10 @@ def _no_answer(
     from langgraph_feedit.prompts.answers import clean_edit
 
     feedback = str((critique or {}).get("text") or "")
-    return clean_edit(str(edit["text"]), feedback=feedback, prompt=question.prompt).rejected is not None
+    return (
+        clean_edit(str(edit["text"]), feedback=feedback, prompt=question.prompt).rejected
+        is not None
+    )
 
 
 def headroom(

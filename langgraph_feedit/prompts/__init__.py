@@ -137,7 +137,11 @@ def edit_messages(
     to the feedback (see :mod:`langgraph_feedit.prompts.answers` for what is done when it
     does not)."""
     request = next(
-        (_content_text(m.get("content")) for m in reversed(conversation) if m.get("role") == "user"),
+        (
+            _content_text(m.get("content"))
+            for m in reversed(conversation)
+            if m.get("role") == "user"
+        ),
         "",
     )
     values = {"request": request.strip(), "feedback": feedback.strip()}
