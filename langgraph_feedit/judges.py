@@ -27,7 +27,8 @@
 
 ``principle``, ``reward``, ``llm``, ``function``, ``verify`` and ``combined`` are pointwise:
 each candidate is scored the moment it exists, inside its own branch. ``pairwise`` and
-``consensus`` compare candidates, so they score a whole round. Ties always go to the candidate that comes first in tree order.
+``consensus`` compare candidates, so they score a whole round. Ties always go to the
+candidate that comes first in tree order.
 """
 
 from __future__ import annotations
