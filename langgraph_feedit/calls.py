@@ -316,9 +316,9 @@ def seed_key(spec: RunSpec) -> str:
     """What a run's call seeds derive from: its cache key (a new one, as ``--fresh`` makes,
     draws new samples) or, with none set, the run's own key (kept in its checkpoint, so a
     resumed run draws the same samples and another run new ones), and its conversation."""
-    conversation = json.dumps(spec["conversation"], sort_keys=True, ensure_ascii=False)
+    conversation = json.dumps(spec.get("conversation"), sort_keys=True, ensure_ascii=False)
     digest = hashlib.blake2b(conversation.encode(), digest_size=8).hexdigest()
-    return f"{spec['cache_key'] or spec['key']}:{digest}"
+    return f"{spec.get('cache_key') or spec['key']}:{digest}"
 
 
 # Runs active in this process, least recently used first. A run touches its entry on every
