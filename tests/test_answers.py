@@ -27,6 +27,7 @@ RECORDED_NON_ANSWERS = [
     "ahead and provide text you would like me to edit.",
     "The response is X helpful, with several specific issues that need to be addressed.",
     "I'd be happy to help! Could you please provide the text you'd like me to revise?",
+    "Use this feedback to write a better response to my request, keeping what was good.",
 ]
 
 

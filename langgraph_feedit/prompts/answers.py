@@ -75,6 +75,9 @@ _TO_EDITOR = re.compile(
     r"|\bi(?:'d|\s+would)\s+be\s+(?:happy|glad)\s+to\s+(?:assist|help)\b"
     r"|\bwhat\s+would\s+you\s+like\s+me\s+to\s+(?:edit|rewrite|revise|change|improve)\b"
     r"|\byour\s+editing\s+needs\b"
+    # The edit instruction echoed back ("Use this feedback to write a better response to my
+    # request..."), as the embedded model does.
+    r"|\buse\s+this\s+feedback\b|\bmy\s+request\s*:"
     r")",
     re.IGNORECASE,
 )
