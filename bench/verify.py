@@ -7,17 +7,25 @@ the call cache is shared, then ``feedit verify`` on each answer file. Prints one
 per configuration ``prompt_strict``, ``prompt_loose``, ``instruction_strict``,
 ``instruction_loose`` and ``mean_tokens`` (all roles, judge included, per prompt).
 
-Configurations: ``single``; ``best-of-n`` with 4 drafts; ``feedback-edit`` 2x1x1 with
+Each also reports ``headroom`` (see ``feedit verify``): the share of prompts where some
+candidate passes, the judge's pick accuracy, edits against their drafts, the rate of edit
+replies that were no answer, and the critiques' verdict rate.
+
+Configurations: ``single``; ``best-of-n`` with 4 drafts, judged by the principle judge and by
+the verifier (``roles.judge.kind=verify``: the checkers themselves, an upper bound on what a
+judge can do with these drafts); ``feedback-edit`` 2x1x1 with
 effective feedback (the preset: ``skip_perfect`` on, a critique asking for no change is sampled
 again) and without it (``depth.skip_perfect=false``).
 
-    python bench/verify.py [--prompts 15] [--output DIR] [-- extra feedit batch flags]
+    python bench/verify.py [--prompts 15] [--output DIR] [--code DIR] [--configs a,b]
+                           [-- extra feedit batch flags]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +47,14 @@ CONFIGS: dict[str, list[str]] = {
         "--edits",
         "1",
     ],
+    "best-of-n-4-verifier": [
+        "--preset",
+        "best-of-n",
+        "--drafts",
+        "4",
+        "--set",
+        "roles.judge.kind=verify",
+    ],
     "feedback-edit-2x1x1-all": [
         "--preset",
         "feedback-edit",
@@ -54,15 +70,27 @@ CONFIGS: dict[str, list[str]] = {
 }
 
 
-def feedit(*args: str) -> subprocess.CompletedProcess[str]:
+def feedit(*args: str, code: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``feedit`` from the package in ``code`` (a checkout of another commit, for "before")."""
     cmd = [sys.executable, "-m", "langgraph_feedit.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=code, env=env)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=15, help="the first N prompts")
     parser.add_argument("--output", type=Path, help="keep the answers here (default: temp)")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="run feedit batch from the package in this folder (a checkout of an earlier "
+        "commit, to measure before a change); feedit verify always runs from this one",
+    )
+    parser.add_argument(
+        "--configs", help="comma-separated names of the configurations to run (default: all)"
+    )
     parser.add_argument("extra", nargs="*", help="more feedit batch flags, after --")
     args = parser.parse_args()
     out_dir = args.output or Path(tempfile.mkdtemp(prefix="feedit-verify-"))
@@ -71,7 +99,9 @@ def main() -> int:
     lines = PROMPTS.read_text(encoding="utf-8").splitlines()[: args.prompts]
     questions.write_text("\n".join(lines) + "\n", encoding="utf-8")
     results: dict[str, object] = {"prompts": len(lines), "output": str(out_dir)}
-    for name, flags in CONFIGS.items():
+    chosen = args.configs.split(",") if args.configs else list(CONFIGS)
+    for name in chosen:
+        flags = CONFIGS[name]
         answers = out_dir / f"{name}.jsonl"
         started = time.monotonic()
         done = feedit(
@@ -85,6 +115,7 @@ def main() -> int:
             str(out_dir / "store"),
             *flags,
             *args.extra,
+            code=args.code,
         )
         wall = round(time.monotonic() - started, 1)
         if done.returncode != 0:
@@ -103,6 +134,7 @@ def main() -> int:
                 "instruction_strict",
                 "instruction_loose",
                 "mean_tokens",
+                "headroom",
             )
         } | {"wall_s": wall}
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)

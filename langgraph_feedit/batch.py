@@ -482,6 +482,11 @@ async def run_batch(
     _check_options(options)
     if options.fresh:
         config = config.merged({"cache_key": uuid.uuid4().hex})
+    judge = config.role("judge")
+    kinds = {p.kind for p in judge.combine or []} | {judge.kind}
+    if "verify" in kinds and not judge.questions:
+        # The verify judge's instructions are the input lines' own (IFEval's format).
+        config = config.merged({"roles": {"judge": {"questions": str(options.input)}}})
     run_config = resolve_config(config)
     store = run_config.store
     if options.durable and not (store.checkpoint_url and store.cache_url):

@@ -54,7 +54,9 @@ from langgraph_feedit.prompts import (
     edit_messages,
     load_templates,
     parse_critique_verdict,
+    render_conversation,
 )
+from langgraph_feedit.prompts.answers import clean_edit
 from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
 from langgraph_feedit.tracing import CallInfo, emit
 from langgraph_feedit.twins import normalise
@@ -314,6 +316,20 @@ async def edit(
     node = await _call(
         runtime, config, _head("edit", state), run, messages, index, share, answer=True
     )
+    # An edit is an answer: a preamble or closing note is cut, and a reply that is no answer
+    # (to the editor, or the feedback restated) is a failed edit, never judged or selected.
+    cleaned = clean_edit(
+        node.get("text") or "",
+        feedback=crit["text"],
+        prompt=render_conversation(spec["conversation"]),
+    )
+    node["text"] = cleaned.text
+    if cleaned.cut:
+        node["cut"] = list(cleaned.cut)
+    if cleaned.rejected is not None:
+        node.update({"error": f"not an answer: {cleaned.rejected}", "failure": "not_an_answer"})
+        emit(runtime, "failed", node, error=node["error"])
+        return {"feedit_nodes": [node], "candidate": None}
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
 
@@ -367,6 +383,8 @@ async def judge(
         update["judge_path"] = result.path
     if result.principle_scores is not None:
         update["principle_scores"] = result.principle_scores
+    if result.parts is not None:
+        update["judge_parts"] = result.parts
     emit(runtime, "scored", {"id": cand["id"]}, score=result.score)
     return {"feedit_nodes": [update]}
 

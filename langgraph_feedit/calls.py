@@ -64,6 +64,7 @@ __all__ = [
     "RoleCaller",
     "RunBudget",
     "bound",
+    "call_seed",
     "endpoint_identity",
     "failure_kind",
     "failure_text",
@@ -175,6 +176,24 @@ Backend = Endpoint | ChatModelRole
 """What a role calls: an OpenAI-compatible endpoint, or a LangChain chat model."""
 
 
+def call_seed(
+    fixed: int | None, run_key: str | None, info: CallInfo | None, index: int
+) -> int | None:
+    """The seed one call sends: ``fixed + index`` when the role sets a seed (the samples
+    repeat, by request); else one derived from the run's seed key, the call's node and
+    kind, and its sample index, so every call of a tree draws its own sample, a resumed run
+    draws the same ones again, and another run (or cache key) draws new ones. ``None``
+    without a run key (a caller outside a graph run)."""
+    if fixed is not None:
+        return fixed + index
+    if run_key is None:
+        return None
+    node = "" if info is None else f"{info.kind}:{info.node_id}"
+    digest = hashlib.blake2b(f"{run_key}\0{node}\0{index}".encode(), digest_size=4).digest()
+    # 31 bits: every backend takes a non-negative int32 (llama.cpp's is a uint32).
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
 class RoleCaller:
     """Calls on behalf of one run: each role's endpoint (or chat model), resolved once, and
     its settings.
@@ -192,12 +211,15 @@ class RoleCaller:
         embedded_model: str | None = None,
         budget: RunBudget | None = None,
         models: Mapping[str, BaseChatModel] | None = None,
+        seed_key: str | None = None,
     ) -> None:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
         self.models = dict(models or {})
         self._endpoints: dict[tuple[str, int], tuple[Backend, str | None]] = {}
+        self.seed_key = seed_key
+        """Derives each call's seed where the role sets none (see :func:`call_seed`)."""
 
     @classmethod
     def for_config(cls, config: FeeditConfig) -> RoleCaller:
@@ -264,7 +286,7 @@ class RoleCaller:
         think: bool | None = None,
         answer_required: bool = True,
     ) -> ChatResult:
-        """One completion by ``role``; sample ``index`` shifts a configured seed.
+        """One completion by ``role``, seeded by :func:`call_seed` (``info`` names the node).
 
         With ``config`` (a node's run configuration), the call is reported to its LangChain
         callbacks as a chat-model run, streamed from the endpoint when a handler listens.
@@ -297,7 +319,7 @@ class RoleCaller:
                     temperature=rc.temperature,
                     top_p=rc.top_p,
                     max_tokens=rc.max_tokens,
-                    seed=None if rc.seed is None else rc.seed + index,
+                    seed=call_seed(rc.seed, self.seed_key, info, index),
                     stop=rc.stop,
                     extra_body=extra_body,
                     top_logprobs=top_logprobs,
@@ -319,7 +341,7 @@ class RoleCaller:
                     temperature=rc.temperature,
                     top_p=rc.top_p,
                     max_tokens=rc.max_tokens,
-                    seed=None if rc.seed is None else rc.seed + index,
+                    seed=call_seed(rc.seed, self.seed_key, info, index),
                     stop=rc.stop,
                     extra_body=extra_body,
                     on_token=on_token,
@@ -392,7 +414,25 @@ from a run's state: it comes from the graph's configuration (:class:`Operator`).
 _RUN_ROLES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge")
 
 # The operator's side of a role: what the spec names only by a digest (``endpoint_identity``).
-_DESTINATION = ("base_url", "model", "chat_model", "extra_body", "principles", "thinking")
+_DESTINATION = (
+    "base_url",
+    "model",
+    "chat_model",
+    "extra_body",
+    "principles",
+    "thinking",
+    "function",
+    "questions",
+    "combine",
+)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def endpoint_identity(
@@ -404,10 +444,7 @@ def endpoint_identity(
     template file. It keys the call cache, and it is how a run's state is checked against the
     graph's configuration, without the state showing any of them (a thread is readable by
     every client of a server)."""
-    ident: dict[str, Any] = {
-        k: v.model_dump(exclude_none=True) if isinstance(v := getattr(rc, k), BaseModel) else v
-        for k in _DESTINATION
-    }
+    ident: dict[str, Any] = {k: _plain(getattr(rc, k)) for k in _DESTINATION}
     if ident["principles"] is not None:
         ident["principles"] = [p.model_dump() for p in rc.principle_list()]
     if chat_model is not None:
@@ -656,9 +693,19 @@ class ActiveRun:
             embedded_model=config.embedded_model,
             budget=self.budget,
             models=operator.models,
+            seed_key=seed_key(spec),
         )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()
+
+
+def seed_key(spec: RunSpec) -> str:
+    """What a run's call seeds derive from: its cache key (a new one, as ``--fresh`` makes,
+    draws new samples) or, with none set, the run's own key (kept in its checkpoint, so a
+    resumed run draws the same samples and another run new ones), and its conversation."""
+    conversation = json.dumps(spec.get("conversation"), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.blake2b(conversation.encode(), digest_size=8).hexdigest()
+    return f"{spec.get('cache_key') or spec['key']}:{digest}"
 
 
 # Runs active in this process, least recently used first. A run touches its entry on every

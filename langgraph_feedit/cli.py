@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", type=Path, help="write the run's trace (JSON) to this file")
     run.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="progress on standard error")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the answer (no tree on standard error)",
+    )
 
     batch = sub.add_parser(
         "batch",
@@ -407,8 +414,26 @@ async def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(trace.model_dump(mode="json"), ensure_ascii=False))
     else:
-        print(trace.answer)
+        print(trace.answer, flush=True)
+    if not args.quiet:
+        _print_tree(trace, args.trace)
     return 0
+
+
+def _print_tree(trace: Any, written: Path | None) -> None:
+    """Why this answer: the tree, one line per node, on standard error (see ``view.text``)."""
+    from langgraph_feedit.view.text import tree_lines
+
+    width = max(60, shutil.get_terminal_size((100, 20)).columns)
+    lines = ["", f"tree ({trace.judge} judge; > marks the selected answer):"]
+    lines += tree_lines(trace, width=width)
+    if written is not None:
+        lines.append(f"trace: {written}; its page: feedit view {written}")
+    else:
+        lines.append(
+            "the whole tree as a page: add --trace trace.json, then feedit view trace.json"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 async def _batch(args: argparse.Namespace) -> int:

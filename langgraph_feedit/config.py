@@ -51,6 +51,7 @@ __all__ = [
     "DepthConfig",
     "FeeditConfig",
     "JudgeKind",
+    "JudgePart",
     "PresetName",
     "Principle",
     "RoleConfig",
@@ -73,7 +74,11 @@ CONFIG_ENV = "FEEDIT_CONFIG"
 
 RoleName = Literal["draft", "critique", "edit", "judge", "evaluator"]
 ROLE_NAMES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge", "evaluator")
-JudgeKind = Literal["principle", "reward", "llm", "pairwise", "consensus"]
+JudgeKind = Literal[
+    "principle", "reward", "llm", "pairwise", "consensus", "function", "verify", "combined"
+]
+PartKind = Literal["principle", "reward", "llm", "function", "verify"]
+"""The pointwise judge kinds a ``combined`` judge adds up."""
 
 DEFAULT_PRINCIPLE = (
     "The response is helpful: it follows every instruction in the prompt and answers it "
@@ -192,6 +197,13 @@ class ThinkingConfig(_Strict):
         return out, extra
 
 
+class JudgePart(_Strict):
+    """One judge of a ``combined`` judge, with its weight in the sum."""
+
+    kind: PartKind
+    weight: float = 1.0
+
+
 class RoleConfig(_Strict):
     """One role's endpoint, sampling settings and limits. Unset fields inherit from
     ``roles.default``, then from the built-in defaults."""
@@ -226,6 +238,19 @@ class RoleConfig(_Strict):
     per principle, from ``top_logprobs``; the ``llm`` rating where the endpoint returns no
     logprobs), ``reward`` endpoint, ``llm`` rating, ``pairwise`` knockout, or ``consensus``
     (no model)."""
+    function: str | None = None
+    """The ``function`` judge (``judge`` role only): an import path ``module:function`` of a
+    function ``(conversation, candidate) -> float`` (or a coroutine function); a Python
+    function given here is kept under its import path for this process."""
+    questions: str | None = None
+    """The ``verify`` judge (``judge`` role only): an IFEval-format JSONL file (``key``,
+    ``prompt``, ``instruction_id_list``, ``kwargs``); a conversation whose last user turn is
+    one of its prompts is scored by that prompt's checkers (``feedit batch`` on such a file
+    sets it to its input)."""
+    combine: list[JudgePart] | None = None
+    """The ``combined`` judge (``judge`` role only): pointwise judges and their weights; the
+    score is the weighted sum of theirs (``[{kind = "verify"}, {kind = "principle", weight =
+    0.05}]``)."""
     principles: list[str | Principle] | None = None
     """What the ``principle`` judge asks about (``judge`` role only): principles as text, or
     ``{text, weight}`` tables; the score is their weighted mean. Default: one helpfulness
@@ -264,6 +289,15 @@ class RoleConfig(_Strict):
             )
         return value.strip()
 
+    @field_validator("function", mode="before")
+    @classmethod
+    def _function_path(cls, value: Any) -> Any:
+        if callable(value):
+            from langgraph_feedit.judges import register_function
+
+            return register_function(value)
+        return value
+
     @field_validator("principles")
     @classmethod
     def _some_principles(cls, value: list[str | Principle] | None) -> list[str | Principle] | None:
@@ -283,6 +317,14 @@ class RoleConfig(_Strict):
         if isinstance(value, ThinkingConfig):
             return value
         return ThinkingConfig.model_validate(value)  # a plain mapping, from a rebuilt spec
+
+    def combine_parts(self) -> list[JudgePart]:
+        """The parts of a ``combined`` judge (validated again when the settings were rebuilt
+        without validation, as plain mappings)."""
+        return [
+            p if isinstance(p, JudgePart) else JudgePart.model_validate(p)
+            for p in self.combine or []
+        ]
 
     def principle_list(self) -> list[Principle]:
         """The principles to judge by, each with its weight (the default when none is set)."""
@@ -455,12 +497,15 @@ class FeeditConfig(_Strict):
         """The roles a run of this configuration (presets already applied, see
         :func:`resolve_config`) calls: ``draft``; ``critique`` and ``edit`` when there are
         critique-edit rounds; ``judge`` unless it is ``consensus`` (no model) or the run is
-        trivial (one draft, no rounds: nothing to choose between)."""
+        trivial (one draft, no rounds: nothing to choose between). A ``function`` or
+        ``verify`` judge (alone or combined) calls no model."""
         rounds = self.depth.max_rounds >= 1 and self.width.critiques >= 1
         used: list[RoleName] = ["draft"]
         if rounds:
             used += ["critique", "edit"]
-        if self.role("judge").kind != "consensus" and (self.width.drafts > 1 or rounds):
+        judge = self.role("judge")
+        models = {p.kind for p in judge.combine or []} if judge.kind == "combined" else {judge.kind}
+        if models - {"consensus", "function", "verify"} and (self.width.drafts > 1 or rounds):
             used.append("judge")
         return used
 

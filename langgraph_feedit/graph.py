@@ -49,7 +49,7 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, rank_key, rank_round
+from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
@@ -119,6 +119,7 @@ def _make_start(op: Operator) -> Any:
             raise InputError("the conversation is empty: give at least one user message")
         for r in ("critique", "edit", "judge"):
             load_templates(cfg.role(r).template)  # fail now, not mid-run
+        check_judge(cfg.role("judge"))
         run = op.start(cfg, conversation)  # the deadline counts from here
         return {
             "feedit_spec": run.spec,
@@ -448,6 +449,7 @@ def create_feedit_graph(
     resolved = resolve_config(config, preset=preset)
     for role in ("critique", "edit", "judge"):
         load_templates(resolved.role(role).template)
+    check_judge(resolved.role("judge"))
     if state_schema is not None:
         hints = get_type_hints(state_schema, include_extras=True)
         missing = [k for k in _REQUIRED_KEYS if k not in hints]

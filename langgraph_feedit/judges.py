@@ -1,4 +1,4 @@
-"""Judges: one interface, five kinds.
+"""Judges: one interface, eight kinds.
 
 - ``principle`` (the default): for each principle, the judge model is asked whether the
   response satisfies it ("Only answer Yes or No", Nemotron-Reward-Principle's form) for one
@@ -22,27 +22,39 @@
 - ``consensus``: no model; the candidate most similar to the others wins (mean word-bigram
   Jaccard similarity, in [0, 1]).
 
-``principle``, ``reward`` and ``llm`` are pointwise: each candidate is scored the moment it
-exists, inside its own branch. ``pairwise`` and ``consensus`` compare candidates, so they
-score a whole round. Ties always go to the candidate that comes first in tree order.
+- ``function``: a Python function of one's own, ``(conversation, candidate) -> float`` (sync
+  or async), given in Python or as an import path ``module:function`` (``roles.judge.function``).
+- ``verify``: ``feedit verify``'s checkers (IFEval's), for prompts that carry instruction ids
+  (``roles.judge.questions``, an IFEval-format file): the share of instructions followed.
+- ``combined``: a weighted sum of pointwise judges (``roles.judge.combine``), e.g. the verifier
+  and the principle judge.
+
+``principle``, ``reward``, ``llm``, ``function``, ``verify`` and ``combined`` are pointwise:
+each candidate is scored the moment it exists, inside its own branch. ``pairwise`` and
+``consensus`` compare candidates, so they score a whole round. Ties always go to the
+candidate that comes first in tree order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
+import inspect
 import itertools
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
-from langgraph_feedit.config import JudgeKind, Principle
+from langgraph_feedit.config import JudgeKind, Principle, RoleConfig
+from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
     TemplateSet,
@@ -60,17 +72,23 @@ from langgraph_feedit.usage import Usage
 __all__ = [
     "POINTWISE",
     "TOP_LOGPROBS",
+    "JudgeFunction",
     "JudgePath",
     "JudgeResult",
     "RoundResult",
+    "check_judge",
     "consensus_scores",
     "rank_key",
     "rank_round",
+    "register_function",
+    "resolve_function",
     "score_candidate",
     "yes_no_margin",
 ]
 
-POINTWISE: frozenset[str] = frozenset({"principle", "reward", "llm"})
+POINTWISE: frozenset[str] = frozenset(
+    {"principle", "reward", "llm", "function", "verify", "combined"}
+)
 
 TOP_LOGPROBS = 20
 """Alternatives asked for at the principle judge's one token. Yes and No are among the top
@@ -91,6 +109,8 @@ class JudgeResult:
     path: JudgePath | None = None
     principle_scores: dict[str, float] | None = None
     """Per principle (``principle`` judge), its logprob(Yes) - logprob(No)."""
+    parts: dict[str, float] | None = None
+    """Per part of a ``combined`` judge, its score (before weighting)."""
 
 
 @dataclass(slots=True)
@@ -309,12 +329,196 @@ async def score_candidate(
             [*conversation, {"role": "assistant", "content": text}]
         )
         return JudgeResult(score, usage, model=model)
+    if kind == "function":
+        return await _function(caller.settings("judge"), conversation, text)
+    if kind == "verify":
+        return await _verify(caller.settings("judge"), conversation, text)
+    if kind == "combined":
+        return await _combined(
+            caller, conversation, text, templates, index=index, config=config, info=info
+        )
     judging = _Judging(caller, conversation, text, templates, index, config, info)
     if kind == "llm":
         return await _rate(judging)
     if kind == "principle":
         return await _principles(judging)
     raise ValueError(f"judge kind {kind!r} does not score candidates one at a time")
+
+
+# -- judges you plug in -------------------------------------------------------------------------
+
+JudgeFunction = Callable[[list[dict[str, Any]], str], "float | Awaitable[float]"]
+"""A function judge: the conversation (OpenAI-style messages) and a candidate's text in, a
+score out (higher is better); a coroutine function is awaited."""
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def register_function(fn: Callable[..., Any]) -> str:
+    """Keep ``fn`` for the ``function`` judge under its import path (``module:qualname``),
+    which is what the run's settings carry (they stay plain data for checkpoints); returns it.
+    """
+    path = (
+        f"{getattr(fn, '__module__', None) or '__main__'}:{getattr(fn, '__qualname__', repr(fn))}"
+    )
+    _FUNCTIONS[path] = fn
+    return path
+
+
+def resolve_function(path: str) -> Callable[..., Any]:
+    """The function an import path ``module:function`` names (a registered one first).
+
+    Raises:
+        ConfigError: the path is malformed, the module cannot be imported, or it has no such
+            callable.
+    """
+    found = _FUNCTIONS.get(path)
+    if found is not None:
+        return found
+    module, sep, name = path.partition(":")
+    if not sep or not module or not name:
+        raise ConfigError(
+            f"roles.judge.function {path!r} must be an import path 'module:function'",
+            key="roles.judge.function",
+        )
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"roles.judge.function {path!r} cannot be imported: {exc}",
+            key="roles.judge.function",
+        ) from None
+    if not callable(obj):
+        raise ConfigError(
+            f"roles.judge.function {path!r} is not callable", key="roles.judge.function"
+        )
+    _FUNCTIONS[path] = obj
+    return cast(Callable[..., Any], obj)
+
+
+def check_judge(settings: RoleConfig) -> None:
+    """Fail now, not mid-run, on a plug-in judge that lacks what it needs.
+
+    Raises:
+        ConfigError: ``function`` without an importable ``function``, ``verify`` without a
+            readable ``questions`` file, ``combined`` without ``combine`` parts.
+    """
+    kinds = [settings.kind]
+    if settings.kind == "combined":
+        if not settings.combine:
+            raise ConfigError(
+                "roles.judge.kind 'combined' needs roles.judge.combine: a list of "
+                "{kind, weight} parts",
+                key="roles.judge.combine",
+            )
+        kinds = [p.kind for p in settings.combine_parts()]
+    if "function" in kinds:
+        if not settings.function:
+            raise ConfigError(
+                "the function judge needs roles.judge.function ('module:function')",
+                key="roles.judge.function",
+            )
+        resolve_function(settings.function)
+    if "verify" in kinds:
+        if not settings.questions:
+            raise ConfigError(
+                "the verify judge needs roles.judge.questions: an IFEval-format JSONL file",
+                key="roles.judge.questions",
+            )
+        _questions(settings.questions)
+
+
+async def _function(
+    settings: RoleConfig, conversation: Sequence[Mapping[str, Any]], text: str
+) -> JudgeResult:
+    fn = resolve_function(settings.function or "")
+    value = fn([dict(m) for m in conversation], text)
+    if inspect.isawaitable(value):
+        value = await value
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return JudgeResult(
+            None, Usage(), note=f"the judge function returned {type(value).__name__}, not a number"
+        )
+    if not math.isfinite(score):
+        return JudgeResult(None, Usage(), note=f"the judge function returned {score}")
+    return JudgeResult(score, Usage())
+
+
+@functools.lru_cache(maxsize=8)
+def _questions(path: str) -> dict[str, Any]:
+    from langgraph_feedit.evaluate.verify import read_ifeval_questions
+
+    return {" ".join(q.prompt.split()): q for q in read_ifeval_questions(path)}
+
+
+def _last_user(conversation: Sequence[Mapping[str, Any]]) -> str:
+    from langgraph_feedit.prompts import _content_text
+
+    for m in reversed(conversation):
+        if m.get("role") == "user":
+            return " ".join(_content_text(m.get("content")).split())
+    return ""
+
+
+async def _verify(
+    settings: RoleConfig, conversation: Sequence[Mapping[str, Any]], text: str
+) -> JudgeResult:
+    """The share of the prompt's instructions the candidate follows (strict and loose
+    averaged, in [0, 1]), by ``feedit verify``'s checkers; unscored for a prompt that is not
+    in the questions file."""
+    from langgraph_feedit.evaluate.verify import check_instructions
+
+    question = _questions(settings.questions or "").get(_last_user(conversation))
+    if question is None:
+        return JudgeResult(None, Usage(), note="the prompt carries no instructions to verify")
+    # The checkers are plain CPU work, milliseconds each: not worth a thread hop.
+    checks = check_instructions(question, text)
+    passed = sum(strict + loose for strict, loose in checks.values())
+    return JudgeResult(passed / (2 * len(checks)), Usage())
+
+
+async def _combined(
+    caller: RoleCaller,
+    conversation: Sequence[Mapping[str, Any]],
+    text: str,
+    templates: TemplateSet,
+    *,
+    index: int,
+    config: RunnableConfig | None,
+    info: CallInfo | None,
+) -> JudgeResult:
+    """The weighted sum of the parts' scores (unscored when any part is)."""
+    parts = caller.settings("judge").combine_parts()
+    results = await asyncio.gather(
+        *(
+            score_candidate(
+                p.kind, caller, conversation, text, templates, index=index, config=config, info=info
+            )
+            for p in parts
+        )
+    )
+    usage = sum((r.usage for r in results), Usage())
+    notes = [f"{p.kind}: {r.note}" for p, r in zip(parts, results, strict=True) if r.note]
+    scores = {p.kind: r.score for p, r in zip(parts, results, strict=True)}
+    model_part = next((r for r in results if r.path is not None), None)
+    total = (
+        None
+        if any(s is None for s in scores.values())
+        else sum((r.score or 0.0) * p.weight for p, r in zip(parts, results, strict=True))
+    )
+    return JudgeResult(
+        total,
+        usage,
+        note="; ".join(notes) or None,
+        model=model_part.model if model_part else None,
+        path=model_part.path if model_part else None,
+        principle_scores=model_part.principle_scores if model_part else None,
+        parts={k: v for k, v in scores.items() if v is not None},
+    )
 
 
 async def rank_round(

@@ -85,6 +85,9 @@ class TraceNode(BaseModel):
     principle_scores: dict[str, float] | None = None
     """The ``principle`` judge's logprob(Yes) - logprob(No) per principle; ``score`` is their
     weighted mean."""
+    judge_parts: dict[str, float] | None = None
+    """A ``combined`` judge's score per part (before weighting); ``score`` is their weighted
+    sum."""
     started: float | None = None
     ended: float | None = None
     judge_started: float | None = None
@@ -92,9 +95,13 @@ class TraceNode(BaseModel):
     """When this candidate's pointwise judge call started and ended (a pairwise judge's
     matches belong to no one node)."""
     error: str | None = None
-    failure: Literal["backend", "timeout", "deadline", "budget"] | None = None
+    failure: Literal["backend", "timeout", "deadline", "budget", "not_an_answer"] | None = None
     """The kind of failure behind ``error``: the endpoint answered an error (``backend``) or
-    never answered in time (``timeout``), or the run's deadline or token budget ran out."""
+    never answered in time (``timeout``), the run's deadline or token budget ran out, or an
+    edit's reply was not an answer to the conversation (``not_an_answer``: see
+    :mod:`langgraph_feedit.prompts.answers`)."""
+    cut: list[str] | None = None
+    """An edit's: what the edit rule cut from the reply (``preamble``, ``commentary``)."""
     skipped: str | None = None
     """Why no edit follows this critique (``perfect``: it found nothing to change)."""
     effective: bool | None = None
@@ -171,12 +178,14 @@ class NodeDict(TypedDict, total=False):
     judge_note: str | None
     judge_path: Literal["logprobs", "json_schema", "text", "unscored"] | None
     principle_scores: dict[str, float] | None
+    judge_parts: dict[str, float] | None
     started: float | None
     ended: float | None
     judge_started: float | None
     judge_ended: float | None
     error: str | None
-    failure: Literal["backend", "timeout", "deadline", "budget"] | None
+    failure: Literal["backend", "timeout", "deadline", "budget", "not_an_answer"] | None
+    cut: list[str] | None
     skipped: str | None
     effective: bool | None
     sample: int | None

@@ -216,7 +216,7 @@ async def test_a_prompt_whose_branches_all_fail_is_recorded_then_retried(
 # -- partial answers ------------------------------------------------------------------------
 
 JUDGE_TEXT = "satisfies this principle"  # in every request of the default (principle) judge
-EDIT_TEXT = "Here is feedback on your response"  # in every edit request
+EDIT_TEXT = "Feedback on your response:"  # in every edit request
 
 
 def subtree_calls(node_id: str, critiques: int, edits: int) -> int:

@@ -70,7 +70,7 @@ async def test_failures_are_not_cached_and_a_rerun_retries_only_them(
     sim: SimServer, tmp_path: Path
 ) -> None:
     cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
-    sim.set_faults([Fault("500", rate=1.0, match='"seed":8')])  # draft d1 fails
+    sim.set_faults([Fault("500", rate=1.0, match='"seed":8}')])  # draft d1 fails (seed last)
     first = await run(sim, cache, width=width(3), roles={"default": {"max_retries": 0}})
     assert first.node("d1").error
     before = sim.call_count

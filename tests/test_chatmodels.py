@@ -83,10 +83,12 @@ async def test_chat_openai_per_role_backs_every_role(sim: SimServer) -> None:
         r.headers.get("user-agent", "").startswith("AsyncOpenAI/Python") for r in sim.requests
     )
     sent = bodies(sim)
-    # Seeds where the model takes them: sample i of a seeded role is sent seed + i.
-    assert sorted(b["seed"] for b in sent if "seed" in b) == [5, 6]
-    # Built-in role defaults are not forced on a chat model: it keeps its own temperature.
+    # Seeds where the model takes them: sample i of a seeded role is sent seed + i (the
+    # other calls carry seeds of their own, derived from the run and the node).
     drafts = [b for b in sent if b["messages"] == [{"role": "user", "content": USER}]]
+    assert sorted(b["seed"] for b in drafts) == [5, 6]
+    assert all("seed" in b for b in sent)
+    # Built-in role defaults are not forced on a chat model: it keeps its own temperature.
     assert {b["temperature"] for b in drafts} == {0.9}
     assert "max_completion_tokens" not in drafts[0] and "max_tokens" not in drafts[0]
     # Usage from usage_metadata, summed as for endpoints.
@@ -315,7 +317,7 @@ async def test_chat_feedit_bind_bounds_drafts_and_edits(llm: ChatFeedit, sim: Si
 
 def _is_edit(body: dict[str, Any]) -> bool:
     """An edit's request: the generic template asks it after the feedback."""
-    return str(body["messages"][-1]["content"]).startswith("Here is feedback on your response")
+    return str(body["messages"][-1]["content"]).startswith("Feedback on your response")
 
 
 class Rating(BaseModel):

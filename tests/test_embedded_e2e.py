@@ -207,3 +207,48 @@ def test_best_of_n_scores_every_candidate_with_no_configuration(tmp_path: Path) 
         assert isinstance(n.score, float) and math.isfinite(n.score), n
         assert n.judge_path == "logprobs"
     assert trace.selected == max(cands, key=lambda n: n.score or 0.0).id
+
+
+def _feedit(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "langgraph_feedit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_two_runs_without_a_seed_draw_different_drafts_and_fresh_new_ones(
+    tmp_path: Path,
+) -> None:
+    # Each process starts its own server, whose sampler chain starts from the same seed: only
+    # a per-call seed makes two processes draw different samples.
+    short = ["--set", "roles.draft.max_tokens=24", "--set", "roles.draft.temperature=1.0"]
+    prompt = "Name a colour and say why you like it."
+    runs = [
+        _feedit("run", "--preset", "single", "--quiet", *short, prompt, cwd=tmp_path)
+        for _ in range(2)
+    ]
+    assert runs[0].strip() and runs[0] != runs[1]
+    inp = tmp_path / "q.jsonl"
+    inp.write_text(json.dumps({"uid": "a", "prompt": prompt}) + "\n", encoding="utf-8")
+    drafts = []
+    for i in range(2):
+        out = tmp_path / f"out{i}.jsonl"
+        args = ["batch", "--no-progress", "--input", str(inp), "--output", str(out)]
+        _feedit(
+            *args,
+            "--store",
+            str(tmp_path / "store"),
+            "--preset",
+            "single",
+            "--fresh",
+            *short,
+            cwd=tmp_path,
+        )
+        drafts.append(json.loads(out.read_text(encoding="utf-8"))["answer"])
+    assert drafts[0] != drafts[1], "--fresh draws new samples"

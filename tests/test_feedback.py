@@ -147,8 +147,13 @@ async def test_a_rerun_through_the_cache_pays_for_no_sample_again(
 
 
 async def test_identical_drafts_are_judged_once(sim: SimServer) -> None:
-    # No seed: the server answers the four identical draft requests with one text.
-    config = sim_config(sim.base_url, preset="best-of-n", width={"drafts": 4})
+    # Greedy: the server answers the four draft requests (each seeded) with one text.
+    config = sim_config(
+        sim.base_url,
+        preset="best-of-n",
+        width={"drafts": 4},
+        roles={"draft": {"temperature": 0.0}},
+    )
     trace = await run(config)
     drafts = [n for n in trace.nodes if n.kind == "draft"]
     assert len({n.text for n in drafts}) == 1
@@ -162,7 +167,11 @@ async def test_identical_drafts_are_judged_once(sim: SimServer) -> None:
 
 
 async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimServer) -> None:
-    config = sim_config(sim.base_url, width={"drafts": 3, "critiques": 1, "edits": 3})
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 3, "critiques": 1, "edits": 3},
+        roles={"draft": {"temperature": 0.0}, "edit": {"temperature": 0.0}},
+    )
     trace = await run(config)
     assert [n.duplicate_of for n in trace.nodes if n.kind == "draft"] == [None, "d0", "d0"]
     # The twins' own critiques and edits are not in the trace: they were d0's, shared.
@@ -181,8 +190,12 @@ async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimS
 
 
 async def test_an_edit_request_made_twice_is_paid_and_counted_once(sim: SimServer) -> None:
-    # Unseeded, the two critique slots of d0 read alike, so their edits are one request.
-    config = sim_config(sim.base_url, width={"drafts": 1, "critiques": 2, "edits": 1})
+    # Greedy, the two critique slots of d0 read alike, so their edits are one request.
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 1, "critiques": 2, "edits": 1},
+        roles={"critique": {"temperature": 0.0}},
+    )
     trace = await run(config)
     assert trace.node("d0.c0").text == trace.node("d0.c1").text
     assert trace.node("d0.c1.e0").duplicate_of == "d0.c0.e0"
@@ -221,7 +234,12 @@ async def test_the_first_in_tree_order_is_the_original_whoever_answers_first() -
     for _ in range(3):
         slow_first["done"] = False
         with SimServer(seed=4, latency_fn=latency) as server:
-            config = sim_config(server.base_url, preset="best-of-n", width={"drafts": 3})
+            config = sim_config(
+                server.base_url,
+                preset="best-of-n",
+                width={"drafts": 3},
+                roles={"draft": {"temperature": 0.0}},  # greedy: three identical drafts
+            )
             trace = await run(config)
             assert calls(server, JUDGE) == 1
         assert [n.duplicate_of for n in trace.nodes] == [None, "d0", "d0"]

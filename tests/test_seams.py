@@ -201,7 +201,9 @@ async def test_messages_mode_streams_real_tokens(sim: SimServer) -> None:
     drafts = [k for k in chunks if k.endswith("/draft")]
     assert sorted(drafts) == ["d0/draft", "d1/draft"]
     assert all(len(v) > 1 for k, v in chunks.items() if not k.endswith("/judge"))
-    assert [len(v) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
+    # (one token, though it may come in two pieces: an end that could begin a registered key
+    # is held back until the next piece or the end of the reply)
+    assert [len("".join(v).split()) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
 
 
 async def test_readme_messages_snippet_sees_the_answer_once(sim: SimServer) -> None:

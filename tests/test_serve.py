@@ -47,7 +47,9 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def url(sim: SimServer) -> Iterator[str]:
-    with serve_in_thread(build_app(sim_config(sim.base_url))) as base_url:
+    # A cache key fixes the seeds every call derives (from it and the conversation), so the
+    # same request draws the same samples here as in a graph run in-process.
+    with serve_in_thread(build_app(sim_config(sim.base_url, cache_key="serve"))) as base_url:
         yield base_url
 
 
@@ -59,9 +61,12 @@ def client(url: str, sim: SimServer) -> OpenAI:
 
 @contextmanager
 def door(sim: SimServer, **options: Any) -> Iterator[tuple[SimServer, str]]:
-    """``sim`` started, and the app serving on it: the backend and the door of one test."""
-    with sim, serve_in_thread(build_app(sim_config(sim.base_url), **options)) as url:
-        yield sim, url
+    """``sim`` started, and the app serving on it: the backend and the door of one test (with
+    a fixed cache key: the same request draws the same samples, whichever run)."""
+    with sim:
+        config = sim_config(sim.base_url, cache_key="serve")
+        with serve_in_thread(build_app(config, **options)) as url:
+            yield sim, url
 
 
 def free_port() -> int:
@@ -115,7 +120,8 @@ def test_answer_is_the_graphs_selected_candidate(client: OpenAI, sim: SimServer)
     assert reply.choices[0].message.content == trace.answer
     assert trace.selected is not None and len([n for n in trace.nodes if n.kind == "draft"]) == 4
     # The door adds nothing: the graph run in-process on the same backend picks the same answer.
-    graph = create_feedit_graph(sim_config(sim.base_url), preset="best-of-n").compile()
+    config = sim_config(sim.base_url, cache_key="serve")
+    graph = create_feedit_graph(config, preset="best-of-n").compile()
     out = asyncio.run(graph.ainvoke({"messages": USER}))
     assert out["messages"][-1].content == trace.answer
 
@@ -151,9 +157,10 @@ def test_sampling_fields_apply_to_the_draft_role_and_bounds_to_edits(
     assert {(d["temperature"], d["top_p"], d["max_tokens"]) for d in drafts} == {(0.3, 0.9, 20)}
     assert sorted(d["seed"] for d in drafts) == [11, 12]  # sample i of a seeded role: seed + i
     # max_tokens bounds the answer: edits too; temperature, top_p and seed stay with drafts.
-    edits = [o for o in others if o["messages"][-1]["content"].startswith("Here is feedback")]
+    edits = [o for o in others if o["messages"][-1]["content"].startswith("Feedback on your")]
     assert len(edits) == 2 and all(e["max_tokens"] == 20 for e in edits)
-    assert all(o["temperature"] != 0.3 and "seed" not in o for o in others)
+    # the request's seed is the drafts' (the other calls carry seeds derived from the run)
+    assert all(o["temperature"] != 0.3 and o.get("seed") not in (11, 12) for o in others)
     assert all(o.get("max_tokens") != 20 for o in others if o not in edits)
 
 
@@ -181,10 +188,9 @@ def test_usage_sums_every_call_of_the_tree(client: OpenAI, sim: SimServer) -> No
     usage = reply.usage
     assert usage is not None and usage.prompt_tokens_details is not None
     total = Trace.model_validate((reply.model_extra or {})["feedit_trace"]).usage["total"]
-    # The server answers the two identical draft requests alike, and d0's two critiques alike:
-    # d1 shares d0's judge and critiques, d0's second edit is its first one's request. So: two
-    # drafts, a judge, two critiques, one edit and its judge, each counted once.
-    assert total["calls"] == sim.call_count == 2 + 1 + 2 + 1 + 1
+    # Every call of the tree, each counted once: two drafts (each its own seeded sample) with
+    # their judges, critiques, edits and the edits' judges.
+    assert total["calls"] == sim.call_count >= 2 + 2 + 4 + 4 + 4
     assert usage.completion_tokens == sum(r.completion_tokens for r in sim.requests)
     assert usage.prompt_tokens == total["prompt_tokens"]
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
@@ -478,7 +484,8 @@ def test_fields_that_ask_for_nothing_are_accepted(url: str, sim: SimServer) -> N
     reply = httpx.post(f"{url}/chat/completions", json=body)
     assert reply.status_code == 200, reply.text
     # None of them reaches the backend: the draft request is the conversation, sampled as set.
-    assert set(sim.requests[0].body) <= {"model", "messages", "temperature", "max_tokens"}
+    # (every call carries a seed of its own, derived from the run and the node)
+    assert set(sim.requests[0].body) <= {"model", "messages", "temperature", "max_tokens", "seed"}
 
 
 def test_unknown_routes_are_openai_shaped(url: str) -> None:

@@ -37,9 +37,12 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def url(sim: SimServer) -> Iterator[str]:
-    with serve_in_thread(
-        build_app(sim_config(sim.base_url, width={"drafts": 2}, roles={"draft": {"seed": 0}}))
-    ) as base_url:
+    # Seeded drafts, and a cache key that fixes every other call's seed: each client's run of
+    # the same request draws the same samples, so their answers can be compared.
+    config = sim_config(
+        sim.base_url, width={"drafts": 2}, roles={"draft": {"seed": 0}}, cache_key="clients"
+    )
+    with serve_in_thread(build_app(config)) as base_url:
         yield base_url
 
 

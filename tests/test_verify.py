@@ -244,7 +244,11 @@ async def test_sweep_scores_verified_accuracy_through_one_cache(tmp_path: Path) 
     assert tokens["best-of-n_d2"] > tokens["single"]
     png = (tmp_path / "sweep" / "sweep.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "prompt loose" in (tmp_path / "sweep" / "report.md").read_text()
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "prompt loose" in report and "some candidate passes" in report
+    points = json.loads((tmp_path / "sweep" / "report.json").read_text())
+    for point in points:
+        assert 0.0 <= point["any_pass"] <= 1.0 and point["any_pass"] >= point["prompt_loose"]
 
 
 def test_sweep_cli_takes_the_verify_scorer(

@@ -340,9 +340,32 @@ async def _verify_sweep(
                 )
             },
         )
+        head = verified.get("headroom") or {}
+        edits = head.get("edits") or {}
+        row.update(
+            any_pass=head.get("any_pass"),
+            pick_accuracy=head.get("pick_accuracy"),
+            random_pick=head.get("random_pick"),
+            edits_beat=edits.get("beats"),
+            edits_tie=edits.get("ties"),
+            edits_lose=edits.get("loses"),
+            not_an_answer_rate=edits.get("not_an_answer_rate"),
+        )
         rows.append(row)
     _write_csv(output / "sweep.csv", rows)
     plotted = [r for r in rows if r["mean_tokens"] > 0]
+    # The headroom beside each point: what a perfect judge would reach with its candidates.
+    plotted += [
+        {
+            **r,
+            "preset": f"{r['preset']}: some candidate passes",
+            "score": round(100 * r["any_pass"], 2),
+            "lower": round(100 * r["any_pass"], 2),
+            "upper": round(100 * r["any_pass"], 2),
+        }
+        for r in rows
+        if r["mean_tokens"] > 0 and r.get("any_pass") is not None
+    ]
     plot_sweep(
         plotted,
         output / "sweep.png",
@@ -374,6 +397,25 @@ def _write_verify_report(path: Path, rows: list[dict[str, Any]]) -> None:
             f" {100 * r['prompt_strict']:.1f} | {100 * r['instruction_loose']:.1f} |"
             f" {r['mean_tokens']:.0f} | {r['mean_calls']:.1f} |"
         )
+    heads = [r for r in rows if r.get("any_pass") is not None]
+    if heads:
+        lines += [
+            "",
+            "Where quality is lost (prompt loose): some candidate passes (what a perfect judge "
+            "would reach), the judge's pick accuracy where one does (against a random pick), "
+            "edits against the candidate they revised, and edit replies that were no answer.",
+            "",
+            "| point | some candidate passes | pick accuracy | random pick |"
+            " edits beat / tie / lose | not an answer |",
+            "| --- | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for r in sorted(heads, key=lambda r: (r["preset"], r["mean_tokens"])):
+            lines.append(
+                f"| {r['point']} | {100 * r['any_pass']:.1f} | {100 * r['pick_accuracy']:.1f} |"
+                f" {100 * r['random_pick']:.1f} |"
+                f" {r['edits_beat']} / {r['edits_tie']} / {r['edits_lose']} |"
+                f" {100 * (r['not_an_answer_rate'] or 0):.1f} |"
+            )
     lines += ["", "![verified accuracy against mean tokens per prompt](sweep.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")

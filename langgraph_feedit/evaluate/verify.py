@@ -39,6 +39,8 @@ from langgraph_feedit.errors import InputError, UserError
 __all__ = [
     "IFEvalQuestion",
     "VerifiedAnswer",
+    "check_instructions",
+    "headroom",
     "instruction_ids",
     "read_ifeval_questions",
     "read_verify_answers",
@@ -64,12 +66,15 @@ class IFEvalQuestion(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedAnswer:
-    """An answer to one question, and the tokens its run spent (when the file says)."""
+    """An answer to one question, the tokens its run spent and its tree (when the file says)."""
 
     id: str
     text: str
     tokens: int | None
     line: int
+    trace: Mapping[str, Any] | None = None
+    """The run's trace (``feedit batch`` output, inline or in its ``trace_file``): every
+    candidate, for the headroom figures."""
 
 
 def _registry() -> dict[str, Any]:
@@ -236,7 +241,9 @@ def read_verify_answers(path: str | Path) -> dict[str, VerifiedAnswer]:
                     path=str(p),
                     line=number,
                 )
-            item = VerifiedAnswer(str(data["id"]), answer, _tokens(data.get("usage")), number)
+            item = VerifiedAnswer(
+                str(data["id"]), answer, _tokens(data.get("usage")), number, _trace(data, p)
+            )
         elif "uid" in data and "messages" in data:
             try:
                 arena = ArenaAnswer.model_validate(data)
@@ -258,6 +265,24 @@ def read_verify_answers(path: str | Path) -> dict[str, VerifiedAnswer]:
     return out
 
 
+def _trace(record: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
+    """A batch record's trace: inline, or in its ``trace_file`` (relative to the answers file
+    when not found as given); ``None`` when neither can be read."""
+    trace = record.get("trace")
+    if isinstance(trace, Mapping):
+        return trace
+    name = record.get("trace_file")
+    if not isinstance(name, str):
+        return None
+    for candidate in (Path(name), path.parent / Path(name).name):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, Mapping) else None
+    return None
+
+
 # -- scoring ------------------------------------------------------------------------------------
 
 
@@ -272,8 +297,6 @@ def verify_answers(
 
     Every question needs an answer; call :func:`verify_files` for errors that name files.
     """
-    from if_verifiable.common import evaluate_instructions
-
     registry = _registry()
     prompts = {"strict": 0, "loose": 0}
     instructions = {"strict": 0, "loose": 0, "count": 0}
@@ -281,20 +304,8 @@ def verify_answers(
     per_prompt: list[dict[str, Any]] = []
     tokens = [a.tokens for q in questions if (a := answers[q.id]).tokens is not None]
     for q in questions:
-        text = answers[q.id].text
-        results, _ = evaluate_instructions(
-            response=text,
-            instruction_id_list=q.instruction_id_list,
-            kwargs_list=q.kwargs,
-            prompt=q.prompt,
-            instruction_registry=registry,
-        )
-        # An empty answer follows nothing: the checkers return no result for it.
-        by_id = {r.instruction_id: r for r in results}
         strict_all = loose_all = True
-        for iid in q.instruction_id_list:
-            r = by_id.get(iid)
-            strict, loose = (r.strict_pass, r.loose_pass) if r else (False, False)
+        for iid, (strict, loose) in check_instructions(q, answers[q.id].text, registry).items():
             counts = per.setdefault(iid, {"strict": 0, "loose": 0, "count": 0})
             counts["count"] += 1
             counts["strict"] += strict
@@ -325,7 +336,135 @@ def verify_answers(
         },
         "mean_tokens": round(sum(tokens) / len(tokens), 1) if len(tokens) == n and n else None,
         "sentence_splitter": _offline_nltk(),
+        "headroom": headroom(questions, answers),
         "per_prompt": per_prompt,
+    }
+
+
+def check_instructions(
+    question: IFEvalQuestion, text: str, registry: Mapping[str, Any] | None = None
+) -> dict[str, tuple[bool, bool]]:
+    """Each instruction of ``question``: whether ``text`` follows it, strict and loose."""
+    from if_verifiable.common import evaluate_instructions
+
+    results, _ = evaluate_instructions(
+        response=text,
+        instruction_id_list=question.instruction_id_list,
+        kwargs_list=question.kwargs,
+        prompt=question.prompt,
+        instruction_registry=dict(registry) if registry is not None else _registry(),
+    )
+    # An empty answer follows nothing: the checkers return no result for it.
+    by_id = {r.instruction_id: r for r in results}
+    out: dict[str, tuple[bool, bool]] = {}
+    for iid in question.instruction_id_list:
+        r = by_id.get(iid)
+        out[iid] = (bool(r.strict_pass), bool(r.loose_pass)) if r else (False, False)
+    return out
+
+
+def _passes(question: IFEvalQuestion, text: str, registry: Mapping[str, Any]) -> bool:
+    return all(loose for _, loose in check_instructions(question, text, registry).values())
+
+
+def _no_answer(
+    edit: Mapping[str, Any], critique: Mapping[str, Any] | None, question: IFEvalQuestion
+) -> bool:
+    """Whether the edit rule rejects an edit the tree kept (a tree made before the rule)."""
+    if edit.get("error") or edit.get("text") is None:
+        return False
+    from langgraph_feedit.prompts.answers import clean_edit
+
+    feedback = str((critique or {}).get("text") or "")
+    return (
+        clean_edit(str(edit["text"]), feedback=feedback, prompt=question.prompt).rejected
+        is not None
+    )
+
+
+def headroom(
+    questions: Sequence[IFEvalQuestion], answers: Mapping[str, VerifiedAnswer]
+) -> dict[str, Any] | None:
+    """Where quality is lost, from the trees of the answers (``None`` when none has one).
+
+    Each candidate of a tree (every draft and edit with text) is checked, prompt-level loose:
+
+    - ``any_pass``: the share of prompts where at least one candidate passes (what a perfect
+      judge would reach with these candidates);
+    - ``selected_pass``: the share where the selected candidate passes;
+    - ``pick_accuracy``: among the prompts where one passes, the share where the selected one
+      does; ``random_pick``: what a uniform random pick among the candidates would get there;
+    - ``edits``: each edit against the candidate it revised (``beats``: the edit passes and
+      its parent does not; ``loses``: the reverse; ``ties`` otherwise), and ``not_an_answer``:
+      edit replies that are no answer by the edit rule (see
+      :mod:`langgraph_feedit.prompts.answers`; applied here too to a tree made without it),
+      with ``not_an_answer_rate`` over every edit reply;
+    - ``critiques``: how many, and ``with_verdict``: how many state a verdict the parser reads.
+
+    Low ``any_pass``: buy more (or better) drafts; low ``pick_accuracy``: a better judge;
+    edits that lose more than they beat: better edits.
+    """
+    from langgraph_feedit.prompts import parse_critique_verdict
+
+    registry = _registry()
+    trees = [(q, answers[q.id].trace) for q in questions if answers[q.id].trace is not None]
+    if not trees:
+        return None
+    any_pass = selected_pass = picked = random_pick = 0.0
+    with_pass = 0
+    edits = {"count": 0, "beats": 0, "ties": 0, "loses": 0, "not_an_answer": 0}
+    critiques = {"count": 0, "with_verdict": 0}
+    for q, trace in trees:
+        assert trace is not None
+        nodes = {str(n.get("id")): n for n in trace.get("nodes") or []}
+        passed: dict[str, bool] = {}
+        for nid, n in nodes.items():
+            if n.get("kind") == "critique":
+                if n.get("text") is not None and not n.get("error"):
+                    critiques["count"] += 1
+                    critiques["with_verdict"] += parse_critique_verdict(n["text"]) is not None
+                continue
+            if n.get("error") or n.get("text") is None:
+                continue
+            passed[nid] = _passes(q, str(n["text"]), registry)
+        selected = trace.get("selected")
+        chosen = bool(selected is not None and passed.get(str(selected)))
+        selected_pass += chosen
+        if any(passed.values()):
+            any_pass += 1
+            with_pass += 1
+            picked += chosen
+            random_pick += sum(passed.values()) / len(passed)
+        for nid, n in nodes.items():
+            if n.get("kind") != "edit":
+                continue
+            crit = nodes.get(str(n.get("parent")))
+            if n.get("failure") == "not_an_answer" or _no_answer(n, crit, q):
+                edits["count"] += 1
+                edits["not_an_answer"] += 1
+                continue
+            base = str(crit.get("parent")) if crit else None
+            if nid not in passed or base not in passed:
+                continue
+            edits["count"] += 1
+            mine, theirs = passed[nid], passed[base]
+            edits["beats" if mine > theirs else "loses" if mine < theirs else "ties"] += 1
+    n = len(trees)
+    return {
+        "mode": "prompt_loose",
+        "prompts": n,
+        "any_pass": _rate(int(any_pass), n),
+        "selected_pass": _rate(int(selected_pass), n),
+        "pick_accuracy": _rate(int(picked), with_pass),
+        "random_pick": round(random_pick / with_pass, 4) if with_pass else 0.0,
+        "edits": {
+            **edits,
+            "not_an_answer_rate": _rate(edits["not_an_answer"], edits["count"]),
+        },
+        "critiques": {
+            **critiques,
+            "verdict_rate": _rate(critiques["with_verdict"], critiques["count"]),
+        },
     }
 
 

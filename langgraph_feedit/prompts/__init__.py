@@ -1,7 +1,8 @@
 """Prompt templates per role, as named and versioned sets, and the parsers of their replies.
 
 A template set is a TOML file with ``name``, ``version`` and one template per role call:
-``critique``, ``edit`` (with ``{feedback}``), ``judge_rating`` (a rubric ending in
+``critique``, ``edit`` (with ``{feedback}``, and optionally ``{request}``: the last user
+turn), ``judge_rating`` (a rubric ending in
 ``Score: N``), ``judge_rating_json`` (the same rubric, answered as JSON where the endpoint
 constrains output by a schema), ``judge_principle`` (with ``{principle}``; the question the
 ``principle`` judge asks, answered Yes or No) and ``judge_pairwise`` (with ``{question}``,
@@ -123,14 +124,33 @@ def critique_messages(
     ]
 
 
+_PLACEHOLDER = re.compile(r"\{(request|feedback)\}")
+
+
 def edit_messages(
     conversation: Sequence[Mapping[str, Any]], response: str, feedback: str, templates: TemplateSet
 ) -> list[Message]:
-    """[conversation..., assistant: response, user: edit instruction with the feedback]."""
+    """[conversation..., assistant: response, user: edit instruction with the feedback].
+
+    ``{request}`` in the template is the conversation's last user turn: the instruction can
+    end by asking it again, which a small model answers as a request rather than replying
+    to the feedback (see :mod:`langgraph_feedit.prompts.answers` for what is done when it
+    does not)."""
+    request = next(
+        (
+            _content_text(m.get("content"))
+            for m in reversed(conversation)
+            if m.get("role") == "user"
+        ),
+        "",
+    )
+    values = {"request": request.strip(), "feedback": feedback.strip()}
+    # One pass, so a request or feedback that contains "{feedback}" stays as it is.
+    text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], templates.edit)
     return [
         *(dict(m) for m in conversation),
         {"role": "assistant", "content": response},
-        {"role": "user", "content": templates.edit.replace("{feedback}", feedback.strip())},
+        {"role": "user", "content": text},
     ]
 
 

@@ -13,6 +13,10 @@ Two content hooks let parsers be tested: a last user message containing "Rate th
 starts with ``The response is {not|slightly|partially|mostly|perfectly} helpful.``; an
 Arena-Hard judge prompt (``<|The Start of Assistant A's Answer|>``) ends with a verdict such as
 ``[[A>B]]`` that prefers the longer answer (strongly when it is 1.5 times as long).
+An edit call (a last user turn mentioning feedback, after an assistant turn) of a
+conversation whose first user turn holds ``sim-edit:preamble``, ``sim-edit:commentary``,
+``sim-edit:non-answer`` or ``sim-edit:verdict`` is answered as a misbehaving edit model does:
+with a preamble, a closing note, a reply to the editor, or a critique's verdict.
 A principle judge's prompt ("... satisfies this principle: P. Only answer Yes or No.") is
 answered Yes or No, with ``logprobs`` (when asked) whose Yes-minus-No margin grows with the
 judged answer's length; a rating prompt sent with a ``response_format`` it accepts

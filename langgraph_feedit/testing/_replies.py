@@ -46,8 +46,11 @@ def content_text(content: Any) -> str:
 
 
 def reply_key(seed: int, messages: list[Any], body: dict[str, Any]) -> int:
-    """The seed of a chat reply: the server seed, the messages and the sampling settings."""
-    return digest(seed, messages, {k: body.get(k) for k in _SAMPLING_KEYS})
+    """The seed of a chat reply: the server seed, the messages and the sampling settings
+    (at temperature 0 without the request's ``seed``: greedy decoding draws nothing)."""
+    greedy = body.get("temperature") == 0
+    settings = {k: None if greedy and k == "seed" else body.get(k) for k in _SAMPLING_KEYS}
+    return digest(seed, messages, settings)
 
 
 def arena_verdict(prompt: str) -> str:
@@ -240,9 +243,45 @@ def compose(
         tail = ["\nMy", " final", " verdict:", f" [[{arena_verdict(last_user)}]]"]
     body = head + words(rng, max(1, length - len(head) - len(tail)))
     tokens = [body[0]] + [f" {w}" for w in body[1:]] + tail
+    mode = _edit_mode(messages, last_user)
+    if mode == "preamble":
+        tokens = ["Here's", " the", " revised", " response:", "\n\n" + tokens[0], *tokens[1:]]
+    elif mode == "commentary":
+        tokens = [*tokens, "\n\nNote:", " I", " made", " the", " changes", " you", " asked."]
+    elif mode in _NON_ANSWERS:
+        said = _NON_ANSWERS[mode].split(" ")
+        tokens = [said[0], *(f" {w}" for w in said[1:])]
     if cap is not None and len(tokens) > cap:
         return tokens[:cap], "length"
     return tokens, "stop"
+
+
+_EDIT_MODE = re.compile(r"sim-edit:(preamble|commentary|non-answer|verdict)")
+_NON_ANSWERS = {
+    "non-answer": "I'm ready to assist with your editing needs. Please go ahead and provide "
+    "the text you'd like me to edit.",
+    "verdict": "The response is X helpful, with several specific issues to fix.",
+}
+
+
+def _edit_mode(messages: list[Any], last_user: str) -> str | None:
+    """How an edit call is answered when the first user turn asks for a misbehaving edit
+    model (``sim-edit:preamble``, ``commentary``, ``non-answer`` or ``verdict``): a call is
+    an edit when its last turn is a user turn, mentioning feedback, after an assistant turn."""
+    if len(messages) < 3 or "feedback" not in last_user:
+        return None
+    if not (isinstance(messages[-2], dict) and messages[-2].get("role") == "assistant"):
+        return None
+    first = next(
+        (
+            content_text(m.get("content"))
+            for m in messages
+            if isinstance(m, dict) and m.get("role") == "user"
+        ),
+        "",
+    )
+    found = _EDIT_MODE.search(first)
+    return found.group(1) if found else None
 
 
 def prompt_prefixes(messages: list[Any]) -> tuple[int, list[int]]:
