@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from langgraph_feedit import __version__, verify_cli
+from langgraph_feedit.defaults import CALL_TIMEOUT_S, FIRST_BYTE_TIMEOUT_S, MAX_RETRIES
 from langgraph_feedit.errors import ConfigError, FeeditError, UserError, register_secret
 from langgraph_feedit.presets import PRESETS
 
@@ -49,7 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
             '  feedit run --preset best-of-n --drafts 8 "Name a prime above 100."\n'
             "  feedit run --base-url http://127.0.0.1:8000/v1 --model my-model "
             '--critique-model my-critic "..."\n'
-            '  feedit run --set roles.judge.kind=reward --set depth.stop_score=0.9 "..."'
+            '  feedit run --set roles.judge.kind=reward --set depth.stop_score=0.9 "..."\n'
+            "\n"
+            "time:\n"
+            f"  each call waits up to {CALL_TIMEOUT_S:g} s in all (roles.*.timeout), a streamed "
+            f"one {FIRST_BYTE_TIMEOUT_S:g} s for its\n"
+            "  first token (roles.*.first_byte_timeout); a timeout, a lost connection, a 429 "
+            f"or a 5xx is\n  retried up to {MAX_RETRIES} times (roles.*.max_retries), each "
+            "retry said on standard error.\n"
+            "  --deadline S answers with the best candidate so far after S seconds."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(run)
     run.add_argument("--trace", type=Path, help="write the run's trace (JSON) to this file")
     run.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
-    run.add_argument("-v", "--verbose", action="store_true", help="progress on standard error")
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="progress on standard error: a line per call of every branch as it starts, "
+        "ends, is scored or fails",
+    )
     run.add_argument(
         "-q",
         "--quiet",
@@ -400,12 +416,17 @@ async def _run(args: argparse.Namespace) -> int:
         messages.append(("system", args.system))
     messages.append(("user", prompt))
     out: dict[str, Any] | None = None
-    async for mode, chunk in graph.astream(
-        {"messages": messages}, stream_mode=["custom", "values"], subgraphs=False
+    started = time.monotonic()
+    # With -v, the branches' own events too: they run in subgraphs, whose events LangGraph
+    # streams only with ``subgraphs=True`` (the top level's values come with an empty ns).
+    async for item in graph.astream(
+        {"messages": messages}, stream_mode=["custom", "values"], subgraphs=args.verbose
     ):
+        ns, mode, chunk = item if args.verbose else ((), *item)
         if mode == "custom" and args.verbose and isinstance(chunk, dict) and "feedit" in chunk:
-            print(json.dumps(chunk["feedit"]), file=sys.stderr, flush=True)
-        elif mode == "values":
+            line = progress_line(chunk["feedit"], time.monotonic() - started)
+            print(line, file=sys.stderr, flush=True)
+        elif mode == "values" and not ns:
             out = cast(dict[str, Any], chunk)
     assert out is not None and "trace" in out
     trace = Trace.model_validate(out["trace"])
@@ -418,6 +439,24 @@ async def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_tree(trace, args.trace)
     return 0
+
+
+def progress_line(event: dict[str, Any], elapsed: float) -> str:
+    """One progress event as a line for a terminal or a log: the time since the start, the
+    tree node, what happened, and what came with it (tokens, a score, an error)."""
+    what = event.get("event", "?")
+    node = event.get("id") or "-"
+    kind = event.get("kind") or ""
+    details = []
+    for key in ("tokens", "score", "best_score", "stopped", "calls", "error", "wall_s"):
+        value = event.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.3f}"
+        details.append(f"{key}={value}")
+    head = f"{elapsed:7.2f}s  {node:<14} {kind:<9} {what}"
+    return f"{head}  {' '.join(details)}".rstrip()
 
 
 def _print_tree(trace: Any, written: Path | None) -> None:

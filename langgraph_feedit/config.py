@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from langgraph_feedit.defaults import CALL_TIMEOUT_S, FIRST_BYTE_TIMEOUT_S, MAX_RETRIES
 from langgraph_feedit.errors import ConfigError, register_secret
 
 __all__ = [
@@ -225,7 +226,10 @@ class RoleConfig(_Strict):
     max_concurrency: int | None = Field(default=None, ge=1)
     """Calls in flight to this endpoint at once, shared by every run in the process."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds one HTTP request may take before it is cancelled and retried."""
+    """Seconds one HTTP request may take in all before it is cancelled and retried."""
+    first_byte_timeout: float | None = Field(default=None, gt=0.0)
+    """Seconds a streamed request may wait for its first chunk before it is cancelled and
+    retried (a plain request's first byte is its whole reply: ``timeout`` bounds it)."""
     max_retries: int | None = Field(default=None, ge=0, le=20)
     """Retries after the first attempt, on retryable failures only."""
     backoff: float | None = Field(default=None, ge=0.0, le=60.0)
@@ -381,8 +385,9 @@ _ROLE_DEFAULTS = RoleConfig(
     temperature=0.7,
     max_tokens=1024,
     max_concurrency=16,
-    timeout=120.0,
-    max_retries=4,
+    timeout=CALL_TIMEOUT_S,
+    first_byte_timeout=FIRST_BYTE_TIMEOUT_S,
+    max_retries=MAX_RETRIES,
     backoff=0.5,
     template="generic",
 )
