@@ -222,10 +222,16 @@ async def _check_server(client: Any, server: ServerOptions) -> str:
 
     where = f"--server {server.url}"
     try:
-        found = await _find_assistant(client, server.assistant)
-        if found is not None:
-            return found
-        served = sorted({a["graph_id"] for a in await client.assistants.search(limit=100)})
+        assistants = await client.assistants.search(limit=1000)
+        # A graph's name means the assistant the server made for it, before any made later.
+        assistants.sort(key=lambda a: (a.get("metadata") or {}).get("created_by") != "system")
+        for assistant in assistants:
+            if server.assistant in (assistant["assistant_id"], assistant["graph_id"]):
+                return str(assistant["assistant_id"])
+        for assistant in assistants:
+            if server.assistant == assistant.get("name"):
+                return str(assistant["assistant_id"])
+        served = sorted({a["graph_id"] for a in assistants})
     except (AuthenticationError, PermissionDeniedError) as exc:
         how = (
             f"the key in ${server.key_env}"
@@ -248,23 +254,6 @@ async def _check_server(client: Any, server: ServerOptions) -> str:
         f"--assistant {server.assistant!r}: the server at {server.url} has no such assistant "
         f"or graph; it serves {', '.join(served) or 'none'}"
     )
-
-
-async def _find_assistant(client: Any, name: str) -> str | None:
-    try:
-        uuid.UUID(name)
-    except ValueError:
-        for query in ({"graph_id": name}, {"name": name}):
-            found = await client.assistants.search(limit=1, **query)
-            if found:
-                return str(found[0]["assistant_id"])
-        return None
-    from langgraph_sdk.errors import NotFoundError
-
-    try:
-        return str((await client.assistants.get(name))["assistant_id"])
-    except NotFoundError:
-        return None
 
 
 def _detail(exc: httpx.HTTPStatusError) -> str:
