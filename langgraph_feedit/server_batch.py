@@ -36,8 +36,10 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import httpx
@@ -66,6 +68,8 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "langgraph-feedit:server-batch")
 under this namespace, so the same prompt of the same batch always names the same thread."""
 
 _ACTIVE = ("pending", "running")
+_MAX_LOST = 5
+"""Runs of one prompt the server may lose (restarts) before the prompt is written as failed."""
 _TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 """Statuses a restarting or overloaded server answers with; any other is its final word."""
 
@@ -161,6 +165,23 @@ async def run_server_batch(
     # The SDK would otherwise send LANGGRAPH_API_KEY or LANGSMITH_API_KEY to any URL given.
     client = get_client(url=server.url, api_key=key, timeout=(30.0, 600.0, 30.0, 30.0))
     sidecar = sidecar_of(options.output)
+    with warnings.catch_warnings():
+        # The SDK warns as it reconnects a join cut off by a restart, which the batch expects.
+        warnings.filterwarnings("ignore", "Request failed, attempting reconnect", UserWarning)
+        summary = await _run(client, options, server, context, sidecar, stream, on_record)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+async def _run(
+    client: Any,
+    options: BatchOptions,
+    server: ServerOptions,
+    context: dict[str, Any],
+    sidecar: Path,
+    stream: TextIO,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> BatchSummary:
     try:
         assistant_id = await _check_server(client, server)
         with output_lock(options.output, sidecar):
@@ -180,7 +201,6 @@ async def run_server_batch(
             )
     finally:
         await client.aclose()
-    summary.wall_s = time.monotonic() - started
     return summary
 
 
@@ -243,8 +263,7 @@ async def _check_server(client: Any, server: ServerOptions) -> str:
         raise UserError(f"{where} is not a LangGraph server (no /assistants there)") from None
     except httpx.HTTPStatusError as exc:
         raise UserError(
-            f"{where} answered {exc.response.status_code} {_detail(exc)}: is it a LangGraph "
-            "server?"
+            f"{where} answered {exc.response.status_code} {_detail(exc)}: is it a LangGraph server?"
         ) from None
     except (httpx.TransportError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise UserError(f"{where} cannot be reached: {type(exc).__name__}: {exc}") from None
@@ -281,6 +300,7 @@ class _Runner:
         tid = server_thread_id(prompt, self.server.assistant, self.context)
         started = False  # a run of this batch made calls for the prompt
         resumed = False
+        lost = 0
         while True:
             try:
                 thread = await self._retry(lambda: self.client.threads.get(tid))
@@ -320,8 +340,12 @@ class _Runner:
             started = True
             result = await self._join(tid, run["run_id"])
             error = result.get("__error__") if isinstance(result, dict) else None
-            if error is not None:
+            if error is not None and await self._failed(tid, run["run_id"]):
                 return Outcome(None, _error_text(error))
+            # Finished, or lost with the server's memory (a restart): look at the thread again.
+            lost += error is not None
+            if lost > _MAX_LOST:
+                return Outcome(None, f"{_error_text(error)} ({lost} times on {self.server.url})")
 
     async def _start(self, tid: str, graph_input: dict[str, Any] | None) -> dict[str, Any]:
         run: dict[str, Any] = await self._retry(
@@ -334,6 +358,17 @@ class _Runner:
             )
         )
         return run
+
+    async def _failed(self, tid: str, run_id: str) -> bool:
+        """Whether the run is there and failed (a join also answers with an error for a run
+        the server no longer knows)."""
+        from langgraph_sdk.errors import NotFoundError
+
+        try:
+            run = await self._retry(lambda: self.client.runs.get(tid, run_id))
+        except NotFoundError:
+            return False
+        return bool(run["status"] == "error")
 
     async def _active_run(self, tid: str) -> dict[str, Any] | None:
         runs = await self._retry(lambda: self.client.runs.list(tid, limit=20))

@@ -326,13 +326,16 @@ def test_what_the_server_does_not_know_is_one_line_before_any_run(
     ]
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 async def test_a_server_restarted_mid_batch_loses_no_answer(
-    sim: SimServer, tmp_path: Path, deploy_key: str
+    sim: SimServer, tmp_path: Path, deploy_key: str, how: signal.Signals
 ) -> None:
-    """``langgraph dev`` stopped (SIGTERM) half way through and started again in the same
-    folder: the client waits for it, reads back the threads it kept, runs again the ones it
-    lost (the in-memory server saves its threads every few seconds, not at every write), and
-    writes every answer once. A deployment on Postgres keeps every thread."""
+    """``langgraph dev`` stopped half way through (SIGTERM: it finishes or cancels its runs and
+    saves its threads; SIGKILL: a crash, which loses what it saved in the last seconds) and
+    started again in the same folder, from its saved state in ``.langgraph_api``: the client
+    waits through the outage, reads back the threads the server kept, runs again the ones it
+    lost, and writes every answer once. (A deployment on Postgres loses no thread; the dev
+    server is the harsher case.)"""
     folder = _deployment(tmp_path / "deployment")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -360,6 +363,7 @@ async def test_a_server_restarted_mid_batch_loses_no_answer(
         while sim.call_count - before < n * 4 // 2:
             assert not batch.done(), batch
             await asyncio.sleep(0.01)
+        proc.send_signal(how)
         await asyncio.to_thread(_stop, proc)
         stopped_at = sim.call_count - before
         proc = await asyncio.to_thread(_start, folder, sim, port)
@@ -371,3 +375,5 @@ async def test_a_server_restarted_mid_batch_loses_no_answer(
     assert [r["id"] for r in records] == [f"restart-{i}" for i in range(n)]
     assert all(r["status"] == "ok" and r["answer"] for r in records)
     assert stopped_at < n * 4  # the server really went away mid-batch
+    if how == signal.SIGTERM:
+        assert sim.call_count - before == n * 4  # it kept every thread: no call made twice
