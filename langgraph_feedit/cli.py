@@ -19,7 +19,7 @@ from langgraph_feedit.errors import ConfigError, FeeditError, UserError, registe
 from langgraph_feedit.presets import PRESETS
 
 if TYPE_CHECKING:
-    pass
+    from langgraph_feedit.batch_output import BatchOptions, BatchSummary
 
 # The configuration models, LangGraph and the rest are imported by the commands that use them:
 # `feedit --version` and `--help` load none of them.
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  feedit batch --input question.jsonl --output answers.jsonl --drafts 4\n"
             "  feedit batch --input q.jsonl --output part0.jsonl --shard 0/4 "
             "--store /shared/feedit\n"
+            "  feedit batch --input q.jsonl --output answers.jsonl --server "
+            "http://127.0.0.1:2024 --preset best-of-n --drafts 8\n"
             "exit status: 0 every prompt answered in full; 3 every prompt answered, some "
             "partially (a branch failed or a candidate went unscored: run the same command "
             "again to make only the missing calls); 1 some prompt failed; 2 a usage or "
@@ -140,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-store",
         action="store_true",
         help="run without checkpoints or call cache (nothing to resume from, nothing reused)",
+    )
+    batch.add_argument(
+        "--server",
+        metavar="URL",
+        help="run every prompt on this LangGraph server (a deployment, or `langgraph dev` "
+        "serving graphs/langgraph.json): the server's endpoints and keys answer",
+    )
+    batch.add_argument(
+        "--assistant",
+        help="with --server: the assistant or graph to run (default: the --preset, else "
+        "feedback-edit)",
+    )
+    batch.add_argument(
+        "--server-key-env",
+        metavar="NAME",
+        help="with --server: the variable holding the deployment's key (sent as x-api-key)",
     )
     _config_options(batch)
 
@@ -479,7 +497,10 @@ async def _batch(args: argparse.Namespace) -> int:
     from langgraph_feedit.batch import BatchOptions, parse_shard, run_batch
     from langgraph_feedit.config import FeeditConfig
 
-    config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+    if args.server is None:
+        for flag, attr in (("--assistant", "assistant"), ("--server-key-env", "server_key_env")):
+            if getattr(args, attr) is not None:
+                raise UserError(f"{flag} goes with --server URL")
     options = BatchOptions(
         input=args.input,
         output=args.output,
@@ -495,10 +516,45 @@ async def _batch(args: argparse.Namespace) -> int:
         progress_interval=args.progress_interval,
         durable=not args.no_store,
     )
-    summary = await run_batch(config, options)
+    if args.server is not None:
+        summary = await _server_batch(args, options)
+    else:
+        config = FeeditConfig.load(args.config, overrides=overrides_from_args(args))
+        summary = await run_batch(config, options)
     for line in summary.lines():
         print(line, file=sys.stderr)
     return summary.exit_code
+
+
+async def _server_batch(args: argparse.Namespace, options: BatchOptions) -> BatchSummary:
+    """``feedit batch --server``: the flags that tune a run become each run's context; what
+    only the server may decide (endpoints, keys, its store) is refused in one line."""
+    from langgraph_feedit.server_batch import ServerOptions, run_server_batch
+
+    given = [
+        flag
+        for flag, value in (
+            ("--config", args.config),
+            ("--store", args.store),
+            ("--no-store", args.no_store),
+            ("--embedded-model", args.embedded_model),
+        )
+        if value
+    ]
+    if given:
+        raise UserError(
+            f"{given[0]} does not go with --server: the server's own configuration decides "
+            "its endpoints, keys and store; per-run settings go in flags or --set"
+        )
+    context = overrides_from_args(args)
+    preset = context.pop("preset", None)
+    server = ServerOptions(
+        url=args.server,
+        assistant=args.assistant or preset or "feedback-edit",
+        context=context,
+        key_env=args.server_key_env,
+    )
+    return await run_server_batch(options, server)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ FeeditError
 ├── ServerProcessError   a child server process could not start (says why, with its log)
 │   └── EmbeddedError    the embedded llama.cpp endpoint could not start
 ├── StoreError           a store or a batch's output could not be reached, set up or written
+├── DeploymentError      a LangGraph server stopped answering a batch (down longer than it waits)
 └── NoCandidateError     every branch of a run failed, so there is nothing to select
 ```
 
@@ -34,6 +35,7 @@ from urllib.parse import quote, quote_plus
 __all__ = [
     "REDACTED",
     "ConfigError",
+    "DeploymentError",
     "EmbeddedError",
     "EndpointError",
     "EndpointTimeout",
@@ -321,6 +323,12 @@ class EmbeddedError(ServerProcessError):
 class StoreError(FeeditError):
     """A checkpoint or cache store, or a batch's output file, could not be reached, set up or
     written (a full disk, a read-only file): names it, password hidden."""
+
+
+class DeploymentError(FeeditError):
+    """A LangGraph server a batch runs on stopped answering for longer than the batch waits
+    (``feedit batch --server``). What it answered is kept on its threads: the same command
+    run again reads it back."""
 
 
 class NoCandidateError(FeeditError):
