@@ -24,6 +24,8 @@ from langgraph_sdk import get_client
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
 
+pytestmark = pytest.mark.langgraph_dev
+
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimServer]:
