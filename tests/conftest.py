@@ -14,6 +14,9 @@ from collections import Counter
 import pytest
 from hypothesis import settings
 
+# tests/test_suite.py runs pytest on the suite's own files to see how they are marked.
+pytest_plugins = ["pytester"]
+
 # The suite shares two cores with servers it starts: a property test's per-example deadline
 # measures the machine's load, not the code, so it is off (each test still has its timeout).
 settings.register_profile("feedit", deadline=None)
@@ -49,7 +52,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_LANES] = lanes
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     """How many of the selected tests each lane holds (a test may be in several): the full run
     shows that the marked tests ran, the quick lane that they were left out."""
     lanes = config.stash.get(_LANES, None)

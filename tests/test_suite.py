@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from .conftest import FIXTURE_MARKERS, LANE_MARKERS
 
@@ -49,11 +49,13 @@ def test_every_skip_says_why() -> None:
         calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and _dotted(node.func) in SKIPS:
-                if not _has_reason(node, SKIPS[_dotted(node.func)]):
-                    silent.append(f"{path.name}:{node.lineno}")
+                said = _has_reason(node, SKIPS[_dotted(node.func)])
             elif isinstance(node, ast.Attribute) and id(node) not in calls:
-                if _dotted(node) in SKIPS:  # a bare @pytest.mark.skip
-                    silent.append(f"{path.name}:{node.lineno}")
+                said = _dotted(node) not in SKIPS  # a bare @pytest.mark.skip says nothing
+            else:
+                continue
+            if not said:
+                silent.append(f"{path.name}:{node.lineno}")
     assert silent == []
 
 
@@ -75,19 +77,11 @@ def test_the_full_run_deselects_nothing() -> None:
     assert all(not re.search(r"(^|\s)-[mk]\b", args) and " -rs" in args for args in full)
 
 
-def test_users_of_a_browser_or_a_database_are_marked() -> None:
+def test_users_of_a_browser_or_a_database_are_marked(pytester: pytest.Pytester) -> None:
     """The fixtures mark their tests (tests/conftest.py): listed by marker, without running."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-        + ["-m", "browser or services", "tests/test_view.py", "tests/test_shared_store.py"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ids = {line.split("::")[-1] for line in proc.stdout.splitlines() if "::" in line}
+    files = [str(TESTS / "test_view.py"), str(TESTS / "test_shared_store.py")]
+    run = pytester.inline_run("--collect-only", "-m", "browser or services", *files)
+    ids = {item.name for item in run.getcalls("pytest_collection_finish")[0].session.items}
     assert "test_trace_page_in_chromium" in ids  # through `tab`, which uses `browser`
     assert "test_shards_share_postgres_and_redis_and_survive_a_kill" in ids
     assert "test_word_diff_marks_inserted_and_deleted_words" not in ids  # no browser
