@@ -171,6 +171,7 @@ _LITELLM = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_litellm_completion_and_stream_stay_offline(url: str, tmp_path: Path) -> None:
     pytest.importorskip("litellm", reason="needs litellm (the 'test' extra)")
     env = {
