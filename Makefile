@@ -32,9 +32,10 @@ test:
 	@start=$$(date +%s); $(PYTHON) -m pytest -q -m "not ($(LANES))"; status=$$?; \
 		echo "make test: quick lane took $$(( $$(date +%s) - start )) s of wall time"; exit $$status
 
-# Every test: nothing deselected, and -rs prints the reason of any test that skips.
+# Every test, nothing deselected (the summary lists any skip with its reason: -rfEs in
+# pyproject.toml).
 test-all: node chromium
-	$(PYTHON) -m pytest -q -rs
+	$(PYTHON) -m pytest -q
 
 # The Node check of `feedit serve` needs the official openai Node client (skipped without node).
 node:
@@ -62,4 +63,4 @@ floors: node chromium
 	$(PYTHON) .ci/floors.py > $(FLOOR_VENV)/constraints.txt
 	$(FLOOR_VENV)/bin/pip install -q -c $(FLOOR_VENV)/constraints.txt -e '.[test]'
 	$(FLOOR_VENV)/bin/python .ci/floors.py --check
-	$(FLOOR_VENV)/bin/python -m pytest -q -rs
+	$(FLOOR_VENV)/bin/python -m pytest -q

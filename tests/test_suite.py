@@ -69,12 +69,18 @@ def test_the_quick_lane_leaves_out_exactly_the_registered_markers() -> None:
 
 
 def test_the_full_run_deselects_nothing() -> None:
-    """`make test-all`, `make floors` and a plain `pytest` run every test: no `-m` or `-k`."""
+    """`make test-all`, `make floors` and a plain `pytest` run every test: no `-m` or `-k` (nor
+    an `-r` that would replace the one in pyproject.toml)."""
     assert not re.search(r"(^|\s)-[mk]\b", PYTEST["addopts"])
     runs = [line.split("-m pytest", 1)[1] for line in MAKEFILE.splitlines() if "-m pytest" in line]
     full = [args for args in runs if "not ($(LANES))" not in args]
     assert len(runs) == 3 and len(full) == 2  # the quick lane; test-all and floors
-    assert all(not re.search(r"(^|\s)-[mk]\b", args) and " -rs" in args for args in full)
+    assert all(not re.search(r"(^|\s)-[mkr]", args) for args in full)
+
+
+def test_every_run_lists_its_skips_with_their_reasons() -> None:
+    chars = [a[2:] for a in PYTEST["addopts"].split() if a.startswith("-r")]
+    assert len(chars) == 1 and set(chars[0]) >= {"f", "E", "s"}  # failures and errors too
 
 
 def test_users_of_a_browser_or_a_database_are_marked(pytester: pytest.Pytester) -> None:
