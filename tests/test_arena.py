@@ -161,6 +161,7 @@ def test_no_bracket_no_verdict(text: str) -> None:
     assert parse_arena_verdict(text) is None
 
 
+@pytest.mark.slow
 @given(st.text(max_size=300))
 def test_parse_verdict_never_guesses(text: str) -> None:
     assert parse_arena_verdict(text) in (*VERDICTS, None)

@@ -58,6 +58,7 @@ async def batch(
 # -- resume ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_nine_then_rerun_completes_without_repeating_calls(tmp_path: Path) -> None:
     inp = write_prompts(tmp_path / "q.jsonl", 30)
     args = [
@@ -153,6 +154,7 @@ async def test_rerun_of_a_finished_batch_makes_no_call(sim: SimServer, tmp_path:
 # -- faults at scale ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_hundred_prompts_with_faults(tmp_path: Path) -> None:
     faults = [
         Fault("500", rate=0.04),
@@ -279,6 +281,7 @@ async def test_partial_prompts_are_recorded_and_a_rerun_makes_exactly_the_missin
 # -- the output file ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_rerun_killed_midway_leaves_the_previous_output_whole(tmp_path: Path) -> None:
     inp = write_prompts(tmp_path / "q.jsonl", 24)
     out, store = tmp_path / "out.jsonl", tmp_path / "store"
@@ -491,6 +494,7 @@ def test_shard_and_limit_selection() -> None:
 # -- shards sharing one store ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
     inp = write_prompts(tmp_path / "q.jsonl", 24)
     store = tmp_path / "store"
@@ -542,6 +546,7 @@ def test_two_shards_write_one_sqlite_store_at_once(tmp_path: Path) -> None:
 # -- progress -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
     import fcntl
     import pty
@@ -601,6 +606,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
     assert "batch: " not in screen  # the bar, not the line-oriented form
 
 
+@pytest.mark.slow
 def test_the_call_cache_opens_while_another_process_holds_its_file(tmp_path: Path) -> None:
     from langgraph_feedit.config import StoreConfig
     from langgraph_feedit.stores import open_stores

@@ -305,6 +305,7 @@ def test_a_bad_base_url_is_a_configuration_error_for_every_command(
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags", [["--base-url", "not a url"], ["--set", "roles.judge.base_url=ftp://h/v1"]]
 )

@@ -16,6 +16,9 @@ from langgraph_feedit.testing import SimServer
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
+# Each example runs in its own interpreter: a few seconds apiece.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimServer]:

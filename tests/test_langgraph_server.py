@@ -25,6 +25,8 @@ from langgraph_sdk import get_client
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
 SERVER_KEY_VAR = "FEEDIT_TEST_SERVER_KEY"
 
+pytestmark = pytest.mark.langgraph_dev
+
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimServer]:

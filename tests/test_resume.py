@@ -32,6 +32,7 @@ def _judge_calls(sim: SimServer) -> int:
     return sum(1 for r in sim.requests if "[Response A]" in json.dumps(r.body))
 
 
+@pytest.mark.slow
 async def test_resume_gets_a_fresh_deadline_and_counts_restored_calls_as_reused(
     sim: SimServer, tmp_path: Path
 ) -> None:

@@ -158,6 +158,7 @@ def test_plain_score_is_the_mean_outcome(wins: int, ties: int, losses: int) -> N
     assert score == pytest.approx(100.0 * (wins + ties / 2) / len(results), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_intervals_shrink_with_more_data() -> None:
     def width(n: int) -> float:
         s = score_judgments(rows(["win"] * (6 * n) + ["loss"] * (4 * n)), rounds=100).models[0]
@@ -243,6 +244,7 @@ def _arena_interval(outcomes: np.ndarray, rounds: int, seed: int) -> tuple[float
     return 100 * float(low), 100 * float(high)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 42])
 def test_the_default_interval_is_arena_hard_v2s_5th_to_95th_percentile(seed: int) -> None:
     rng = random.Random(seed)
@@ -259,6 +261,7 @@ def test_the_default_interval_is_arena_hard_v2s_5th_to_95th_percentile(seed: int
     assert wider.lower < s.lower and wider.upper > s.upper
 
 
+@pytest.mark.slow
 def test_per_category_baselines_are_scored_apart_as_arena_hard_v2_does() -> None:
     judgments = [
         row(str(i), r, r, baseline="o3-mini-2025-01-31", category="hard_prompt")

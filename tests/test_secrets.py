@@ -177,6 +177,7 @@ def echoing() -> Iterator[SimServer]:
         yield sim
 
 
+@pytest.mark.slow
 def test_serve_502_body_and_log_never_hold_either_key(
     echoing: SimServer, key: str, env: dict[str, str]
 ) -> None:

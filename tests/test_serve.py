@@ -266,6 +266,7 @@ def test_stream_keeps_alive_and_carries_the_trace_on_request() -> None:
     assert text == trace.answer
 
 
+@pytest.mark.slow
 def test_single_streams_the_endpoints_tokens_as_they_come() -> None:
     # 40 tokens at 20 a second after 0.1 s: the reply takes 2 s, its first token 0.1 s.
     backend = SimServer(seed=15, ttft=0.1, rate=20, mean_tokens=40, min_tokens=40)

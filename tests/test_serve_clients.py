@@ -174,8 +174,9 @@ _LITELLM = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_litellm_completion_and_stream_stay_offline(url: str, tmp_path: Path) -> None:
-    pytest.importorskip("litellm")
+    pytest.importorskip("litellm", reason="needs litellm (the 'test' extra)")
     env = {
         **os.environ,
         # litellm fetches its model price list from the network at import unless told not to.
@@ -202,6 +203,7 @@ def test_litellm_completion_and_stream_stay_offline(url: str, tmp_path: Path) ->
 # -- the official Node client -----------------------------------------------------------------
 
 
+@pytest.mark.npm
 def test_node_client_streaming_loop(url: str) -> None:
     node = shutil.which("node")
     if node is None:

@@ -31,6 +31,8 @@ pytest.importorskip("langgraph_sdk", reason="needs langgraph-sdk (the 'test' ext
 
 from langgraph_feedit.server_batch import ServerOptions, run_server_batch
 
+pytestmark = pytest.mark.langgraph_dev
+
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ROOT / "graphs"
 DEPLOY_KEY_VAR = "FEEDIT_TEST_DEPLOY_KEY"

@@ -60,6 +60,7 @@ def test_grid_parsing() -> None:
             parse_grid(bad)
 
 
+@pytest.mark.slow
 async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path) -> None:
     qs = questions(tmp_path, 5)
     with SimServer(seed=101) as sim:

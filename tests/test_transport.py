@@ -216,6 +216,7 @@ async def test_proxy_variables_do_not_redirect_calls(monkeypatch: pytest.MonkeyP
         assert sim.call_count == 1
 
 
+@pytest.mark.slow
 def test_sessions_close_when_their_loop_shuts_down(tmp_path: object) -> None:
     # A script that never closes its endpoints (asyncio.run per call, then a sync invoke on the
     # graph's own loop): no "Unclosed client session" or connector warning, even in dev mode,

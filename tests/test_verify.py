@@ -162,6 +162,7 @@ def test_bad_input_names_the_file_and_line(
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sentence_counts_work_with_no_nltk_data(tmp_path: Path) -> None:
     """In a fresh interpreter whose NLTK finds no data at all (no punkt, no punkt_tab)."""
     script = textwrap.dedent(

@@ -523,6 +523,7 @@ def test_batch_pages_read_trace_files(tmp_path: Path) -> None:
     assert caught.value.line == 1
 
 
+@pytest.mark.slow
 def test_a_run_trace_file_alone_has_its_conversation_and_judge_bars(tmp_path: Path) -> None:
     """``feedit run --trace`` writes the conversation into the trace, and each candidate's
     pointwise judge call has its own bar on the timeline."""
