@@ -177,7 +177,9 @@ async def test_init_chat_model_strings(sim: SimServer, monkeypatch: pytest.Monke
 
 
 async def test_init_chat_model_names_the_missing_package() -> None:
-    pytest.importorskip("langchain")
+    pytest.importorskip(
+        "langchain", reason="init_chat_model needs langchain (the chatmodels extra)"
+    )
     try:
         import langchain_anthropic  # noqa: F401
     except ImportError:
