@@ -39,7 +39,13 @@ from langgraph_feedit.config import (
     deep_merge,
     resolve_config,
 )
-from langgraph_feedit.endpoints import Endpoint, get_endpoint
+from langgraph_feedit.endpoints import (
+    ClientSource,
+    Endpoint,
+    client_base_url,
+    get_endpoint,
+    role_clients,
+)
 from langgraph_feedit.errors import ConfigError, EndpointTimeout
 from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides, expand_flat
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
@@ -174,9 +180,12 @@ class RoleCaller:
         *,
         embedded_model: str | None = None,
         budget: RunBudget | None = None,
+        clients: Mapping[str, ClientSource] | None = None,
     ) -> None:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
+        self.clients = role_clients(clients, list(self.roles))
+        """The operator's own clients, per role (see :func:`~langgraph_feedit.endpoints.get_endpoint`)."""
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
         self._endpoints: dict[tuple[str, int], tuple[Endpoint, str | None]] = {}
 
@@ -194,7 +203,9 @@ class RoleCaller:
         key = (role, id(asyncio.get_running_loop()))
         found = self._endpoints.get(key)
         if found is None:
-            if rc.base_url:
+            if role in self.clients:
+                found = (get_endpoint(rc, role=role, client=self.clients[role]), rc.model)
+            elif rc.base_url:
                 found = (get_endpoint(rc, role=role), rc.model)
             else:
                 from langgraph_feedit.embedded import EmbeddedSettings, get_embedded_server
@@ -304,11 +315,16 @@ _RUN_ROLES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge")
 
 # The operator's side of a role: what the spec names only by a digest (``endpoint_identity``).
 _DESTINATION = ("base_url", "model", "extra_body", "principles", "thinking")
+_DESTINATION_IF_SET = ("headers", "query", "api_version", "azure_deployment")
 
 
-def endpoint_identity(rc: RoleConfig, embedded_model: str | None) -> str:
+def endpoint_identity(
+    rc: RoleConfig, embedded_model: str | None, client_url: str | None = None
+) -> str:
     """A digest of where a role's calls go and what the operator fixed for them: base URL (or
-    the embedded model), model, extra fields, principles and a template file. It keys the call
+    the embedded model, or the base URL of the client the operator handed in for the role),
+    model, extra fields, principles and a template file, and the client settings that change
+    what a server is asked (headers, query, Azure's version and deployment). It keys the call
     cache, and it is how a run's state is checked against the graph's configuration, without
     the state showing any of them (a thread is readable by every client of a server)."""
     ident: dict[str, Any] = {
@@ -317,8 +333,13 @@ def endpoint_identity(rc: RoleConfig, embedded_model: str | None) -> str:
     }
     if ident["principles"] is not None:
         ident["principles"] = [p.model_dump() for p in rc.principle_list()]
-    if not rc.base_url:
+    if client_url is not None:
+        ident["base_url"] = f"client:{client_url}"
+    elif not rc.base_url:
         ident["base_url"] = f"embedded:{rc.embedded_model or embedded_model or 'default'}"
+    for k in _DESTINATION_IF_SET:
+        if getattr(rc, k) is not None:  # absent when unset: digests made before stay valid
+            ident[k] = getattr(rc, k)
     if rc.template not in (None, *BUILTIN_TEMPLATES):
         ident["template"] = rc.template
     blob = json.dumps(ident, sort_keys=True, ensure_ascii=False, default=str)
@@ -331,6 +352,7 @@ def make_spec(
     *,
     key: str | None = None,
     started: float | None = None,
+    client_urls: Mapping[str, str] | None = None,
 ) -> RunSpec:
     """The run spec of a resolved configuration: what the run's state carries and every node
     reads. Role endpoints appear as digests only; each role's sampling settings, and its
@@ -343,7 +365,7 @@ def make_spec(
         if rc.template in BUILTIN_TEMPLATES:
             tuned["template"] = rc.template
         roles[r] = tuned
-        endpoints[r] = endpoint_identity(rc, config.embedded_model)
+        endpoints[r] = endpoint_identity(rc, config.embedded_model, (client_urls or {}).get(r))
     w, d = config.width, config.depth
     return {
         "key": key or uuid.uuid4().hex,
@@ -407,11 +429,19 @@ class Operator:
     """
 
     def __init__(
-        self, config: FeeditConfig, preset: str | None, context_allow: Collection[str] | None
+        self,
+        config: FeeditConfig,
+        preset: str | None,
+        context_allow: Collection[str] | None,
+        clients: Mapping[str, ClientSource] | None = None,
     ) -> None:
         self.config = config
         self.preset = preset
         self.context_allow = None if context_allow is None else tuple(context_allow)
+        # The operator's own clients: only this object holds them, nothing a run writes.
+        self.clients = role_clients(clients, ROLE_NAMES)
+        urls = {id(c): client_base_url(c) for c in self.clients.values()}  # once per client
+        self.client_urls = {r: urls[id(c)] for r, c in self.clients.items()}
 
     def resolve(self, context: Any) -> FeeditConfig:
         """This run's configuration: the graph's, with the run's ``context`` laid over (checked
@@ -430,7 +460,9 @@ class Operator:
 
     def start(self, config: FeeditConfig, conversation: list[dict[str, Any]]) -> ActiveRun:
         """A new run of the resolved ``config`` (the ``start`` node's)."""
-        run = ActiveRun(make_spec(config, conversation), config, self)
+        run = ActiveRun(
+            make_spec(config, conversation, client_urls=self.client_urls), config, self
+        )
         _remember(run)
         return run
 
@@ -476,7 +508,11 @@ class Operator:
                 source="thread state",
             ) from None
         rebuilt = make_spec(
-            config, given["conversation"], key=given["key"], started=given["started"]
+            config,
+            given["conversation"],
+            key=given["key"],
+            started=given["started"],
+            client_urls=self.client_urls,
         )
         if rebuilt["endpoints"] != given["endpoints"]:
             raise ConfigError(
@@ -502,6 +538,7 @@ class ActiveRun:
             {r: config.role(r) for r in ROLE_NAMES},
             embedded_model=config.embedded_model,
             budget=self.budget,
+            clients=operator.clients,
         )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()

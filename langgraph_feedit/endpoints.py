@@ -86,6 +86,7 @@ __all__ = [
     "get_endpoint",
     "is_retryable",
     "make_client",
+    "role_clients",
 ]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -867,7 +868,45 @@ their own."""
 def client_base_url(source: ClientSource) -> str:
     """The base URL of a client the operator handed in (a factory's, by making one)."""
     client = source if isinstance(source, AsyncOpenAI) else source()
+    if not isinstance(client, AsyncOpenAI):
+        raise ConfigError(
+            f"a client factory must return an openai.AsyncOpenAI, not {type(client).__name__}"
+        )
     return str(client.base_url).rstrip("/")
+
+
+def role_clients(
+    clients: Mapping[str, ClientSource] | None, roles: Sequence[str]
+) -> dict[str, ClientSource]:
+    """Each role's client from ``clients`` (role name to client; ``default`` for every role not
+    named), checked: an ``AsyncOpenAI`` (``AsyncAzureOpenAI`` is one) or a factory of one.
+
+    Raises:
+        ConfigError: a key is no role, or a value no client.
+    """
+    if not clients:
+        return {}
+    unknown = sorted(set(clients) - {"default", *roles})
+    if unknown:
+        raise ConfigError(
+            f"clients: {', '.join(map(repr, unknown))} is no role (roles: default, "
+            f"{', '.join(roles)})",
+            key="clients",
+            source="arguments",
+        )
+    for name, source in clients.items():
+        if not isinstance(source, AsyncOpenAI) and not callable(source):
+            raise ConfigError(
+                f"clients[{name!r}] must be an openai.AsyncOpenAI (or AsyncAzureOpenAI), or a "
+                f"function that returns one, not {type(source).__name__}",
+                key=f"clients.{name}",
+                source="arguments",
+            )
+    default = clients.get("default")
+    out = {r: clients[r] for r in roles if r in clients}
+    if default is not None:
+        out = {r: out.get(r, default) for r in roles}
+    return out
 
 
 def get_endpoint(
@@ -922,6 +961,8 @@ def get_endpoint(
                 made = _client_for(config, role, url)
             else:
                 made = client if isinstance(client, AsyncOpenAI) else client()
+                # The operator's key, never read by this package, may still be echoed back.
+                register_secret(getattr(made, "api_key", None) or None)
             endpoint = Endpoint(
                 client=made,
                 connect_timeout=config.connect_timeout,

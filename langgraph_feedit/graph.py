@@ -18,7 +18,7 @@ budget spent) or sends the best ``beam`` candidates of the round into another ro
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast, get_type_hints
 
@@ -42,6 +42,7 @@ from langgraph_feedit.calls import (
     forget_run,
 )
 from langgraph_feedit.config import FeeditConfig, resolve_config
+from langgraph_feedit.endpoints import ClientSource
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
@@ -391,6 +392,7 @@ def create_feedit_graph(
     name: str = "feedit",
     cache: BaseCache[Any] | None = None,
     context_allow: Collection[str] | None = None,
+    clients: Mapping[str, ClientSource] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the draft-critique-edit-judge graph (uncompiled).
 
@@ -410,6 +412,13 @@ def create_feedit_graph(
             role sampling, and only the keys listed here beyond that (dotted, ``*`` for any
             role: ``("roles.*.model",)``). ``None`` (the default for graphs you run yourself)
             trusts the context like any other argument.
+        clients: your own OpenAI clients, per role (``"default"`` for every role not named):
+            an ``openai.AsyncOpenAI`` or ``AsyncAzureOpenAI``, used as given (its base URL,
+            key, headers and HTTP client; the role's ``base_url`` and ``api_key_env`` are not
+            read), or a function that returns one, called once per event loop (what a graph
+            invoked from sync code needs). The package's own retry policy applies (the SDK's
+            retries are off on each request); a client is never closed, logged or stored,
+            and a run's context or state cannot choose one.
 
     Returns:
         A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
@@ -442,7 +451,7 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    op = Operator(config, preset, context_allow)
+    op = Operator(config, preset, context_allow, clients)
     draft_branch, critique_branch, edit_branch = branch_graphs(op, cache)
     builder = FeeditGraph(
         state_schema or FeeditState,
