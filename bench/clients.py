@@ -141,10 +141,7 @@ async def clients(base_url: str, calls: int, workers: int, block: int, old: str 
     endpoints = {"endpoint": Endpoint(base_url, api_key="sk-none", max_concurrency=64)}
     if "client" in inspect.signature(Endpoint).parameters:
         endpoints["endpoint_httpx"] = Endpoint(
-            base_url,
-            api_key="sk-none",
-            max_concurrency=64,
-            client=openai.AsyncOpenAI(base_url=base_url, api_key="sk-none", max_retries=0),
+            base_url, api_key="sk-none", max_concurrency=64, transport="httpx"
         )
     for name, endpoint in endpoints.items():
         closers.append(endpoint.aclose)

@@ -34,6 +34,7 @@ import random
 import ssl
 import threading
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -337,25 +338,47 @@ class _Events(AsyncStream[object]):
 class _Limiter:
     """A concurrency limit whose size can shrink when another role asks for less.
 
-    Waiters are served first come, first served (``asyncio.Condition`` wakes in FIFO order).
+    Waiters are served first come, first served. A free slot is taken without a wait (and
+    without a lock: nothing else runs on the loop between the check and the count); a slot
+    given back goes straight to the longest waiter, whose count is taken for it.
     """
+
+    __slots__ = ("_waiters", "active", "limit", "peak")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
         self.peak = 0
-        self._cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+        if self.active < self.limit and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as the caller left
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify()
+        self._release()
+
+    def _take(self) -> None:
+        self.active += 1
+        if self.active > self.peak:
+            self.peak = self.active
+
+    def _release(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a waiter cancelled while queued is passed over
+                self._take()
+                waiter.set_result(None)
 
 
 class Endpoint:
