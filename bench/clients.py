@@ -43,9 +43,9 @@ from typing import Any
 import openai
 
 sys.path.insert(0, str(Path(__file__).parent))
-from simproc import start_sim  # noqa: E402
+from simproc import start_sim
 
-from langgraph_feedit.endpoints import Endpoint  # noqa: E402
+from langgraph_feedit.endpoints import Endpoint
 
 MODEL = "sim-model"
 Call = Callable[[int], Awaitable[Any]]

@@ -185,7 +185,7 @@ class RoleCaller:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
         self.clients = role_clients(clients, list(self.roles))
-        """The operator's own clients, per role (see :func:`~langgraph_feedit.endpoints.get_endpoint`)."""
+        """The operator's own clients, per role (see :func:`.endpoints.get_endpoint`)."""
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
         self._endpoints: dict[tuple[str, int], tuple[Endpoint, str | None]] = {}
 
@@ -460,9 +460,7 @@ class Operator:
 
     def start(self, config: FeeditConfig, conversation: list[dict[str, Any]]) -> ActiveRun:
         """A new run of the resolved ``config`` (the ``start`` node's)."""
-        run = ActiveRun(
-            make_spec(config, conversation, client_urls=self.client_urls), config, self
-        )
+        run = ActiveRun(make_spec(config, conversation, client_urls=self.client_urls), config, self)
         _remember(run)
         return run
 

@@ -358,6 +358,7 @@ _NO_THINKING = ThinkingConfig()
 def _is_variable_name(name: str) -> bool:
     return not name.startswith("sk-") and name.replace("_", "").isalnum()
 
+
 NO_KEY = "sk-no-key"
 """The stand-in key sent to endpoints that need none (the OpenAI client insists on one)."""
 

@@ -1012,9 +1012,7 @@ def get_endpoint(
     else:
         url = (base_url or config.base_url or "").rstrip("/")
         if not url:
-            raise ValueError(
-                "get_endpoint needs a base URL (resolve the embedded endpoint first)"
-            )
+            raise ValueError("get_endpoint needs a base URL (resolve the embedded endpoint first)")
         key = (url, config.api_key_env or "", json.dumps(settings, sort_keys=True, default=str))
         local = _embedded_at(url) if not config.base_url else None
         if local is not None:

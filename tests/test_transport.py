@@ -232,7 +232,7 @@ def test_sessions_close_when_their_loop_shuts_down(tmp_path: object) -> None:
         from langgraph_feedit import FeeditConfig, create_feedit_graph
         from langgraph_feedit import endpoints
         from langgraph_feedit.testing import SimServer
-        
+
         with SimServer(seed=1) as sim:
             roles = {"default": {"base_url": sim.base_url, "model": "m"}}
             config = FeeditConfig.load(env={}, overrides={"roles": roles})
