@@ -238,7 +238,9 @@ class RoleConfig(_Strict):
     max_concurrency: int | None = Field(default=None, ge=1)
     """Calls in flight to this endpoint at once, shared by every run in the process."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds one HTTP request may take before it is cancelled and retried."""
+    """Seconds a request may wait on the server (to connect, and for each read of its reply:
+    a streamed reply may take longer in all) before it is cancelled and retried. It starts
+    when the request leaves this process's queue."""
     max_retries: int | None = Field(default=None, ge=0, le=20)
     """Retries after the first attempt, on retryable failures only."""
     backoff: float | None = Field(default=None, ge=0.0, le=60.0)

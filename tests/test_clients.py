@@ -287,7 +287,7 @@ async def test_the_cache_key_follows_the_clients_base_url_not_the_object(sim: Si
     ("clients", "match"),
     [({"drafter": None}, "no role"), ({"draft": "http://x"}, "AsyncOpenAI")],
 )
-def test_clients_that_are_none_are_refused(clients: dict[str, Any], match: str) -> None:
+def test_what_is_no_role_or_no_client_is_refused(clients: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         create_feedit_graph(sim_config("http://127.0.0.1:9/v1"), clients=clients)
 
