@@ -21,9 +21,15 @@ even though absolute per-call times are higher than against an out-of-process se
 this process or its cores with the passes above); its JSON line is folded in under
 ``"embedded"``. ``--skip-embedded`` leaves it out.
 
+(c) ``cpu``: ``bench/clients.py`` run as a child process (its server in a process of its own):
+client CPU per call of the hand-written transport the endpoints used before the SDK
+(``--old-transport PATH``), the SDK on httpx and on aiohttp, typed and as plain JSON, and
+``Endpoint.chat`` on each; and 1,000 against 10,000 queued calls. ``--skip-cpu`` leaves it out.
+
 Prints one JSON line to stdout; progress goes to stderr.
 
-Usage: ``python bench/endpoints.py [--calls 2000] [--workers 16] [--repeats 5] [--skip-embedded]``
+Usage: ``python bench/endpoints.py [--calls 2000] [--workers 16] [--repeats 5] [--skip-embedded]
+[--skip-cpu] [--old-transport PATH]``
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from langgraph_feedit.testing import SimServer
 
 MODEL = "sim-model"
 EMBEDDED_SCRIPT = Path(__file__).with_name("endpoints_embedded.py")
+CLIENTS_SCRIPT = Path(__file__).with_name("clients.py")
 
 Call = Callable[[int], Awaitable[Any]]
 
@@ -180,6 +187,21 @@ def embedded() -> dict[str, Any]:
     return figures
 
 
+def cpu(old_transport: str | None) -> dict[str, Any]:
+    """The JSON line of ``bench/clients.py``, run as a child process."""
+    log("cpu: running bench/clients.py")
+    extra = ["--old-transport", old_transport] if old_transport else []
+    done = subprocess.run(
+        [sys.executable, str(CLIENTS_SCRIPT), *extra], capture_output=True, text=True, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"error": f"exit status {done.returncode}", "stderr_tail": done.stderr[-500:]}
+    figures: dict[str, Any] = json.loads(lines[-1])
+    figures.pop("bench", None)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=2000, help="calls per pass")
@@ -188,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=250, help="calls per interleaved block")
     parser.add_argument("--mean-tokens", type=int, default=8, help="reply length in tokens")
     parser.add_argument("--skip-embedded", action="store_true", help="leave out (b)")
+    parser.add_argument("--skip-cpu", action="store_true", help="leave out (c)")
+    parser.add_argument("--old-transport", default=None, help="(c): the old transport.py")
     args = parser.parse_args(argv)
 
     with SimServer(seed=1, ttft=0.0, rate=float("inf"), mean_tokens=args.mean_tokens) as sim:
@@ -206,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_embedded:
         result["embedded"] = embedded()
+    if not args.skip_cpu:
+        result["cpu"] = cpu(args.old_transport)
     print(json.dumps(result), flush=True)
     return 1 if "error" in result.get("embedded", {}) else 0
 

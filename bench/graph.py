@@ -20,6 +20,10 @@ against a ``SimServer`` in this process. Figures, each the median of ``--repeats
     replay right after a graph run; the overhead is the median of those paired differences.
     What is left is LangGraph's and our graph's cost per call (state, ``Send``, subgraphs,
     trace), on a CPU the in-process server shares.
+(e) ``cpu``: the graph's CPU per call with the server in a process of its own (``bench/simproc.py``,
+    zero latency, 8-token replies): this process's CPU time over ``--cpu-runs`` runs of the tree,
+    divided by its calls. Load from elsewhere moves the wall time but not this figure, so it is
+    the one to compare across versions of the endpoint layer (``--cpu-only`` runs it alone).
 
 Service times. A ``latency_fn`` gives every request a service time drawn from a hash of its body
 (time to first token uniform in 0.05-0.2 s, then N(64, 16) tokens at 100-200 tokens/s, the whole
@@ -54,6 +58,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackHandler
@@ -564,6 +569,40 @@ async def overhead_runs(repeats: int) -> dict[str, Any]:
     return result
 
 
+async def cpu_runs(runs: int) -> dict[str, Any]:
+    """(e): the graph's CPU per call against a server in another process."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from simproc import start_sim
+
+    proc, base_url = start_sim("--mean-tokens", "8", "--seed", "5")
+    try:
+        config = make_config(base_url)
+        graph = create_feedit_graph(config, preset=PRESET).compile()
+
+        async def run() -> int:
+            out = await graph.ainvoke({"messages": [("user", PROMPT)]})
+            return int(out["trace"]["usage"]["total"]["calls"])
+
+        calls = await run()  # warm-up
+        await run()
+        samples: list[float] = []
+        for _ in range(runs):
+            gc.collect()
+            start = time.process_time()
+            assert await run() == calls
+            samples.append((time.process_time() - start) / calls * 1e6)
+    finally:
+        proc.terminate()
+        proc.wait()
+    cpu = statistics.median(samples)
+    log(f"graph CPU per call, server in its own process: {cpu:.0f} µs")
+    return {
+        "calls_per_run": calls,
+        "cpu_us_per_call": round(cpu, 1),
+        "runs_us": [round(v) for v in samples],
+    }
+
+
 async def measure(repeats: int, overhead_repeats: int) -> dict[str, Any]:
     # The overhead runs go first: they also warm up imports, pydantic models and graph
     # compilation, which would otherwise land in the first timed run of the others.
@@ -576,8 +615,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a), (b) and (c)")
     parser.add_argument("--overhead-repeats", type=int, default=15, help="runs of (d)")
+    parser.add_argument("--cpu-runs", type=int, default=20, help="runs of (e)")
+    parser.add_argument("--cpu-only", action="store_true", help="run (e) alone")
     args = parser.parse_args(argv)
+    if args.cpu_only:
+        cpu = asyncio.run(cpu_runs(args.cpu_runs))
+        print(json.dumps({"bench": "graph", "cpu": cpu}), flush=True)
+        return 0
     figures = asyncio.run(measure(args.repeats, args.overhead_repeats))
+    figures["cpu"] = asyncio.run(cpu_runs(args.cpu_runs))
     values = {
         "unlimited": figures["unlimited"]["wall_over_critical_path"],
         "capacity_8": figures["capacity_8"]["wall_over_bound"],

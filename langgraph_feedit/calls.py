@@ -46,7 +46,13 @@ from langgraph_feedit.config import (
     deep_merge,
     resolve_config,
 )
-from langgraph_feedit.endpoints import Endpoint, get_endpoint
+from langgraph_feedit.endpoints import (
+    ClientSource,
+    Endpoint,
+    client_base_url,
+    get_endpoint,
+    role_clients,
+)
 from langgraph_feedit.errors import ConfigError, EndpointTimeout
 from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides, expand_flat
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
@@ -212,9 +218,12 @@ class RoleCaller:
         budget: RunBudget | None = None,
         models: Mapping[str, BaseChatModel] | None = None,
         seed_key: str | None = None,
+        clients: Mapping[str, ClientSource] | None = None,
     ) -> None:
         self.roles = dict(roles)
         self.embedded_model = embedded_model
+        self.clients = role_clients(clients, list(self.roles))
+        """The operator's own clients, per role (see :func:`.endpoints.get_endpoint`)."""
         self.budget = budget or RunBudget(deadline_s=None, max_tokens=None)
         self.models = dict(models or {})
         self._endpoints: dict[tuple[str, int], tuple[Backend, str | None]] = {}
@@ -250,6 +259,8 @@ class RoleCaller:
             if chat is not None:
                 backend = chat_model_role(chat, max_concurrency=rc.max_concurrency)
                 found = (backend, backend.name)
+            elif role in self.clients:
+                found = (get_endpoint(rc, role=role, client=self.clients[role]), rc.model)
             elif rc.base_url:
                 found = (get_endpoint(rc, role=role), rc.model)
             else:
@@ -425,6 +436,7 @@ _DESTINATION = (
     "questions",
     "combine",
 )
+_DESTINATION_IF_SET = ("headers", "query", "api_version", "azure_deployment")
 
 
 def _plain(value: Any) -> Any:
@@ -436,21 +448,31 @@ def _plain(value: Any) -> Any:
 
 
 def endpoint_identity(
-    rc: RoleConfig, embedded_model: str | None, chat_model: BaseChatModel | None = None
+    rc: RoleConfig,
+    embedded_model: str | None,
+    chat_model: BaseChatModel | None = None,
+    client_url: str | None = None,
 ) -> str:
     """A digest of where a role's calls go and what the operator fixed for them: base URL (or
-    the embedded model), model, a chat model given in Python (its class and parameters, see
-    :func:`~langgraph_feedit.chatmodels.model_identity`), extra fields, principles and a
-    template file. It keys the call cache, and it is how a run's state is checked against the
-    graph's configuration, without the state showing any of them (a thread is readable by
-    every client of a server)."""
+    the embedded model, or the base URL of the client the operator handed in for the role),
+    model, a chat model given in Python (its class and parameters, see
+    :func:`~langgraph_feedit.chatmodels.model_identity`), extra fields, principles, a template
+    file, and the client settings that change what a server is asked (headers, query, Azure's
+    version and deployment). It keys the call cache, and it is how a run's state is checked
+    against the graph's configuration, without the state showing any of them (a thread is
+    readable by every client of a server)."""
     ident: dict[str, Any] = {k: _plain(getattr(rc, k)) for k in _DESTINATION}
     if ident["principles"] is not None:
         ident["principles"] = [p.model_dump() for p in rc.principle_list()]
     if chat_model is not None:
         ident["chat_model"] = f"object:{model_identity(chat_model)}"
+    elif client_url is not None:
+        ident["base_url"] = f"client:{client_url}"
     elif not rc.base_url and rc.chat_model is None:
         ident["base_url"] = f"embedded:{rc.embedded_model or embedded_model or 'default'}"
+    for k in _DESTINATION_IF_SET:
+        if getattr(rc, k) is not None:  # absent when unset: digests made before stay valid
+            ident[k] = getattr(rc, k)
     if rc.template not in (None, *BUILTIN_TEMPLATES):
         ident["template"] = rc.template
     blob = json.dumps(ident, sort_keys=True, ensure_ascii=False, default=str)
@@ -477,6 +499,7 @@ def make_spec(
     key: str | None = None,
     started: float | None = None,
     models: Mapping[str, BaseChatModel] | None = None,
+    client_urls: Mapping[str, str] | None = None,
 ) -> RunSpec:
     """The run spec of a resolved configuration: what the run's state carries and every node
     reads. Role endpoints (and chat models, from ``models``) appear as digests only; each
@@ -490,7 +513,9 @@ def make_spec(
         if rc.template in BUILTIN_TEMPLATES:
             tuned["template"] = rc.template
         roles[r] = tuned
-        endpoints[r] = endpoint_identity(rc, config.embedded_model, (models or {}).get(r))
+        endpoints[r] = endpoint_identity(
+            rc, config.embedded_model, (models or {}).get(r), (client_urls or {}).get(r)
+        )
     w, d = config.width, config.depth
     return {
         "key": key or uuid.uuid4().hex,
@@ -562,11 +587,16 @@ class Operator:
         preset: str | None,
         context_allow: Collection[str] | None,
         models: Mapping[str, Any] | None = None,
+        clients: Mapping[str, ClientSource] | None = None,
     ) -> None:
         self.config = config
         self.preset = preset
         self.context_allow = None if context_allow is None else tuple(context_allow)
         self.models = operator_models(models)
+        # The operator's own clients: only this object holds them, nothing a run writes.
+        self.clients = role_clients(clients, ROLE_NAMES)
+        urls = {id(c): client_base_url(c) for c in self.clients.values()}  # once per client
+        self.client_urls = {r: urls[id(c)] for r, c in self.clients.items()}
 
     def resolve(self, context: Any) -> FeeditConfig:
         """This run's configuration: the graph's, with the run's ``context`` laid over (checked
@@ -585,7 +615,8 @@ class Operator:
 
     def start(self, config: FeeditConfig, conversation: list[dict[str, Any]]) -> ActiveRun:
         """A new run of the resolved ``config`` (the ``start`` node's)."""
-        run = ActiveRun(make_spec(config, conversation, models=self.models), config, self)
+        spec = make_spec(config, conversation, models=self.models, client_urls=self.client_urls)
+        run = ActiveRun(spec, config, self)
         _remember(run)
         return run
 
@@ -636,6 +667,7 @@ class Operator:
             key=given["key"],
             started=given["started"],
             models=self.models,
+            client_urls=self.client_urls,
         )
         if rebuilt["endpoints"] != given["endpoints"]:
             raise ConfigError(
@@ -694,6 +726,7 @@ class ActiveRun:
             budget=self.budget,
             models=operator.models,
             seed_key=seed_key(spec),
+            clients=operator.clients,
         )
         # Calls identical candidates share, for this attempt (see ``twins``).
         self.shared = SharedCalls()

@@ -223,13 +223,42 @@ class RoleConfig(_Strict):
     stop: list[str] | None = None
     extra_body: dict[str, Any] | None = None
     """Extra request fields for server-specific options (e.g. vLLM's ``top_k``)."""
+    headers: dict[str, str] | None = None
+    """Extra HTTP headers sent with every call (a gateway's routing or tenant header). No
+    secrets here: a header whose value is a key belongs in ``header_env``."""
+    header_env: dict[str, str] | None = None
+    """Headers whose values come from environment variables: header name to the NAME of the
+    variable (``{"X-Gateway-Key": "GATEWAY_KEY"}``). Like ``api_key_env``, never the value."""
+    query: dict[str, str] | None = None
+    """Extra query parameters sent with every call."""
+    api_version: str | None = None
+    """Azure OpenAI: the ``api-version`` query parameter. Setting it makes the role an Azure
+    one: ``base_url`` is the resource's endpoint (``https://NAME.openai.azure.com``), the key
+    from ``api_key_env`` goes in the ``api-key`` header, and calls go to
+    ``/openai/deployments/DEPLOYMENT/...``."""
+    azure_deployment: str | None = None
+    """Azure OpenAI: the deployment to call; unset, the role's ``model`` names it."""
+    connect_timeout: float | None = Field(default=None, gt=0.0)
+    """Seconds to open a connection, when it should be shorter than ``timeout``."""
+    verify: bool | None = None
+    """Whether to verify the server's TLS certificate (default: yes)."""
+    ca_file: str | None = None
+    """A PEM file of CA certificates to verify the server's with (a private CA)."""
+    http_client: Literal["aiohttp", "httpx"] | None = None
+    """The HTTP client under the OpenAI SDK: ``aiohttp`` (the default; the lower CPU per
+    call) or ``httpx`` (the SDK's own default). Both read proxies from ``HTTP_PROXY``,
+    ``HTTPS_PROXY`` and ``NO_PROXY`` as the SDK does."""
     max_concurrency: int | None = Field(default=None, ge=1)
     """Calls in flight to this endpoint at once, shared by every run in the process."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds one HTTP request may take in all before it is cancelled and retried."""
+    """Seconds a request may wait on the server (to connect, and for each read of its reply:
+    a streamed reply may take longer in all) before it is cancelled and retried. It starts
+    when the request leaves this process's queue."""
     first_byte_timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds a streamed request may wait for its first chunk before it is cancelled and
-    retried (a plain request's first byte is its whole reply: ``timeout`` bounds it)."""
+    """Seconds a streamed request may wait for its first chunk (queueing at the server
+    included) before it is cancelled and retried: an endpoint that takes the connection and
+    never answers fails this, not ``timeout``. A plain request's first byte is its whole
+    reply, so only ``timeout`` bounds it."""
     max_retries: int | None = Field(default=None, ge=0, le=20)
     """Retries after the first attempt, on retryable failures only."""
     backoff: float | None = Field(default=None, ge=0.0, le=60.0)
@@ -345,13 +374,17 @@ class RoleConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_inline_keys(self) -> Self:
-        if self.api_key_env is not None and (
-            self.api_key_env.startswith("sk-") or not self.api_key_env.replace("_", "").isalnum()
-        ):
+        if self.api_key_env is not None and not _is_variable_name(self.api_key_env):
             raise ValueError(
                 "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                 "not a key"
             )
+        for header, variable in (self.header_env or {}).items():
+            if not _is_variable_name(variable):
+                raise ValueError(
+                    f"header_env[{header!r}] must be the NAME of an environment variable, "
+                    "not a value"
+                )
         return self
 
     def api_key(self, role: str = "role") -> str:
@@ -376,6 +409,11 @@ class RoleConfig(_Strict):
 
 
 _NO_THINKING = ThinkingConfig()
+
+
+def _is_variable_name(name: str) -> bool:
+    return not name.startswith("sk-") and name.replace("_", "").isalnum()
+
 
 NO_KEY = "sk-no-key"
 """The stand-in key sent to endpoints that need none (the OpenAI client insists on one)."""

@@ -1,8 +1,10 @@
 """OpenAI-compatible endpoints: one client per endpoint, one retry policy, shared limits.
 
 This module knows the OpenAI-compatible protocol and nothing about trees. An :class:`Endpoint`
-wraps one HTTP client (:mod:`langgraph_feedit.transport`), tenacity as its one retry policy, and
-a concurrency limiter that every run in the process shares. Calls:
+wraps one ``openai.AsyncOpenAI`` client (or ``AsyncAzureOpenAI``: built from a role's settings by
+:func:`make_client`, or the operator's own, handed in), tenacity as its one retry policy (the
+SDK's own retries are off on every request, whoever made the client), and a concurrency limiter
+that every run in the process shares. Calls:
 
 - :meth:`Endpoint.chat` samples ``n`` completions of a conversation. It asks for ``n > 1`` in one
   request only where the role allows it, checks how many choices came back (llama.cpp answers
@@ -12,22 +14,34 @@ a concurrency limiter that every run in the process shares. Calls:
   server that refuses it and remembering that per endpoint.
 - :meth:`Endpoint.reward` scores a conversation with vLLM's pooling API (reward models).
 
-Failures become :class:`~langgraph_feedit.errors.EndpointError` naming the endpoint, the status
-and the body, never the key. Cancelling the calling task closes the HTTP request, so the server
-sees a disconnect.
+Requests go out through the SDK's generic ``post``, with the reply read as plain JSON: the
+package reads a few fields of each reply (and fields no SDK type declares: ``reasoning_content``,
+vLLM's pooling data), so the typed models would only be built to be taken apart again
+(``bench/clients.py``). The SDK's failures are mapped into the package's errors in one place
+(:func:`failure_of`). Failures become :class:`~langgraph_feedit.errors.EndpointError` naming the
+endpoint, the status and the body, never the key. Cancelling the calling task closes the HTTP
+request, so the server sees a disconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import logging
+import os
 import random
+import ssl
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
+import httpx2
+import openai
+from openai import AsyncOpenAI, AsyncStream
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -50,26 +64,189 @@ from langgraph_feedit.chatapi import (
     why_no_answer,
 )
 from langgraph_feedit.config import NO_KEY, RoleConfig
-from langgraph_feedit.errors import EndpointError, EndpointTimeout, redact, register_secret
-from langgraph_feedit.transport import HttpClient, TransportError, at_loop_shutdown
+from langgraph_feedit.defaults import CALL_TIMEOUT_S, MAX_RETRIES
+from langgraph_feedit.errors import (
+    ConfigError,
+    EndpointError,
+    EndpointTimeout,
+    redact,
+    register_secret,
+)
 from langgraph_feedit.usage import Usage
+
+# The package's logger itself: its redacting filter sees only records logged on it (errors.py).
+_log = logging.getLogger("langgraph_feedit")
 
 if TYPE_CHECKING:
     from langgraph_feedit.embedded import EmbeddedServer
 
 __all__ = [
     "ChatResult",
+    "ClientSource",
     "Endpoint",
+    "Failure",
     "TokenLogprobs",
     "aclose_endpoints",
     "calls_in_flight",
+    "failure_of",
     "get_endpoint",
     "is_retryable",
+    "make_client",
+    "role_clients",
 ]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 60.0
 _BACKOFF_MAX = 30.0
+_MAX_ERROR_BODY = 4000
+
+ClientSource = AsyncOpenAI | Callable[[], AsyncOpenAI]
+"""A client the operator hands in for a role: an ``AsyncOpenAI`` (or ``AsyncAzureOpenAI``) used
+as given, or a zero-argument factory of one, called once per event loop (a client's connection
+pool belongs to the loop it first ran on; a factory is what a graph run from sync code, one
+loop per call, needs)."""
+
+Transport = Literal["aiohttp", "httpx"]
+
+
+# -- the SDK's failures, in the package's terms --------------------------------------------------
+
+FailureKind = Literal["status", "timeout", "connection", "malformed"]
+
+
+@dataclasses.dataclass(slots=True)
+class Failure:
+    """One failed request, whichever way the SDK (or the reply) said so: ``kind``, and for
+    ``"status"`` failures the status (``None``: an error event in a stream), the body and the
+    seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``)."""
+
+    kind: FailureKind
+    message: str
+    status: int | None = None
+    body: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Connection errors, timeouts, malformed replies, 408/409/429, 5xx and stream errors."""
+        if self.kind != "status":
+            return True
+        return self.status is None or self.status in RETRYABLE_STATUS or self.status >= 500
+
+
+class MalformedReply(Exception):
+    """A 2xx reply the package cannot read: not JSON, or a stream cut short of ``[DONE]``."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _root(exc: BaseException) -> str:
+    root = _chain(exc)[-1]
+    return str(root) or type(root).__name__
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """Whether an SDK timeout is really a connection the server closed: the SDK's aiohttp
+    transport maps every aiohttp connection error, a peer that hung up among them, to a
+    connect timeout."""
+    import aiohttp
+
+    return any(
+        isinstance(e, aiohttp.ClientConnectionError) and not isinstance(e, TimeoutError)
+        for e in _chain(exc)
+    )
+
+
+def failure_of(exc: BaseException) -> Failure | None:
+    """The :class:`Failure` an exception of a request stands for, ``None`` for any other
+    exception (a bug, a cancellation: never retried). The one place that knows the SDK's
+    exception types."""
+    if isinstance(exc, openai.APIStatusError):
+        response = exc.response
+        return Failure(
+            "status",
+            f"HTTP {exc.status_code}",
+            status=exc.status_code,
+            body=_response_text(response),
+            retry_after=_retry_after_header(response.headers),
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        if _disconnected(exc):
+            return Failure("connection", _root(exc))
+        return Failure("timeout", "no reply in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("connection", _root(exc))
+    if isinstance(exc, openai.APIError):
+        # An error event in a stream that had begun with a 200.
+        body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body, default=str)
+        return Failure("status", "the stream reported an error", body=body)
+    if isinstance(exc, FirstByteTimeout):
+        return Failure("timeout", str(exc))
+    if isinstance(exc, TimeoutError):
+        return Failure("timeout", "no reply in time")
+    if isinstance(exc, MalformedReply | json.JSONDecodeError):
+        return Failure("malformed", str(exc))
+    return None
+
+
+class FirstByteTimeout(TimeoutError):
+    """A streamed request that had no first chunk within its first-byte timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"no first token within {seconds:g} s")
+
+
+def _response_text(response: Any) -> str | None:
+    try:
+        return str(response.text)[:_MAX_ERROR_BODY]
+    except Exception:  # a streamed body not read: the status says enough
+        return None
+
+
+def _retry_after_header(headers: Any) -> float | None:
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000.0
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None  # an HTTP date: the caller's own backoff applies
+    return None
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _redact_cause(exc: BaseException) -> None:
+    """Redact, in place, an SDK exception that stays chained under the package's error: its
+    message quotes the reply's body, which may echo the key it was sent."""
+    exc.args = tuple(_redacted(a) for a in exc.args)
+    for name in ("message", "body"):
+        if isinstance(exc, openai.APIError) and hasattr(exc, name):
+            setattr(exc, name, _redacted(getattr(exc, name)))
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``), capped."""
+    failure = failure_of(exc) if exc is not None else None
+    if failure is None or failure.retry_after is None:
+        return None
+    return min(max(failure.retry_after, 0.0), _MAX_RETRY_AFTER)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -78,42 +255,145 @@ def is_retryable(exc: BaseException) -> bool:
     401/403/404 is never retried, nor a reply that ran out of tokens while thinking."""
     if isinstance(exc, EndpointError | IncompleteReply):
         return exc.retryable
-    if isinstance(exc, TransportError):
-        if exc.kind != "status":
-            return True
-        return exc.status is None or exc.status in RETRYABLE_STATUS or exc.status >= 500
-    return False
+    failure = failure_of(exc)
+    return failure is not None and failure.retryable
 
 
-def _retry_after(exc: BaseException | None) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``), capped."""
-    if not isinstance(exc, TransportError) or exc.retry_after is None:
-        return None
-    return min(max(exc.retry_after, 0.0), _MAX_RETRY_AFTER)
+# -- clients ----------------------------------------------------------------------------------
+
+
+def _http_client(
+    transport: Transport, *, verify: bool | None, ca_file: str | None
+) -> httpx2.AsyncClient:
+    """The SDK's HTTP client on ``transport``, its pool unbounded (the endpoint's limiter
+    decides how many requests are open); proxies and CA bundles from the environment are read
+    as the SDK reads them (``trust_env``)."""
+    tls: ssl.SSLContext | bool = True if verify is None else verify
+    if ca_file is not None:
+        tls = ssl.create_default_context(cafile=ca_file)
+    limits = httpx2.Limits(max_connections=100_000, max_keepalive_connections=None)
+    if transport == "aiohttp":
+        return openai.DefaultAioHttpClient(verify=tls, limits=limits)
+    return openai.DefaultAsyncHttpxClient(verify=tls, limits=limits)
+
+
+def make_client(
+    base_url: str,
+    *,
+    api_key: str = NO_KEY,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    api_version: str | None = None,
+    azure_deployment: str | None = None,
+    verify: bool | None = None,
+    ca_file: str | None = None,
+    transport: Transport = "aiohttp",
+) -> AsyncOpenAI:
+    """An ``AsyncOpenAI`` for ``base_url`` (an ``AsyncAzureOpenAI`` with ``api_version``: the
+    key then goes in the ``api-key`` header, ``api-version`` in the query, and a call for model
+    M to ``/openai/deployments/M/...`` unless ``azure_deployment`` names the deployment), with
+    the SDK's retries off: the endpoint retries."""
+    http = _http_client(transport, verify=verify, ca_file=ca_file)
+    # The SDK's telemetry headers (platform, runtime, package) are left out: no
+    # OpenAI-compatible server reads them, and each header is work for httpx on every request.
+    headers = {**_NO_TELEMETRY, **(headers or {})}
+    if api_version is not None:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=base_url,
+            azure_deployment=azure_deployment,
+            api_version=api_version,
+            api_key=api_key,
+            max_retries=0,
+            default_headers=headers,
+            default_query=query,
+            http_client=http,
+        )
+    return AsyncOpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        max_retries=0,
+        default_headers=headers,
+        default_query=query,
+        http_client=http,
+    )
+
+
+_NO_TELEMETRY: dict[str, Any] = {
+    name: openai.Omit()
+    for name in (
+        "X-Stainless-Lang",
+        "X-Stainless-Package-Version",
+        "X-Stainless-OS",
+        "X-Stainless-Arch",
+        "X-Stainless-Runtime",
+        "X-Stainless-Runtime-Version",
+        "X-Stainless-Async",
+    )
+}
+# And the two it adds per request, where the endpoint owns its client.
+_NO_REQUEST_TELEMETRY: dict[str, Any] = {
+    "x-stainless-retry-count": openai.Omit(),
+    "x-stainless-read-timeout": openai.Omit(),
+}
+
+
+class _Events(AsyncStream[object]):
+    """A streamed reply's events as parsed JSON, noting whether ``[DONE]`` came (the SDK's
+    stream ends quietly without it; only a finished stream says its answer is whole)."""
+
+    done = False
+
+    async def _iter_events(self) -> AsyncIterator[Any]:
+        async for sse in super()._iter_events():
+            if sse.data.startswith("[DONE]"):
+                self.done = True
+            yield sse
 
 
 class _Limiter:
     """A concurrency limit whose size can shrink when another role asks for less.
 
-    Waiters are served first come, first served (``asyncio.Condition`` wakes in FIFO order).
+    Waiters are served first come, first served. A free slot is taken without a wait (and
+    without a lock: nothing else runs on the loop between the check and the count); a slot
+    given back goes straight to the longest waiter, whose count is taken for it.
     """
+
+    __slots__ = ("_waiters", "active", "limit", "peak")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
         self.peak = 0
-        self._cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+        if self.active < self.limit and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as the caller left
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify()
+        self._release()
+
+    def _take(self) -> None:
+        self.active += 1
+        if self.active > self.peak:
+            self.peak = self.active
+
+    def _release(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a waiter cancelled while queued is passed over
+                self._take()
+                waiter.set_result(None)
 
 
 class Endpoint:
@@ -129,32 +409,58 @@ class Endpoint:
     and a fixed timeout would cut long answers short. ``retry_timeouts=False`` surfaces a
     timeout at once instead of retrying it: a local server goes on decoding a request whose
     client has gone, so a retry would only queue behind the abandoned work.
+
+    ``client``: an ``AsyncOpenAI`` to call through (else one is made for ``base_url`` and
+    ``api_key`` on ``transport``); it is closed by :meth:`aclose` only when made here or
+    ``own_client`` says it is this endpoint's.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
-        api_key: str,
+        api_key: str = NO_KEY,
+        client: AsyncOpenAI | None = None,
+        own_client: bool = False,
+        transport: Transport = "aiohttp",
+        connect_timeout: float | None = None,
         max_concurrency: int = 16,
-        timeout: float = 120.0,
-        max_retries: int = 4,
+        timeout: float = CALL_TIMEOUT_S,
+        first_byte_timeout: float | None = None,
+        max_retries: int = MAX_RETRIES,
         backoff: float = 0.5,
         min_tokens_per_second: float | None = None,
         retry_timeouts: bool = True,
     ) -> None:
         if min_tokens_per_second is not None and min_tokens_per_second <= 0:
             raise ValueError(f"min_tokens_per_second must be positive, got {min_tokens_per_second}")
-        self.base_url = base_url.rstrip("/")
+        if client is None and not base_url:
+            raise ValueError("an Endpoint needs a base_url or a client")
+        self.base_url = (base_url or str(client.base_url if client else "")).rstrip("/")
         self.max_retries = max_retries
         self.backoff = backoff
         self.timeout = timeout
+        self.first_byte_timeout = first_byte_timeout
         self.min_tokens_per_second = min_tokens_per_second
         self.retry_timeouts = retry_timeouts
         self.limiter = _Limiter(max_concurrency)
-        if api_key != NO_KEY:
-            register_secret(api_key)  # for endpoints made with a key directly, not from a role
-        self.http = HttpClient(api_key, user_agent=f"langgraph-feedit/{_version()}")
+        self.connect_timeout = connect_timeout
+        self.owns_client = client is None or own_client
+        """Whether :meth:`aclose` closes the client: never one the operator handed in."""
+        if client is None:
+            if api_key != NO_KEY:
+                register_secret(api_key)  # for endpoints made with a key directly
+            client = make_client(self.base_url, api_key=api_key, transport=transport)
+        self.client = client
+        self._closer: AsyncGenerator[None, None] | None = None
+        root = str(client.base_url).rstrip("/")
+        # vLLM's pooling API sits at the server's root, beside ``/v1``.
+        self._pooling_url = f"{root.removesuffix('/v1')}/pooling"
+        # A path the SDK joins to its base URL on every request, or, for a client made here
+        # (not Azure's, which rewrites the path), the whole URL: a tenth less CPU per call.
+        self._chat_path = "/chat/completions"
+        if self.owns_client and not isinstance(client, openai.AsyncAzureOpenAI):
+            self._chat_path = f"{root}/chat/completions"
         self.n_supported: bool | None = None
         """Whether the server honours ``n > 1``: unknown until tried."""
         self.json_modes: list[JsonMode] = ["json_schema", "json_object"]
@@ -172,6 +478,72 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.base_url!r}, limit={self.limiter.limit})"
+
+    def _options(self, seconds: float) -> Any:
+        """Per-request options: the SDK's retries off (this endpoint retries, whoever made the
+        client), and the request's timeout."""
+        timeout: float | httpx2.Timeout = seconds
+        if self.connect_timeout is not None:
+            timeout = httpx2.Timeout(seconds, connect=self.connect_timeout)
+        if self.owns_client:
+            return {"max_retries": 0, "timeout": timeout, "headers": _NO_REQUEST_TELEMETRY}
+        return {"max_retries": 0, "timeout": timeout}
+
+    async def _request(self, method: str, path: str, body: Any, seconds: float) -> Any:
+        """One request's reply as parsed JSON. ``seconds`` bounds each wait (to connect, and
+        for each read of the reply), as the SDK's timeouts do."""
+        options = self._options(seconds)
+        if method == "GET":
+            response = await self.client.get(path, cast_to=httpx2.Response, options=options)
+        else:
+            response = await self.client.post(
+                path, body=body, cast_to=httpx2.Response, options=options
+            )
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise MalformedReply(f"the reply is not JSON ({exc})") from None
+
+    async def _events(self, body: Any, seconds: float) -> AsyncIterator[dict[str, Any]]:
+        """A streamed reply's events, each a JSON object, up to ``[DONE]`` (a stream that ends
+        without it fails as malformed). ``seconds`` bounds the wait for the reply and each gap
+        between events, not the whole stream (a long answer may take longer than any one gap)."""
+        stream: _Events | None = None
+        try:
+            # A server that takes the connection and never answers fails here, within the
+            # first-byte timeout, not after the whole-reply timeout and its retries.
+            async with asyncio.timeout(self.first_byte_timeout) as waiting:
+                stream = await self.client.post(
+                    self._chat_path,
+                    body=body,
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=_Events,
+                    options=self._options(seconds),
+                )
+                events = stream.__aiter__()
+                first = await anext(events, None)
+        except TimeoutError:
+            if stream is not None:
+                await stream.close()
+            if waiting.expired() and self.first_byte_timeout is not None:
+                raise FirstByteTimeout(self.first_byte_timeout) from None
+            raise
+        try:
+            if first is not None:
+                if not isinstance(first, dict):
+                    raise MalformedReply("a streamed event is not a JSON object")
+                yield first
+            async for event in events:
+                if not isinstance(event, dict):
+                    raise MalformedReply("a streamed event is not a JSON object")
+                yield event
+            if not stream.done:
+                # The connection closed before ``[DONE]``: what came may be a whole answer or
+                # half of one, and only a finished stream says which.
+                raise MalformedReply("the stream ended without [DONE]")
+        finally:
+            await stream.close()
 
     def label(self, model: str | None) -> str:
         return f"{self.base_url} (model {model})" if model else self.base_url
@@ -192,9 +564,7 @@ class Endpoint:
         """The first model the server lists; used when a role names none."""
         if self._default_model is None:
             page = await self._call(
-                lambda: self.http.request_json(
-                    "GET", f"{self.base_url}/models", seconds=self.timeout
-                ),
+                lambda: self._request("GET", "/models", None, self.timeout),
                 model=None,
                 role=None,
             )
@@ -316,9 +686,7 @@ class Endpoint:
 
             async def stream() -> ChatResult:
                 result = await read_stream(
-                    self.http.stream_events(
-                        f"{self.base_url}/chat/completions", body, seconds=seconds
-                    ),
+                    self._events(body, seconds),
                     request.model,
                     on_token,
                     on_reasoning=request.on_reasoning,
@@ -381,9 +749,7 @@ class Endpoint:
 
         async def complete() -> Choices:
             # Read inside the retried call: a reply that is no answer is asked again.
-            reply = await self.http.request_json(
-                "POST", f"{self.base_url}/chat/completions", body=body, seconds=seconds
-            )
+            reply = await self._request("POST", self._chat_path, body, seconds)
             choices = read_choices(reply, request.think_tags)
             if choices is None:
                 raise EndpointError(
@@ -418,12 +784,9 @@ class Endpoint:
         "messages"}``; the reward is read by :func:`~langgraph_feedit.chatapi.pooled_reward`.
         """
         model = model or await self.default_model()
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         body = {"model": model, "messages": [dict(m) for m in messages]}
         reply = await self._call(
-            lambda: self.http.request_json(
-                "POST", f"{root}/pooling", body=body, seconds=self.timeout
-            ),
+            lambda: self._request("POST", self._pooling_url, body, self.timeout),
             model=model,
             role=role,
         )
@@ -441,15 +804,44 @@ class Endpoint:
     # -- the one retry policy --------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
+        # Tenacity counts from the second attempt (the first is made before it; see _call).
         exc = state.outcome.exception() if state.outcome else None
+        return self._backoff(exc, state.attempt_number + 1)
+
+    def _say_retry(
+        self,
+        exc: BaseException | None,
+        failed: int,
+        pause: float,
+        model: str | None,
+        role: str | None,
+    ) -> None:
+        """One line on the package's logger (standard error, unless the application
+        configures logging) for each retry: a slow or failing backend is never silent."""
+        failure = failure_of(exc) if exc is not None else None
+        why = failure.message if failure is not None else type(exc).__name__
+        if failure is not None and failure.kind == "status" and failure.status is not None:
+            why = f"HTTP {failure.status}"
+        _log.warning(
+            "feedit: %s call to %s failed (%s); retry %d of %d in %.1f s",
+            role or "a",
+            self.label(model),
+            why,
+            failed,
+            self.max_retries,
+            pause,
+        )
+
+    def _backoff(self, exc: BaseException | None, failed: int) -> float:
+        """Seconds to wait after the ``failed``-th attempt failed with ``exc``."""
         asked = _retry_after(exc)
         if asked is not None:
             return asked + random.uniform(0, 0.1 * asked + 0.01)
-        exp = min(self.backoff * 2.0 ** (state.attempt_number - 1), _BACKOFF_MAX)
+        exp = min(self.backoff * 2.0 ** (failed - 1), _BACKOFF_MAX)
         return exp + random.uniform(0, exp)
 
     def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, TransportError) and exc.kind == "timeout" and not self.retry_timeouts:
+        if not self.retry_timeouts and (f := failure_of(exc)) and f.kind == "timeout":
             return False
         return is_retryable(exc)
 
@@ -472,29 +864,45 @@ class Endpoint:
         """
 
         def retryable(exc: BaseException) -> bool:
-            refused = (
-                refuse
-                and isinstance(exc, TransportError)
-                and refuses_response_format(exc.status, exc.body)
-            )
-            return self._retryable(exc) and not refused
+            if refuse and (f := failure_of(exc)) and refuses_response_format(f.status, f.body):
+                return False
+            return self._retryable(exc)
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        attempts = 0
+        attempts = 1
+        if self._closer is None and self.owns_client:
+            # The client's pool opens on this loop: closed, at the latest, as the loop ends.
+            self._closer = at_loop_shutdown(self.aclose)
         try:
+            try:
+                # The first attempt is made before the retry policy is built: most calls
+                # succeed, and building tenacity's machinery was a tenth of a call's CPU.
+                # The slot is held only while the request is open, not while backing off.
+                async with self.limiter:
+                    return await make()
+            except Exception as exc:
+                if self.max_retries == 0 or not retryable(exc):
+                    raise
+                pause = self._backoff(exc, 1)
+                self._say_retry(exc, 1, pause, model, role)
+                await asyncio.sleep(pause)
+
+            def said(state: RetryCallState) -> None:
+                exc = state.outcome.exception() if state.outcome else None
+                pause = state.next_action.sleep if state.next_action else 0.0
+                self._say_retry(exc, state.attempt_number + 1, pause, model, role)
+
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.max_retries),
+                wait=self._wait,
+                before_sleep=said,
+                retry=retry_if_exception(retryable),
+                reraise=True,
+            )
             async for attempt in retrying:
                 with attempt:
-                    # The slot is held only while the request is open, not while backing off.
                     async with self.limiter:
                         attempts += 1
                         return await make()
-        except TransportError as exc:
-            raise self._failure(exc, model, role, seconds, attempts, retryable(exc)) from exc
         except IncompleteReply as exc:
             raise EndpointError(
                 f"{exc} (after {attempts} attempt(s))",
@@ -503,11 +911,17 @@ class Endpoint:
                 status=200,
                 retryable=exc.retryable,
             ) from exc
+        except Exception as exc:
+            failure = failure_of(exc)
+            if failure is None:
+                raise
+            _redact_cause(exc)  # it stays chained as the cause
+            raise self._failure(failure, model, role, seconds, attempts, retryable(exc)) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failure(
         self,
-        exc: TransportError,
+        exc: Failure,
         model: str | None,
         role: str | None,
         seconds: float | None,
@@ -516,12 +930,13 @@ class Endpoint:
     ) -> EndpointError:
         """The package's error for a request that failed for good. A server may echo the key
         it was sent (``Incorrect API key provided: sk-...``): the EndpointError redacts its
-        own text, and the chained TransportError never holds the body in its message."""
+        own text, and the chained SDK exception has been redacted in place."""
         label = self.label(model)
-        exc.body = redact(exc.body) if exc.body else exc.body  # it stays chained as the cause
         if exc.kind == "timeout":
+            said = exc.message if exc.message.startswith("no first token") else None
             return EndpointTimeout(
-                f"no reply within {seconds or self.timeout:g} s after {attempts} attempt(s)",
+                f"{said or f'no reply within {seconds or self.timeout:g} s'} after {attempts} "
+                "attempt(s)",
                 endpoint=label,
                 role=role,
                 retryable=True,
@@ -537,14 +952,15 @@ class Endpoint:
             )
         if exc.kind == "connection":
             return EndpointError(
-                f"connection failed: {exc}", endpoint=label, role=role, retryable=True
+                f"connection failed: {exc.message}", endpoint=label, role=role, retryable=True
             )
         return EndpointError(
-            f"malformed reply: {exc}", endpoint=label, role=role, status=200, retryable=True
+            f"malformed reply: {exc.message}", endpoint=label, role=role, status=200, retryable=True
         )
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self.owns_client:
+            await self.client.close()
 
 
 def _answered(incomplete: Sequence[str | None], request: ChatRequest) -> None:
@@ -561,33 +977,91 @@ def _status_message(status: int | None) -> str:
     )
 
 
-def _version() -> str:
-    from langgraph_feedit import __version__
-
-    return __version__
-
-
 # -- the process-wide registry ---------------------------------------------------------------
 
 # asyncio primitives and connection pools belong to one event loop, so endpoints are shared
 # per loop: every graph running on a loop shares one client and one limit per server. A loop's
-# endpoints are closed and forgotten when it shuts down (an aiohttp session holds its loop, so
+# endpoints are closed and forgotten when it shuts down (a client's pool holds its loop, so
 # the weak key alone would never let go of it).
-_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Endpoint]]
+_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Endpoint]]
 _registry = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
 _shutdown_hooks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
 _shutdown_hooks = weakref.WeakKeyDictionary()
 
+_CLIENT_FIELDS = (
+    "headers",
+    "header_env",
+    "query",
+    "api_version",
+    "azure_deployment",
+    "connect_timeout",
+    "verify",
+    "ca_file",
+    "http_client",
+)
+"""The role settings that make its client: roles that differ in any of them get clients of
+their own."""
+
+
+def client_base_url(source: ClientSource) -> str:
+    """The base URL of a client the operator handed in (a factory's, by making one)."""
+    client = source if isinstance(source, AsyncOpenAI) else source()
+    if not isinstance(client, AsyncOpenAI):
+        raise ConfigError(
+            f"a client factory must return an openai.AsyncOpenAI, not {type(client).__name__}"
+        )
+    return str(client.base_url).rstrip("/")
+
+
+def role_clients(
+    clients: Mapping[str, ClientSource] | None, roles: Sequence[str]
+) -> dict[str, ClientSource]:
+    """Each role's client from ``clients`` (role name to client; ``default`` for every role not
+    named), checked: an ``AsyncOpenAI`` (``AsyncAzureOpenAI`` is one) or a factory of one.
+
+    Raises:
+        ConfigError: a key is no role, or a value no client.
+    """
+    if not clients:
+        return {}
+    unknown = sorted(set(clients) - {"default", *roles})
+    if unknown:
+        raise ConfigError(
+            f"clients: {', '.join(map(repr, unknown))} is no role (roles: default, "
+            f"{', '.join(roles)})",
+            key="clients",
+            source="arguments",
+        )
+    for name, source in clients.items():
+        if not isinstance(source, AsyncOpenAI) and not callable(source):
+            raise ConfigError(
+                f"clients[{name!r}] must be an openai.AsyncOpenAI (or AsyncAzureOpenAI), or a "
+                f"function that returns one, not {type(source).__name__}",
+                key=f"clients.{name}",
+                source="arguments",
+            )
+    default = clients.get("default")
+    out = {r: clients[r] for r in roles if r in clients}
+    if default is not None:
+        out = {r: out.get(r, default) for r in roles}
+    return out
+
 
 def get_endpoint(
-    config: RoleConfig, *, role: str = "role", base_url: str | None = None
+    config: RoleConfig,
+    *,
+    role: str = "role",
+    base_url: str | None = None,
+    client: ClientSource | None = None,
 ) -> Endpoint:
     """The shared :class:`Endpoint` for a role's server on the running event loop.
 
     ``base_url`` overrides the role's (used for the embedded endpoint). Roles that name the same
-    server and key variable share one client and one concurrency limit; where they ask for
-    different limits, the smallest applies.
+    server, key variable and client settings share one client and one concurrency limit; where
+    they ask for different limits, the smallest applies. ``client`` is the operator's own
+    (:data:`ClientSource`): used as given (its base URL, key, headers and HTTP client), never
+    closed here; roles handed the same one share its endpoint.
 
     The embedded server decodes one request at a time, so its endpoint sends no more than the
     server's slots at once (the rest queue here, where waiting does not count against the
@@ -595,17 +1069,23 @@ def get_endpoint(
     ``min_tokens_per_second``, and never retries a timeout.
 
     Raises:
-        ConfigError: the role names an API key variable that is not set.
+        ConfigError: the role names an API key variable (or header variable) that is not set.
     """
-    url = (base_url or config.base_url or "").rstrip("/")
-    if not url:
-        raise ValueError("get_endpoint needs a base URL (resolve the embedded endpoint first)")
     loop = asyncio.get_running_loop()
-    key = (url, config.api_key_env or "")
     limit = config.max_concurrency or 16
-    local = _embedded_at(url) if not config.base_url else None
-    if local is not None:
-        limit = min(limit, local.slots)
+    settings = {k: getattr(config, k) for k in _CLIENT_FIELDS}
+    if client is not None:
+        key: Any = ("client", id(client))
+        url = ""
+        local = None
+    else:
+        url = (base_url or config.base_url or "").rstrip("/")
+        if not url:
+            raise ValueError("get_endpoint needs a base URL (resolve the embedded endpoint first)")
+        key = (url, config.api_key_env or "", json.dumps(settings, sort_keys=True, default=str))
+        local = _embedded_at(url) if not config.base_url else None
+        if local is not None:
+            limit = min(limit, local.slots)
     with _registry_lock:
         endpoints = _registry.get(loop)
         if endpoints is None:
@@ -613,12 +1093,22 @@ def get_endpoint(
             _shutdown_hooks[loop] = at_loop_shutdown(aclose_endpoints)
         endpoint = endpoints.get(key)
         if endpoint is None:
+            owned = client is None or not isinstance(client, AsyncOpenAI)
+            if client is None:
+                made = _client_for(config, role, url)
+            else:
+                made = client if isinstance(client, AsyncOpenAI) else client()
+                # The operator's key, never read by this package, may still be echoed back.
+                register_secret(getattr(made, "api_key", None) or None)
             endpoint = Endpoint(
-                url,
-                api_key=config.api_key(role),
+                client=made,
+                own_client=owned,
+                connect_timeout=config.connect_timeout,
                 max_concurrency=limit,
-                timeout=config.timeout or 120.0,
-                max_retries=config.max_retries if config.max_retries is not None else 4,
+                timeout=config.timeout or CALL_TIMEOUT_S,
+                # A local server queues inside itself: its first token may come late by design.
+                first_byte_timeout=config.first_byte_timeout if local is None else None,
+                max_retries=config.max_retries if config.max_retries is not None else MAX_RETRIES,
                 backoff=config.backoff if config.backoff is not None else 0.5,
                 min_tokens_per_second=(
                     local.settings.min_tokens_per_second if local is not None else None
@@ -634,6 +1124,33 @@ def get_endpoint(
         elif limit < endpoint.limiter.limit:
             endpoint.limiter.limit = limit
     return endpoint
+
+
+def _client_for(config: RoleConfig, role: str, url: str) -> AsyncOpenAI:
+    """The client a role's settings describe; its key and header values from the environment."""
+    headers = dict(config.headers or {})
+    for header, variable in (config.header_env or {}).items():
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(
+                f"roles.{role}.header_env names the environment variable {variable!r} for the "
+                f"{header!r} header, which is not set",
+                key=f"roles.{role}.header_env",
+                source="environment",
+            )
+        register_secret(value)
+        headers[header] = value
+    return make_client(
+        url,
+        api_key=config.api_key(role),
+        headers=headers or None,
+        query=config.query,
+        api_version=config.api_version,
+        azure_deployment=config.azure_deployment,
+        verify=config.verify,
+        ca_file=config.ca_file,
+        transport=config.http_client or "aiohttp",
+    )
 
 
 def _embedded_at(url: str) -> EmbeddedServer | None:
@@ -657,3 +1174,27 @@ def calls_in_flight() -> int:
     with _registry_lock:
         endpoints = list(_registry.get(loop, {}).values())
     return sum(e.limiter.active for e in endpoints)
+
+
+def at_loop_shutdown(close: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
+    """Await ``close()`` when the running loop shuts down (``asyncio.run`` and
+    ``asyncio.Runner`` call ``loop.shutdown_asyncgens()`` before they close the loop).
+
+    A client's pool left open when its loop closes logs "Unclosed client session" once it is
+    collected. The one shutdown hook a loop offers a library is that it closes every async
+    generator still suspended, so each loop's endpoints get one: suspended at its ``yield``,
+    its ``finally`` runs in the loop's last turns. The loop holds its async generators weakly:
+    the caller keeps the returned generator (collected early, it runs ``close`` then).
+    """
+
+    async def closer() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    agen = closer()
+    first = agen.__anext__()  # the running loop's first-iteration hook registers it here
+    with contextlib.suppress(StopIteration):  # raised once it is suspended at its yield
+        first.send(None)
+    return agen

@@ -43,6 +43,7 @@ from langgraph_feedit.calls import (
     forget_run,
 )
 from langgraph_feedit.config import FeeditConfig, resolve_config
+from langgraph_feedit.endpoints import ClientSource
 from langgraph_feedit.errors import (
     ConfigError,
     FeeditError,
@@ -395,6 +396,7 @@ def create_feedit_graph(
     cache: BaseCache[Any] | None = None,
     context_allow: Collection[str] | None = None,
     models: Mapping[str, BaseChatModel | str] | None = None,
+    clients: Mapping[str, ClientSource] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the draft-critique-edit-judge graph (uncompiled).
 
@@ -419,6 +421,13 @@ def create_feedit_graph(
             (``ChatOpenAI(...)``, any ``BaseChatModel``) or ``"provider:model"`` strings for
             LangChain's ``init_chat_model``. They are the operator's: a run's context or
             state cannot replace them. See :mod:`langgraph_feedit.chatmodels`.
+        clients: your own OpenAI clients, per role (``"default"`` for every role not named):
+            an ``openai.AsyncOpenAI`` or ``AsyncAzureOpenAI``, used as given (its base URL,
+            key, headers and HTTP client; the role's ``base_url`` and ``api_key_env`` are not
+            read), or a function that returns one, called once per event loop (what a graph
+            invoked from sync code needs). The package's own retry policy applies (the SDK's
+            retries are off on each request); a client is never closed, logged or stored,
+            and a run's context or state cannot choose one.
 
     Returns:
         A ``StateGraph``; call ``.compile(checkpointer=..., cache=...)`` on it.
@@ -458,7 +467,7 @@ def create_feedit_graph(
                 f"state_schema {state_schema.__name__} lacks the key(s) {', '.join(missing)}: "
                 "extend langgraph_feedit.FeeditState"
             )
-    op = Operator(config, preset, context_allow, models)
+    op = Operator(config, preset, context_allow, models, clients)
     draft_branch, critique_branch, edit_branch = branch_graphs(op, cache)
     builder = FeeditGraph(
         state_schema or FeeditState,

@@ -329,3 +329,34 @@ def test_serve_client_key_variable_unset_speaks_of_its_flag(
     err = one_line_error(capsys)
     assert "--client-key-env" in err and "FEEDIT_TEST_UNSET_DOOR_KEY" in err
     assert "api_key_env" not in err
+
+
+def test_run_says_each_retry_on_stderr() -> None:
+    """A backend that never answers in time: ``feedit run`` is not silent while it retries
+    (one line per retry, naming the endpoint and why), then fails in one line."""
+    with SimServer(seed=3, faults=[Fault("slow", rate=1.0, slow_s=20.0)]) as slow:
+        argv = [
+            sys.executable,
+            "-m",
+            "langgraph_feedit.cli",
+            "run",
+            "--base-url",
+            slow.base_url,
+            "--model",
+            "m",
+            "--preset",
+            "single",
+            "--set",
+            "roles.default.timeout=0.3",
+            "--set",
+            "roles.default.max_retries=2",
+            "--set",
+            "roles.default.backoff=0.01",
+            "q",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    retries = [line for line in lines if "retry" in line and slow.base_url in line]
+    assert [r.split("; ")[-1].split(" in ")[0] for r in retries] == ["retry 1 of 2", "retry 2 of 2"]
+    assert "Traceback" not in done.stderr

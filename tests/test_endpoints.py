@@ -10,7 +10,7 @@ import pytest
 
 from langgraph_feedit import EndpointError, EndpointTimeout, RoleConfig, get_endpoint
 from langgraph_feedit.chatapi import ChatRequest
-from langgraph_feedit.endpoints import Endpoint, aclose_endpoints, is_retryable
+from langgraph_feedit.endpoints import Endpoint, _Limiter, aclose_endpoints, is_retryable
 from langgraph_feedit.testing import Fault, SimServer
 
 CONVERSATION = [
@@ -245,3 +245,25 @@ def test_retryable_classification() -> None:
     err = EndpointError("x", endpoint="e", status=503, retryable=True)
     assert is_retryable(err)
     assert not is_retryable(ValueError("x"))
+
+
+async def test_the_limiter_serves_waiters_in_order_and_passes_over_the_cancelled() -> None:
+    limiter = _Limiter(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str) -> None:
+        async with limiter:
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first"))
+    await asyncio.sleep(0)
+    queued = {n: asyncio.create_task(hold(n)) for n in ("a", "b", "c")}
+    await asyncio.sleep(0)
+    queued["a"].cancel()  # leaves while queued: its turn passes to the next
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, queued["b"], queued["c"])
+    assert order == ["first", "b", "c"] and limiter.active == 0 and limiter.peak == 1
+    assert queued["a"].cancelled()

@@ -241,7 +241,10 @@ async def test_async_run_never_leaves_the_event_loop(sim: SimServer) -> None:
     asyncio.get_running_loop().set_default_executor(pool)
     out = await _graph(sim, drafts=2, critiques=1).compile().ainvoke(QUESTION)
     assert out["trace"]["usage"]["total"]["calls"] == 2 + 2 + 2 + 4
-    assert pool.submitted == []
+    # The OpenAI SDK reads the platform for its headers once per client, on a worker thread
+    # (it may read files): a client's first request, never a call's.
+    assert [f for f in pool.submitted if "get_platform" not in f] == []
+    assert len(pool.submitted) <= 2
 
 
 def test_sync_invoke_and_stream(sim: SimServer) -> None:

@@ -252,17 +252,18 @@ async def test_endpoint_error_and_its_cause_are_redacted(
     await aclose_endpoints()
     err = info.value
     assert err.status == 401 and REDACTED in (err.body or "")
-    # The transport's failure stays chained: its message never quotes the body, and the body
-    # it keeps is redacted too.
+    # The SDK's failure stays chained, redacted in place: its message, which quotes the body,
+    # and the body it keeps.
     cause = err.__cause__
-    assert cause is not None and REDACTED in (getattr(cause, "body", None) or "")
+    assert cause is not None and REDACTED in str(getattr(cause, "body", None) or "")
+    assert REDACTED in str(cause)
     for text in (
         str(err),
         repr(err),
         err.body or "",
         str(cause),
         repr(cause.args),
-        getattr(cause, "body", ""),
+        str(getattr(cause, "body", "")),
     ):
         assert key not in text
 

@@ -1,6 +1,9 @@
-"""The HTTP client under every endpoint (``langgraph_feedit.transport``), against real servers
+"""The HTTP under every endpoint (the OpenAI SDK on its aiohttp transport), against real servers
 on 127.0.0.1: a keep-alive server written on asyncio streams (it can drop its idle connections
-and send any bytes), and the simulated server."""
+and send any bytes), and the simulated server. What the SDK does is checked where the package
+relies on it: connection reuse, compact UTF-8 bodies, server-sent events, an error event in a
+stream, a reply that is not JSON, and pools closed with their loop. (Proxies from the
+environment: ``test_clients.py``.)"""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from langgraph_feedit.endpoints import Endpoint
 from langgraph_feedit.errors import EndpointError
-from langgraph_feedit.testing import SimServer
 
 REPLY = {
     "id": "x",
@@ -89,10 +92,11 @@ async def _chat(endpoint: Endpoint, **kwargs: object) -> str:
     return result.texts[0]
 
 
-async def test_a_connection_the_server_dropped_is_not_reused() -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_connection_the_server_dropped_is_not_reused(transport: Any) -> None:
     server = RawServer()
     async with server as url:
-        endpoint = Endpoint(url, api_key="sk-none", max_retries=0)
+        endpoint = Endpoint(url, api_key="sk-none", max_retries=0, transport=transport)
         try:
             assert await _chat(endpoint) == "ok"
             assert await _chat(endpoint) == "ok"
@@ -142,7 +146,8 @@ def _chunk(content: str | None = None, finish: str | None = None, usage: bool = 
     return f"data: {json.dumps(event)}\n\n"
 
 
-async def test_streams_are_read_event_by_event() -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_streams_are_read_event_by_event(transport: Any) -> None:
     # Comments, ``event:`` fields and CRLF line ends are skipped; usage comes in its own event.
     server = RawServer(
         _sse(
@@ -159,7 +164,7 @@ async def test_streams_are_read_event_by_event() -> None:
         pieces.append(piece)
 
     async with server as url:
-        endpoint = Endpoint(url, api_key="sk-none", max_retries=0)
+        endpoint = Endpoint(url, api_key="sk-none", max_retries=0, transport=transport)
         try:
             result = await endpoint.chat(
                 [{"role": "user", "content": "hi"}], model="m", on_token=on_token
@@ -188,6 +193,23 @@ async def test_an_error_event_in_a_stream_is_an_endpoint_error() -> None:
     assert "the model crashed" in (info.value.body or "")
 
 
+async def test_a_stream_that_ends_without_done_is_a_malformed_reply() -> None:
+    # Its final chunk came, but only [DONE] says the stream is whole.
+    server = RawServer(_sse(_chunk("Hel"), _chunk("lo", finish="stop")))
+
+    async def on_token(piece: str) -> None:
+        pass
+
+    async with server as url:
+        endpoint = Endpoint(url, api_key="sk-none", max_retries=1, backoff=0.01)
+        try:
+            with pytest.raises(EndpointError, match=r"malformed reply.*without \[DONE\]") as info:
+                await _chat(endpoint, on_token=on_token)
+        finally:
+            await endpoint.aclose()
+    assert info.value.retryable and len(server.bodies) == 2
+
+
 async def test_a_reply_that_is_not_json_is_a_malformed_reply_and_is_retried() -> None:
     server = RawServer(lambda body: _json_reply(b"<html>gateway</html>", kind="text/html"))
     async with server as url:
@@ -198,22 +220,6 @@ async def test_a_reply_that_is_not_json_is_a_malformed_reply_and_is_retried() ->
         finally:
             await endpoint.aclose()
     assert info.value.retryable and len(server.bodies) == 2
-
-
-async def test_proxy_variables_do_not_redirect_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A call goes to the server its role names: the environment's proxy settings (a dead
-    # proxy here) are not read.
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with SimServer(seed=1) as sim:
-        endpoint = Endpoint(sim.base_url, api_key="sk-none", max_retries=0)
-        try:
-            assert await _chat(endpoint)
-        finally:
-            await endpoint.aclose()
-        assert sim.call_count == 1
 
 
 @pytest.mark.slow
@@ -250,3 +256,40 @@ def test_sessions_close_when_their_loop_shuts_down(tmp_path: object) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "loops 0" in done.stdout and "calls" in done.stdout
     assert "Unclosed" not in done.stderr and "ResourceWarning" not in done.stderr, done.stderr
+
+
+async def test_a_silent_server_fails_within_the_first_byte_timeout_and_retries_aloud(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that takes the connection and sends nothing: a streamed call gives up after
+    its first-byte timeout, not its whole-reply timeout, says so, and each retry is a line on
+    the package's logger (standard error by default)."""
+    import logging
+    import time
+
+    from langgraph_feedit.errors import EndpointTimeout
+    from langgraph_feedit.testing import Fault, SimServer
+
+    pieces: list[str] = []
+
+    async def on_token(piece: str) -> None:
+        pieces.append(piece)
+
+    with SimServer(seed=2, faults=[Fault("slow", rate=1.0, slow_s=20.0)]) as sim:
+        endpoint = Endpoint(
+            sim.base_url, timeout=30.0, first_byte_timeout=0.4, max_retries=1, backoff=0.01
+        )
+        started = time.monotonic()
+        try:
+            with (
+                caplog.at_level(logging.WARNING, logger="langgraph_feedit"),
+                pytest.raises(EndpointTimeout, match=r"no first token within 0\.4 s"),
+            ):
+                await endpoint.chat([{"role": "user", "content": "hi"}], on_token=on_token)
+        finally:
+            await endpoint.aclose()
+    assert time.monotonic() - started < 5
+    assert pieces == []
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 1 and "retry 1 of 1" in retries[0]
+    assert sim.base_url in retries[0] and "no first token" in retries[0]

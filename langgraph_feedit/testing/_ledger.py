@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph_feedit.testing._faults import Fault, FaultPlan
@@ -34,6 +34,8 @@ class RecordedRequest:
     fault: str | None = None
     disconnected: bool = False
     completion_tokens: int = 0
+    query: dict[str, str] = field(default_factory=dict)
+    """The request's query parameters (Azure OpenAI's ``api-version``)."""
 
 
 class Slots:

@@ -244,6 +244,8 @@ class SimServer(Served):
     async def _serve(self, ready: threading.Event) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        # Azure OpenAI's shape: the deployment in the path, ``api-version`` in the query.
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/pooling", self._pooling)
         app.router.add_post("/v1/pooling", self._pooling)
         app.router.add_get("/v1/models", self._models)
@@ -297,6 +299,7 @@ class SimServer(Served):
             for k, v in request.headers.items()
         }
         record, fault = self._ledger.open(request.path, body, headers, text, self.seed)
+        record.query = dict(request.query)
         try:
             if not body:
                 reply = error_reply(
