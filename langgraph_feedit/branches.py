@@ -45,7 +45,7 @@ from langgraph_feedit.calls import (
     failure_text,
     find_run,
 )
-from langgraph_feedit.errors import ConfigError, EmbeddedError, EndpointError
+from langgraph_feedit.errors import ConfigError, EmbeddedError, EndpointError, FeeditError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
     TemplateSet,
@@ -94,7 +94,7 @@ class BranchState(TypedDict, total=False):
     candidate: Annotated[Target | None, keep_first]
 
 
-class NodeFailed(Exception):
+class NodeFailed(FeeditError):
     """A call node's call failed; ``node`` is the trace node recording why."""
 
     def __init__(self, node: NodeDict) -> None:

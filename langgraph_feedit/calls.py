@@ -53,7 +53,7 @@ from langgraph_feedit.endpoints import (
     get_endpoint,
     role_clients,
 )
-from langgraph_feedit.errors import ConfigError, EndpointTimeout
+from langgraph_feedit.errors import ConfigError, EndpointTimeout, FeeditError
 from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides, expand_flat
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 from langgraph_feedit.state import RunSpec
@@ -84,7 +84,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class BudgetExhausted(Exception):
+class BudgetExhausted(FeeditError):
     """The run's deadline passed or its token budget is spent; ``reason`` says which."""
 
     def __init__(self, reason: str) -> None:

@@ -11,7 +11,13 @@ FeeditError
 │   └── EmbeddedError    the embedded llama.cpp endpoint could not start
 ├── StoreError           a store or a batch's output could not be reached, set up or written
 ├── DeploymentError      a LangGraph server stopped answering a batch (down longer than it waits)
-└── NoCandidateError     every branch of a run failed, so there is nothing to select
+├── NoCandidateError     every branch of a run failed, so there is nothing to select
+├── BudgetExhausted      the run's deadline or token budget ran out (``calls``; the branch
+│                        records it, and the run answers with the best candidate so far)
+├── NodeFailed           a call node's call failed, its trace node attached (``branches``;
+│                        the node's error handler keeps it in the tree)
+└── APIError             the door's answer to a request it refuses, in OpenAI's shape
+                         (``serve.protocol``)
 ```
 
 No error ever carries an API key: endpoints are named by base URL and model only, and every

@@ -39,7 +39,7 @@ from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.overrides import check_allow_patterns
 from langgraph_feedit.serve.guards import authorize, key_digest, read_body, require_json
 from langgraph_feedit.serve.pages import TraceKeeper, add_trace_routes
-from langgraph_feedit.serve.protocol import APIError, ChatRequest, parse_chat_request
+from langgraph_feedit.serve.protocol import APIError, DoorRequest, parse_chat_request
 from langgraph_feedit.serve.replies import (
     choices_of,
     chunk_body,
@@ -245,7 +245,7 @@ def _model_card(preset: str, server: _Server) -> dict[str, Any]:
 # -- running the graph ----------------------------------------------------------------------
 
 
-def _failure(exc: BaseException, chat: ChatRequest, started: float) -> APIError:
+def _failure(exc: BaseException, chat: DoorRequest, started: float) -> APIError:
     error = failure_error(exc, deadline_s=chat.deadline_s, elapsed=time.monotonic() - started)
     if error is None:
         log.error("run failed unexpectedly (preset %s)", chat.preset, exc_info=exc)
@@ -262,7 +262,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Response:
+async def _complete(server: _Server, chat: DoorRequest, request: Request) -> Response:
     started = time.monotonic()
     graph = server.graphs[chat.preset]
     run = asyncio.ensure_future(graph.ainvoke({"messages": chat.messages}, context=chat.context))
@@ -303,7 +303,7 @@ async def _complete(server: _Server, chat: ChatRequest, request: Request) -> Res
     return JSONResponse(body)
 
 
-async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
+async def _stream(server: _Server, chat: DoorRequest) -> AsyncIterator[bytes]:
     """The SSE body: role chunks, progress, the answers, their endings, usage, ``[DONE]``.
 
     Every ``data:`` chunk but the closing usage chunk (as OpenAI sends it) holds a choice, so
@@ -379,7 +379,7 @@ async def _stream(server: _Server, chat: ChatRequest) -> AsyncIterator[bytes]:
 
 def _ending(
     head: Mapping[str, Any],
-    chat: ChatRequest,
+    chat: DoorRequest,
     output: Mapping[str, Any],
     sent: str = "",
     streamed: bool = False,
@@ -414,11 +414,11 @@ def _ending(
 
 async def _pump(
     graph: CompiledStateGraph[Any, Any, Any, Any],
-    chat: ChatRequest,
+    chat: DoorRequest,
     queue: asyncio.Queue[tuple[str, Any]],
 ) -> None:
     """Run the graph, putting its progress events, the draft's tokens when they are the answer
-    (:attr:`ChatRequest.passthrough`), and then its output (or error) on ``queue``."""
+    (:attr:`DoorRequest.passthrough`), and then its output (or error) on ``queue``."""
     try:
         final: Any = None
         modes = ["values"]

@@ -1,7 +1,7 @@
 """What ``feedit serve`` accepts: OpenAI chat-completions requests, validated.
 
 Nothing here knows about HTTP frameworks: :func:`parse_chat_request` turns a request body into a
-:class:`ChatRequest`, or an :class:`APIError` naming the offending field. The body's shape is one
+:class:`DoorRequest`, or an :class:`APIError` naming the offending field. The body's shape is one
 pydantic model, :class:`ChatCompletionRequest` (``extra="forbid"``, strict types: ``true`` is not
 a number), whose validation errors map to OpenAI-shaped 400s in one place (:func:`api_error`);
 the conversation goes through the same check as input files
@@ -49,7 +49,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from langgraph_feedit.config import FeeditConfig, resolve_config
-from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.errors import ConfigError, FeeditError
 from langgraph_feedit.inputs import (
     ConversationError,
     check_conversation,
@@ -67,7 +67,7 @@ from langgraph_feedit.overrides import (
 __all__ = [
     "APIError",
     "ChatCompletionRequest",
-    "ChatRequest",
+    "DoorRequest",
     "api_error",
     "error_body",
     "parse_chat_request",
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 
-class APIError(Exception):
+class APIError(FeeditError):
     """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
     Messages name the offending field, never its value when it could be a secret.
@@ -202,7 +202,7 @@ _OPTIONS = ("trace", "progress")
 
 
 @dataclass(frozen=True, slots=True)
-class ChatRequest:
+class DoorRequest:
     """One validated chat-completions request."""
 
     preset: str
@@ -231,7 +231,7 @@ def parse_chat_request(
     presets: Collection[str],
     max_fanout: int,
     allow: Collection[str] = (),
-) -> ChatRequest:
+) -> DoorRequest:
     """Validate a request body against the server's configuration.
 
     Args:
@@ -329,7 +329,7 @@ def parse_chat_request(
             "preset with several drafts",
             param="n",
         )
-    return ChatRequest(
+    return DoorRequest(
         preset=request.model,
         messages=messages,
         context=context,
