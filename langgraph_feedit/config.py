@@ -40,7 +40,13 @@ from pydantic import (
     model_validator,
 )
 
-from langgraph_feedit.defaults import CALL_TIMEOUT_S, FIRST_BYTE_TIMEOUT_S, MAX_RETRIES
+from langgraph_feedit.defaults import (
+    BACKOFF_S,
+    CALL_TIMEOUT_S,
+    FIRST_BYTE_TIMEOUT_S,
+    MAX_CONCURRENCY,
+    MAX_RETRIES,
+)
 from langgraph_feedit.errors import ConfigError, register_secret
 
 __all__ = [
@@ -422,11 +428,11 @@ NO_KEY = "sk-no-key"
 _ROLE_DEFAULTS = RoleConfig(
     temperature=0.7,
     max_tokens=1024,
-    max_concurrency=16,
+    max_concurrency=MAX_CONCURRENCY,
     timeout=CALL_TIMEOUT_S,
     first_byte_timeout=FIRST_BYTE_TIMEOUT_S,
     max_retries=MAX_RETRIES,
-    backoff=0.5,
+    backoff=BACKOFF_S,
     template="generic",
 )
 _ROLE_OVERRIDES: dict[str, dict[str, Any]] = {

@@ -64,7 +64,7 @@ from langgraph_feedit.chatapi import (
     why_no_answer,
 )
 from langgraph_feedit.config import NO_KEY, RoleConfig
-from langgraph_feedit.defaults import CALL_TIMEOUT_S, MAX_RETRIES
+from langgraph_feedit.defaults import BACKOFF_S, CALL_TIMEOUT_S, MAX_CONCURRENCY, MAX_RETRIES
 from langgraph_feedit.errors import (
     ConfigError,
     EndpointError,
@@ -424,11 +424,11 @@ class Endpoint:
         own_client: bool = False,
         transport: Transport = "aiohttp",
         connect_timeout: float | None = None,
-        max_concurrency: int = 16,
+        max_concurrency: int = MAX_CONCURRENCY,
         timeout: float = CALL_TIMEOUT_S,
         first_byte_timeout: float | None = None,
         max_retries: int = MAX_RETRIES,
-        backoff: float = 0.5,
+        backoff: float = BACKOFF_S,
         min_tokens_per_second: float | None = None,
         retry_timeouts: bool = True,
     ) -> None:
@@ -1072,7 +1072,7 @@ def get_endpoint(
         ConfigError: the role names an API key variable (or header variable) that is not set.
     """
     loop = asyncio.get_running_loop()
-    limit = config.max_concurrency or 16
+    limit = config.max_concurrency or MAX_CONCURRENCY
     settings = {k: getattr(config, k) for k in _CLIENT_FIELDS}
     if client is not None:
         key: Any = ("client", id(client))
@@ -1109,7 +1109,7 @@ def get_endpoint(
                 # A local server queues inside itself: its first token may come late by design.
                 first_byte_timeout=config.first_byte_timeout if local is None else None,
                 max_retries=config.max_retries if config.max_retries is not None else MAX_RETRIES,
-                backoff=config.backoff if config.backoff is not None else 0.5,
+                backoff=config.backoff if config.backoff is not None else BACKOFF_S,
                 min_tokens_per_second=(
                     local.settings.min_tokens_per_second if local is not None else None
                 ),
