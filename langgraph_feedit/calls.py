@@ -51,6 +51,7 @@ from langgraph_feedit.endpoints import (
     Endpoint,
     client_base_url,
     get_endpoint,
+    probe_logprobs,
     role_clients,
 )
 from langgraph_feedit.errors import ConfigError, EndpointTimeout
@@ -229,6 +230,31 @@ class RoleCaller:
         self._endpoints: dict[tuple[str, int], tuple[Backend, str | None]] = {}
         self.seed_key = seed_key
         """Derives each call's seed where the role sets none (see :func:`call_seed`)."""
+        self._judge_probed = False
+        self._probe_task: asyncio.Task[None] | None = None
+
+    def _probe_judge(self) -> None:
+        """With the run's first call, find out (off the critical path) whether a principle
+        judge's backend sends logprobs (:func:`.endpoints.probe_logprobs`), so its judging
+        does not spend a round on a question it cannot read."""
+        self._judge_probed = True
+        judge = self.roles.get("judge")
+        if judge is None:
+            return
+        kinds = [p.kind for p in judge.combine_parts()] if judge.kind == "combined" else []
+        if "principle" not in (judge.kind, *kinds):
+            return
+
+        async def probe() -> None:
+            from langgraph_feedit.judges import TOP_LOGPROBS
+
+            try:
+                backend, model, _ = await self._endpoint("judge")
+            except Exception:  # the judge itself says what is wrong, when it is reached
+                return
+            probe_logprobs(backend, model, TOP_LOGPROBS)
+
+        self._probe_task = asyncio.get_running_loop().create_task(probe())
 
     @classmethod
     def for_config(cls, config: FeeditConfig) -> RoleCaller:
@@ -307,6 +333,8 @@ class RoleCaller:
         setting is sent the way it names (``think`` replaces its ``think`` for this call),
         and its tags split each reply into thinking and answer.
         """
+        if role != "judge" and not self._judge_probed:
+            self._probe_judge()
         endpoint, model, rc = await self._endpoint(role)
         if max_tokens is not None or temperature is not None:
             rc = rc.model_copy(

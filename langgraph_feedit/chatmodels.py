@@ -238,6 +238,8 @@ class ChatModelRole:
         self.json_mode_known = False
         self.logprobs_supported: bool | None = None
         """Whether the model returns logprobs: unknown until tried."""
+        self.logprobs_probe: asyncio.Task[None] | None = None
+        """As :attr:`Endpoint.logprobs_probe`."""
         self.yes_no_unanswered = False
         """As :attr:`Endpoint.yes_no_unanswered`: the principle judge rates instead."""
         self.n_supported: bool | None = False

@@ -91,7 +91,9 @@ __all__ = [
     "failure_of",
     "get_endpoint",
     "is_retryable",
+    "logprobs_known",
     "make_client",
+    "probe_logprobs",
     "role_clients",
 ]
 
@@ -468,9 +470,11 @@ class Endpoint:
         server refuses is dropped, so it is asked once per endpoint, not once per call."""
         self.json_mode_known = False
         """Whether a call has found which form (if any) this server takes."""
-        self._json_probe = asyncio.Lock()
         self.logprobs_supported: bool | None = None
         """Whether the server returns ``logprobs`` when asked: unknown until tried."""
+        self.logprobs_probe: asyncio.Task[None] | None = None
+        """The one-token call that finds :attr:`logprobs_supported` while a run's drafts are
+        written (:func:`probe_logprobs`), so no judge call waits a round to find out."""
         self.yes_no_unanswered = False
         """Whether a principle question here got a first token that was no Yes or No (a
         reasoning model that thinks first): its candidates are rated instead from then on."""
@@ -651,15 +655,12 @@ class Endpoint:
         )
         if json_schema is None:
             return await self._chat(request)
-        if not self.json_mode_known:
-            # Until one call has found the form this server takes, calls wait for it, so a
-            # wave of first calls is not refused once each.
-            async with self._json_probe:
-                if not self.json_mode_known:
-                    result = await self._json_ladder(request, json_schema)
-                    self.json_mode_known = True
-                    return result
-        return await self._json_ladder(request, json_schema)
+        # No call waits for another to find the form: each asks in the best form not yet
+        # refused. A refusal comes back at once (before any decoding), so a first wave on a
+        # server that refuses costs a quick 4xx per call and form, never a round of latency.
+        result = await self._json_ladder(request, json_schema)
+        self.json_mode_known = True
+        return result
 
     async def _json_ladder(
         self, request: ChatRequest, json_schema: Mapping[str, Any]
@@ -975,6 +976,62 @@ def _status_message(status: int | None) -> str:
     return {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
         status, "request failed"
     )
+
+
+# -- learning what a backend supports, off the critical path ------------------------------------
+
+PROBE_MESSAGES: tuple[dict[str, str], ...] = (
+    {"role": "user", "content": "Is the sky blue on a clear day? Only answer Yes or No."},
+)
+"""The one question :func:`probe_logprobs` asks: a one-token Yes or No, like a principle's."""
+
+
+class _Probed:
+    """What :func:`probe_logprobs` needs of a backend (an :class:`Endpoint` or a chat model
+    role): the attribute it fills in and the call that fills it."""
+
+    logprobs_supported: bool | None
+    logprobs_probe: asyncio.Task[None] | None
+    chat: Callable[..., Awaitable[ChatResult]]
+
+
+def probe_logprobs(backend: Any, model: str | None, top_logprobs: int) -> None:
+    """Start, once per backend, a one-token call asking for ``top_logprobs`` that settles
+    whether it sends logprobs (``logprobs_supported``), without waiting for it.
+
+    A run starts it with its first drafts, so by the time a principle judge asks its
+    questions the answer is known: a server without logprobs is rated straight away instead
+    of a round spent asking a question whose answer cannot be read. A probe that fails leaves
+    it unknown (the judge asks and falls back, as without one).
+    """
+    probed: _Probed = backend
+    if probed.logprobs_supported is not None or probed.logprobs_probe is not None:
+        return
+
+    async def probe() -> None:
+        try:
+            await probed.chat(
+                list(PROBE_MESSAGES),
+                model=model,
+                max_tokens=1,
+                temperature=0.0,
+                top_logprobs=top_logprobs,
+                answer_required=False,
+            )
+        except Exception as exc:  # the judge finds out on its own
+            _log.debug("feedit: the logprobs probe failed (%s)", type(exc).__name__)
+
+    probed.logprobs_probe = asyncio.get_running_loop().create_task(probe())
+
+
+async def logprobs_known(backend: Any) -> bool | None:
+    """``logprobs_supported`` once a probe in flight has answered (a probe started with the
+    drafts has long finished when a judge asks)."""
+    probed: _Probed = backend
+    task = probed.logprobs_probe
+    if probed.logprobs_supported is None and task is not None and not task.done():
+        await asyncio.shield(task)
+    return probed.logprobs_supported
 
 
 # -- the process-wide registry ---------------------------------------------------------------

@@ -54,6 +54,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle, RoleConfig
+from langgraph_feedit.endpoints import logprobs_known
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
@@ -220,7 +221,8 @@ async def _rate(j: _Judging) -> JudgeResult:
 async def _principles(j: _Judging) -> JudgeResult:
     """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
     endpoint = await j.caller.endpoint("judge")
-    if endpoint.logprobs_supported is False:
+    # A probe started with the run's drafts has settled this by now (endpoints.py).
+    if await logprobs_known(endpoint) is False:
         return _fell_back(await _rate(j), Usage(), _NO_LOGPROBS)
     if endpoint.yes_no_unanswered:
         return _fell_back(await _rate(j), Usage(), _NO_YES_NO)
