@@ -4,6 +4,7 @@ with a JSON schema and its text fallback, and the path recorded for each candida
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,9 @@ async def test_an_endpoint_without_logprobs_gets_the_rating_judge_and_is_remembe
             assert n.judge_path == "json_schema"
             assert n.score is not None and 0.0 <= n.score <= 1.0
             assert n.judge_note and "returns no logprobs" in n.judge_note
-        assert 1 <= asked <= 3
+        # a one-token probe sent with the drafts found out: no principle question was asked
+        assert asked == 0
+        assert len([r for r in server.requests if r.body.get("logprobs")]) == 1
         # the same endpoint (same event loop) is not asked for logprobs again
         again = await run(config, "Another prompt.", preset="best-of-n", drafts=3)
         assert len(judge_bodies(server, "satisfies this principle")) == asked
@@ -200,10 +203,11 @@ async def test_refused_json_schema_falls_back_to_text_and_is_remembered() -> Non
         config = cfg(server.base_url, kind="llm")
         trace = await run(config, preset="best-of-n", drafts=3)
         refused = [r for r in server.requests if "response_format" in r.body]
-        # each form refused once, though three judges asked at once: the first call finds
-        # out, the others wait for it
+        # no judge waits for another to find out: each form is refused at most once per
+        # judge call of the first wave (a quick 4xx), then never asked again
         forms = [(r.body["response_format"]["type"], r.status) for r in refused]
-        assert forms == [("json_schema", 400), ("json_object", 400)]
+        assert set(forms) == {("json_schema", 400), ("json_object", 400)}
+        assert len(forms) <= 6
         for n in trace.candidates():
             assert n.judge_path == "text" and n.score is not None
         before = len(server.requests)
@@ -279,6 +283,60 @@ async def test_logprobs_arrive_through_a_stream_too(sim: SimServer) -> None:
     assert plain.logprobs[0] is not None and len(plain.logprobs[0].top) == 5
     assert streamed.logprobs == plain.logprobs and pieces == streamed.texts
     assert ep.logprobs_supported is True
+
+
+# -- judging costs no extra round -------------------------------------------------------------
+
+LATENCY = 0.3
+
+
+async def timed_best_of_4(server: SimServer, kind: str) -> tuple[float, Trace]:
+    """Wall time, in call latencies, of best-of-n 4 (distinct seeded drafts) on a fresh
+    endpoint, and its trace."""
+    config = sim_config(
+        server.base_url,
+        roles={"default": {"seed": 0, "max_concurrency": 64}, "judge": {"kind": kind}},
+    )
+    graph = create_feedit_graph(config, preset="best-of-n").compile()
+    start = time.perf_counter()
+    out = await graph.ainvoke({"messages": [("user", PROMPT)]}, context={"width": {"drafts": 4}})
+    wall = (time.perf_counter() - start) / LATENCY
+    trace = Trace.model_validate(out["trace"])
+    assert len({n.text for n in trace.nodes if n.kind == "draft"}) == 4
+    return wall, trace
+
+
+@pytest.mark.parametrize("formats", [("text", "json_schema"), ("text",)])
+async def test_the_llm_judge_waits_for_no_probe(formats: tuple[str, ...]) -> None:
+    with SimServer(seed=12, latency_fn=lambda body: LATENCY, response_formats=formats) as sim:
+        wall, trace = await timed_best_of_4(sim, "llm")
+        # a draft, then a judge call: no judge call waits for another to find the JSON form
+        assert wall < 2.5  # 2 latencies and the graph's own time; waiting for a probe is 3
+        path = "json_schema" if "json_schema" in formats else "text"
+        assert all(n.judge_path == path for n in trace.candidates())
+        asked = len([r for r in sim.requests if "response_format" in r.body])
+        again, _ = await timed_best_of_4(sim, "llm")
+        # a refusal is remembered: the second run asks no form the server refused
+        refused = [r for r in sim.requests if r.status != 200]
+        assert all(r.body["response_format"]["type"] not in formats for r in refused)
+        if path == "text":
+            assert len([r for r in sim.requests if "response_format" in r.body]) == asked
+
+
+@pytest.mark.parametrize("logprobs", [True, False])
+async def test_the_principle_judge_waits_for_no_probe(logprobs: bool) -> None:
+    with SimServer(seed=13, latency_fn=lambda body: LATENCY, logprobs=logprobs) as sim:
+        wall, trace = await timed_best_of_4(sim, "principle")
+        assert wall < 2.5  # 2 latencies and the graph's own time; waiting for a probe is 3
+        path = "logprobs" if logprobs else "json_schema"
+        assert all(n.judge_path == path for n in trace.candidates())
+        questions = judge_bodies(sim, "satisfies this principle")
+        # with logprobs, every candidate's question; without, none (the probe, sent with the
+        # drafts, found out first), and the fallback remembered for the next run
+        assert len(questions) == (4 if logprobs else 0)
+        assert len([r for r in sim.requests if r.body.get("logprobs")]) == len(questions) + 1
+        await timed_best_of_4(sim, "principle")
+        assert len([r for r in sim.requests if r.body.get("logprobs")]) == 2 * len(questions) + 1
 
 
 # -- explicit kinds are what they were ----------------------------------------------------------
