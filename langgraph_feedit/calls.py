@@ -252,7 +252,9 @@ class RoleCaller:
                 backend, model, _ = await self._endpoint("judge")
             except Exception:  # the judge itself says what is wrong, when it is reached
                 return
-            probe_logprobs(backend, model, TOP_LOGPROBS)
+            # A chat model reports every call to its callbacks: it finds out as it judges.
+            if isinstance(backend, Endpoint):
+                probe_logprobs(backend, model, TOP_LOGPROBS)
 
         self._probe_task = asyncio.get_running_loop().create_task(probe())
 
