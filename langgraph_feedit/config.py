@@ -553,7 +553,11 @@ class FeeditConfig(_Strict):
         if rounds:
             used += ["critique", "edit"]
         judge = self.role("judge")
-        models = {p.kind for p in judge.combine or []} if judge.kind == "combined" else {judge.kind}
+        models: set[str | None] = (
+            {p.kind for p in judge.combine or []} if judge.kind == "combined" else {judge.kind}
+        )
+        if judge.kind == "pairwise" and judge.function:
+            models = {"function"}  # a pairwise function judges the matches
         if models - {"consensus", "function", "verify"} and (self.width.drafts > 1 or rounds):
             used.append("judge")
         return used

@@ -468,7 +468,6 @@ class Endpoint:
         server refuses is dropped, so it is asked once per endpoint, not once per call."""
         self.json_mode_known = False
         """Whether a call has found which form (if any) this server takes."""
-        self._json_probe = asyncio.Lock()
         self.logprobs_supported: bool | None = None
         """Whether the server returns ``logprobs`` when asked: unknown until tried."""
         self.yes_no_unanswered = False
@@ -651,15 +650,12 @@ class Endpoint:
         )
         if json_schema is None:
             return await self._chat(request)
-        if not self.json_mode_known:
-            # Until one call has found the form this server takes, calls wait for it, so a
-            # wave of first calls is not refused once each.
-            async with self._json_probe:
-                if not self.json_mode_known:
-                    result = await self._json_ladder(request, json_schema)
-                    self.json_mode_known = True
-                    return result
-        return await self._json_ladder(request, json_schema)
+        # No call waits for another to find the form: each asks in the best form not yet
+        # refused. A refusal comes back at once (before any decoding), so a first wave on a
+        # server that refuses costs a quick 4xx per call and form, never a round of latency.
+        result = await self._json_ladder(request, json_schema)
+        self.json_mode_known = True
+        return result
 
     async def _json_ladder(
         self, request: ChatRequest, json_schema: Mapping[str, Any]

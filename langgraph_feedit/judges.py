@@ -18,7 +18,9 @@
   object (path ``json_schema``); where it refuses one (remembered per endpoint) or the reply
   is not valid JSON, the ``Score: N`` is parsed from messy output (path ``text``).
 - ``pairwise``: a knockout bracket; every match is judged twice with the positions swapped, so
-  position bias cancels. A candidate's score is the number of matches it won.
+  position bias cancels. A candidate's score is the number of matches it won. With
+  ``roles.judge.function`` set, a Python function judges each match instead of a model
+  (:data:`PairwiseFunction`).
 - ``consensus``: no model; the candidate most similar to the others wins (mean word-bigram
   Jaccard similarity, in [0, 1]).
 
@@ -75,6 +77,7 @@ __all__ = [
     "JudgeFunction",
     "JudgePath",
     "JudgeResult",
+    "PairwiseFunction",
     "RoundResult",
     "check_judge",
     "consensus_scores",
@@ -347,6 +350,47 @@ async def score_candidate(
 
 # -- judges you plug in -------------------------------------------------------------------------
 
+PairwiseFunction = Callable[[list[dict[str, Any]], str, str], "Any | Awaitable[Any]"]
+"""A pairwise function judge (``kind = "pairwise"`` with ``function``): the conversation and
+two candidates in; out, which is better (``"A"``, ``"B"``, or ``"C"`` for a tie) or a
+preference score (above 0: the first is better, below 0: the second; 0: a tie)."""
+
+
+def _preference(value: Any) -> float | None:
+    """A pairwise function's verdict as points for its first candidate (None: unreadable)."""
+    if isinstance(value, str):
+        return {"A": 1.0, "B": -1.0, "C": 0.0, "TIE": 0.0}.get(value.strip().upper())
+    if isinstance(value, bool):
+        return None
+    try:
+        points = float(value)
+    except (TypeError, ValueError):
+        return None
+    return math.copysign(1.0, points) if points else 0.0 if math.isfinite(points) else None
+
+
+async def _function_match(
+    path: str,
+    conversation: Sequence[Mapping[str, Any]],
+    a: tuple[str, str],
+    b: tuple[str, str],
+) -> tuple[tuple[str, str], Usage, str | None]:
+    """A match judged by a pairwise function, in both orders as a model's is (so a function
+    with a position bias cancels it too); ``a`` wins ties."""
+    fn = resolve_function(path)
+    said = []
+    for first, second in ((a[1], b[1]), (b[1], a[1])):
+        value = fn([dict(m) for m in conversation], first, second)
+        if inspect.isawaitable(value):
+            value = await value
+        said.append(_preference(value))
+    points = (said[0] or 0.0) - (said[1] or 0.0)
+    note = None
+    if None in said:
+        note = f"{a[0]} vs {b[0]}: the judge function's verdict is unreadable, counted as a tie"
+    return (b if points < 0 else a), Usage(), note
+
+
 JudgeFunction = Callable[[list[dict[str, Any]], str], "float | Awaitable[float]"]
 """A function judge: the conversation (OpenAI-style messages) and a candidate's text in, a
 score out (higher is better); a coroutine function is awaited."""
@@ -414,6 +458,8 @@ def check_judge(settings: RoleConfig) -> None:
                 key="roles.judge.combine",
             )
         kinds = [p.kind for p in settings.combine_parts()]
+    if settings.kind == "pairwise" and settings.function:
+        resolve_function(settings.function)  # the pairwise form (see PairwiseFunction)
     if "function" in kinds:
         if not settings.function:
             raise ConfigError(
@@ -609,6 +655,9 @@ async def _match(
     config: RunnableConfig | None,
 ) -> tuple[tuple[str, str], Usage, str | None]:
     """Judge ``a`` against ``b`` in both orders; ``a`` (first in tree order) wins ties."""
+    function = caller.settings("judge").function
+    if function:
+        return await _function_match(function, conversation, a, b)
     info = CallInfo(role="judge", node_id=f"{a[0]} vs {b[0]}", kind="pairwise")
     first, second = await asyncio.gather(
         caller.complete(

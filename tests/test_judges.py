@@ -4,6 +4,7 @@ with a JSON schema and its text fallback, and the path recorded for each candida
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,10 +201,11 @@ async def test_refused_json_schema_falls_back_to_text_and_is_remembered() -> Non
         config = cfg(server.base_url, kind="llm")
         trace = await run(config, preset="best-of-n", drafts=3)
         refused = [r for r in server.requests if "response_format" in r.body]
-        # each form refused once, though three judges asked at once: the first call finds
-        # out, the others wait for it
+        # no judge waits for another to find out: each form is refused at most once per
+        # judge call of the first wave (a quick 4xx), then never asked again
         forms = [(r.body["response_format"]["type"], r.status) for r in refused]
-        assert forms == [("json_schema", 400), ("json_object", 400)]
+        assert set(forms) == {("json_schema", 400), ("json_object", 400)}
+        assert len(forms) <= 6
         for n in trace.candidates():
             assert n.judge_path == "text" and n.score is not None
         before = len(server.requests)
@@ -279,6 +281,53 @@ async def test_logprobs_arrive_through_a_stream_too(sim: SimServer) -> None:
     assert plain.logprobs[0] is not None and len(plain.logprobs[0].top) == 5
     assert streamed.logprobs == plain.logprobs and pieces == streamed.texts
     assert ep.logprobs_supported is True
+
+
+# -- judging costs no extra round -------------------------------------------------------------
+
+LATENCY = 0.3
+
+
+async def timed_best_of_4(server: SimServer, kind: str) -> tuple[float, Trace]:
+    """Wall time, in call latencies, of best-of-n 4 (distinct seeded drafts) on a fresh
+    endpoint, and its trace."""
+    config = sim_config(
+        server.base_url,
+        roles={"default": {"seed": 0, "max_concurrency": 64}, "judge": {"kind": kind}},
+    )
+    graph = create_feedit_graph(config, preset="best-of-n").compile()
+    start = time.perf_counter()
+    out = await graph.ainvoke({"messages": [("user", PROMPT)]}, context={"width": {"drafts": 4}})
+    wall = (time.perf_counter() - start) / LATENCY
+    trace = Trace.model_validate(out["trace"])
+    assert len({n.text for n in trace.nodes if n.kind == "draft"}) == 4
+    return wall, trace
+
+
+@pytest.mark.parametrize("formats", [("text", "json_schema"), ("text",)])
+async def test_the_llm_judge_waits_for_no_probe(formats: tuple[str, ...]) -> None:
+    with SimServer(seed=12, latency_fn=lambda body: LATENCY, response_formats=formats) as sim:
+        wall, trace = await timed_best_of_4(sim, "llm")
+        # a draft, then a judge call: no judge call waits for another to find the JSON form
+        assert wall < 2.5  # 2 latencies and the graph's own time; waiting for a probe is 3
+        path = "json_schema" if "json_schema" in formats else "text"
+        assert all(n.judge_path == path for n in trace.candidates())
+        refused = len([r for r in sim.requests if r.status != 200])
+        asked = len([r for r in sim.requests if "response_format" in r.body])
+        await timed_best_of_4(sim, "llm")
+        # a refusal is remembered: the second run is refused nothing
+        assert len([r for r in sim.requests if r.status != 200]) == refused
+        assert (refused > 0) == (path == "text")
+        if path == "text":
+            assert len([r for r in sim.requests if "response_format" in r.body]) == asked
+
+
+async def test_the_principle_judge_waits_for_no_probe() -> None:
+    with SimServer(seed=13, latency_fn=lambda body: LATENCY) as sim:
+        wall, trace = await timed_best_of_4(sim, "principle")
+        assert wall < 2.5  # 2 latencies and the graph's own time; waiting for a probe is 3
+        assert all(n.judge_path == "logprobs" for n in trace.candidates())
+        assert len(judge_bodies(sim, "satisfies this principle")) == 4
 
 
 # -- explicit kinds are what they were ----------------------------------------------------------

@@ -72,6 +72,38 @@ async def test_a_function_judge_picks_through_the_graph(
     assert trace.usage["judge"]["calls"] == 0
 
 
+def shorter_wins(conversation: list[dict[str, Any]], first: str, second: str) -> str:
+    """A pairwise judge of one's own: the shorter of two candidates."""
+    return "A" if len(first.split()) <= len(second.split()) else "B"
+
+
+async def async_longer_by(conversation: list[dict[str, Any]], first: str, second: str) -> float:
+    return float(len(first.split()) - len(second.split()))
+
+
+@pytest.mark.parametrize(
+    ("function", "best"),
+    [(shorter_wins, min), (f"{__name__}:async_longer_by", max)],
+    ids=["verdict", "async-preference"],
+)
+async def test_a_pairwise_function_judges_the_knockout(
+    sim: SimServer, function: Any, best: Any
+) -> None:
+    config = sim_config(
+        sim.base_url,
+        preset="best-of-n",
+        width={"drafts": 4},
+        roles={"draft": {"seed": 1}, "judge": {"kind": "pairwise", "function": function}},
+    )
+    trace = await run(config)
+    lengths = {n.id: len((n.text or "").split()) for n in trace.candidates()}
+    assert len(set(lengths.values())) == 4
+    assert lengths[trace.selected or ""] == best(lengths.values())
+    # the winner won both its matches; no model was asked to compare anything
+    assert max(n.score or 0.0 for n in trace.candidates()) == 2.0
+    assert len(sim.requests) == 4 and trace.usage["judge"]["calls"] == 0
+
+
 def test_a_bad_function_path_fails_when_the_graph_is_built(sim: SimServer) -> None:
     for path in ("no_colon", "tests.test_plugin_judges:missing"):
         config = sim_config(sim.base_url, roles={"judge": {"kind": "function", "function": path}})
