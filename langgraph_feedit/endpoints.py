@@ -1086,7 +1086,10 @@ def get_endpoint(
         endpoints = _registry.get(loop)
         if endpoints is None:
             endpoints = _registry[loop] = {}
-            _shutdown_hooks[loop] = at_loop_shutdown(aclose_endpoints)
+            # One hook per loop, kept for its life: a replaced hook, collected, would run its
+            # close then, closing the endpoints made after ``aclose_endpoints`` emptied this.
+            if loop not in _shutdown_hooks:
+                _shutdown_hooks[loop] = at_loop_shutdown(aclose_endpoints)
         endpoint = endpoints.get(key)
         if endpoint is None:
             owned = client is None or not isinstance(client, AsyncOpenAI)

@@ -267,3 +267,23 @@ async def test_the_limiter_serves_waiters_in_order_and_passes_over_the_cancelled
     await asyncio.gather(first, queued["b"], queued["c"])
     assert order == ["first", "b", "c"] and limiter.active == 0 and limiter.peak == 1
     assert queued["a"].cancelled()
+
+
+async def test_endpoints_made_after_aclose_endpoints_stay_open() -> None:
+    """``aclose_endpoints`` empties the loop's registry; an endpoint made after it works (the
+    loop's shutdown hook was replaced, and the old one, collected, closed the new clients)."""
+    import gc
+
+    from langgraph_feedit.config import RoleConfig
+    from langgraph_feedit.endpoints import aclose_endpoints, get_endpoint
+    from langgraph_feedit.testing import SimServer
+
+    with SimServer(seed=4) as sim:
+        first = get_endpoint(RoleConfig(), base_url=sim.base_url)
+        await first.chat([{"role": "user", "content": "hi"}], model="m")
+        await aclose_endpoints()
+        second = get_endpoint(RoleConfig(max_concurrency=3), base_url=sim.base_url)
+        gc.collect()
+        result = await second.chat([{"role": "user", "content": "again"}], model="m")
+        await aclose_endpoints()
+    assert result.texts[0] and second is not first

@@ -200,6 +200,8 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     with SimServer(seed=5, mean_tokens=10) as sim:
         config = sim_config(
             sim.base_url,
+            # every call's seed derives from the cache key: the same teacher data each run
+            cache_key="distil",
             width={"drafts": 2, "critiques": 2, "edits": 1},
             roles={
                 # seeded drafts differ (identical ones would share their critiques and edits)
@@ -274,7 +276,7 @@ def _train(task: str, data: list[Path], out: Path, base: Path, **kw: Any) -> dic
         base_model=base,
         template="nemotron",
         min_gain=0.0,
-        max_length=128,
+        max_length=256,  # the nemotron edit prompt, with its rules, runs past 128
         progress=False,
         **kw,
     )
