@@ -93,9 +93,11 @@ async def test_feedback_edit_graph_end_to_end() -> None:
     trace = Trace.model_validate(out["trace"])
     assert [n.kind for n in trace.nodes].count("draft") == 2
     assert [n.kind for n in trace.nodes].count("edit") == 2
-    assert not any(n.error for n in trace.nodes)
+    # no call failed; an edit of the tiny model may be no answer (recorded, never judged)
+    assert not any(n.error and n.failure != "not_an_answer" for n in trace.nodes)
     assert trace.answer and out["messages"][-1].content == trace.answer
-    assert trace.usage["total"]["calls"] == 6 + 4  # 6 nodes and 4 judge ratings
+    judged = len([n for n in trace.nodes if n.kind != "critique" and not n.error])
+    assert trace.usage["total"]["calls"] == 6 + judged  # 6 nodes and a rating per candidate
     assert all(n.model == "SmolLM2-135M-Instruct" for n in trace.nodes)
 
 
