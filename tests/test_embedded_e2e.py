@@ -97,7 +97,8 @@ async def test_feedback_edit_graph_end_to_end() -> None:
     assert not any(n.error and n.failure != "not_an_answer" for n in trace.nodes)
     assert trace.answer and out["messages"][-1].content == trace.answer
     judged = len([n for n in trace.nodes if n.kind != "critique" and not n.error])
-    assert trace.usage["total"]["calls"] == 6 + judged  # 6 nodes and a rating per candidate
+    # 6 nodes and a rating per candidate, at most: identical candidates share their calls
+    assert judged <= trace.usage["total"]["calls"] <= 6 + judged
     assert all(n.model == "SmolLM2-135M-Instruct" for n in trace.nodes)
 
 

