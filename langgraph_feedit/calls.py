@@ -319,49 +319,33 @@ class RoleCaller:
         thinking = rc.thinking_settings()
         sent, extra_body = thinking.apply(messages, rc.extra_body, think=think)
 
+        # What every backend is asked; an endpoint streams besides, a chat model is given the
+        # run configuration to report its own run with.
+        asked: dict[str, Any] = {
+            "model": model,
+            "role": role,
+            "temperature": rc.temperature,
+            "top_p": rc.top_p,
+            "max_tokens": rc.max_tokens,
+            "seed": call_seed(rc.seed, self.seed_key, info, index),
+            "stop": rc.stop,
+            "extra_body": extra_body,
+            "top_logprobs": top_logprobs,
+            "json_schema": json_schema,
+            "think_tags": thinking.tags,
+            "answer_required": answer_required,
+        }
         if isinstance(endpoint, ChatModelRole):
             # The chat model reports its own run to the callbacks (LangSmith, the messages
             # stream): feedit adds where in the tree it belongs, and reports nothing twice.
-            result = await self.budget.run(
-                endpoint.chat(
-                    sent,
-                    model=model,
-                    role=role,
-                    temperature=rc.temperature,
-                    top_p=rc.top_p,
-                    max_tokens=rc.max_tokens,
-                    seed=call_seed(rc.seed, self.seed_key, info, index),
-                    stop=rc.stop,
-                    extra_body=extra_body,
-                    top_logprobs=top_logprobs,
-                    json_schema=json_schema,
-                    think_tags=thinking.tags,
-                    answer_required=answer_required,
-                    config=None if config is None else _model_run(config, info, role),
-                )
-            )
+            run_config = None if config is None else _model_run(config, info, role)
+            result = await self.budget.run(endpoint.chat(sent, **asked, config=run_config))
             self.budget.charge(result.usage)
             return result
 
         def request(on_token: Any, on_reasoning: Any = None) -> Awaitable[ChatResult]:
             return self.budget.run(
-                endpoint.chat(
-                    sent,
-                    model=model,
-                    role=role,
-                    temperature=rc.temperature,
-                    top_p=rc.top_p,
-                    max_tokens=rc.max_tokens,
-                    seed=call_seed(rc.seed, self.seed_key, info, index),
-                    stop=rc.stop,
-                    extra_body=extra_body,
-                    on_token=on_token,
-                    top_logprobs=top_logprobs,
-                    json_schema=json_schema,
-                    on_reasoning=on_reasoning,
-                    think_tags=thinking.tags,
-                    answer_required=answer_required,
-                )
+                endpoint.chat(sent, **asked, on_token=on_token, on_reasoning=on_reasoning)
             )
 
         if config is None:
