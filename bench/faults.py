@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from simproc import batch_cmd, sim_stats, start_sim
+from simproc import batch_cmd, kill_after, sim_stats, start_sim
 
 TREE = [
     "--preset",
@@ -147,20 +144,7 @@ def main() -> None:
                 name = f"kill-{int(at * 100)}"
                 cmd = batch_cmd(url, work, name, *TREE)
                 before = sim_stats(url)["call_count"]
-                proc = subprocess.Popen(
-                    cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-                while sim_stats(url)["call_count"] - before < int(calls * at):
-                    if proc.poll() is not None:
-                        raise SystemExit(f"{name}: the batch ended before the kill")
-                    time.sleep(0.005)
-                disconnects = sim_stats(url)["disconnects"]
-                os.kill(proc.pid, signal.SIGKILL)
-                answered = sim_stats(url, ended_within=1.0)["ended_recently"]
-                proc.wait()
-                time.sleep(0.3)
-                after = sim_stats(url)
-                in_flight = answered + after["disconnects"] - disconnects
+                in_flight = kill_after(url, cmd, int(calls * at), cwd=work)
                 _run(cmd, work)
                 total = sim_stats(url)["call_count"] - before
                 kills[name] = {

@@ -7,8 +7,11 @@ the client side, not a server competing with it for the same core.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -56,3 +59,31 @@ def batch_cmd(base_url: str, work: Path, name: str, *tree: str) -> list[str]:
         "m",
         *tree,
     ]
+
+
+def kill_after(
+    base_url: str,
+    cmd: list[str],
+    calls: int,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``cmd``, SIGKILL it once the simulated server has taken ``calls`` more calls,
+    and return the calls in flight at the kill, as the kill -9 test counts them: requests the
+    kill cut off, and replies sent in the second before it (the client may have had them on
+    the wire, or in hand but not yet stored)."""
+    before = sim_stats(base_url)["call_count"]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while sim_stats(base_url)["call_count"] - before < calls:
+        if proc.poll() is not None:
+            raise SystemExit(f"{' '.join(cmd[:4])}: it ended before the kill")
+        time.sleep(0.005)
+    disconnects = sim_stats(base_url)["disconnects"]
+    os.kill(proc.pid, signal.SIGKILL)
+    answered = sim_stats(base_url, ended_within=1.0)["ended_recently"]
+    proc.wait()
+    time.sleep(0.3)
+    return int(answered + sim_stats(base_url)["disconnects"] - disconnects)

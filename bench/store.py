@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simproc import batch_cmd, sim_stats, start_sim
+from simproc import batch_cmd, kill_after, sim_stats, start_sim
 
 CALLS_PER_PROMPT = 96
 
@@ -124,22 +123,8 @@ def measure(base_url: str, pythonpath: str | None, prompts: int) -> dict[str, An
 
         cmd = batch_cmd(base_url, work, "killed", *TREE)
         before = sim_stats(base_url)["call_count"]
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        while sim_stats(base_url)["call_count"] - before < calls // 2:
-            time.sleep(0.01)
-        disconnects = sim_stats(base_url)["disconnects"]
-        os.kill(proc.pid, signal.SIGKILL)
-        # In flight, as the kill -9 test counts it: requests the kill cut off, and replies
-        # sent in the second before it (the client may have had them on the wire, or in
-        # hand but not yet stored).
-        answered = sim_stats(base_url, ended_within=1.0)["ended_recently"]
-        proc.wait()
-        time.sleep(0.3)
-        after = sim_stats(base_url)
-        in_flight = answered + after["disconnects"] - disconnects
-        killed_at = after["call_count"] - before
+        in_flight = kill_after(base_url, cmd, calls // 2, cwd=work, env=env)
+        killed_at = sim_stats(base_url)["call_count"] - before
         rerun = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=1800)
         if rerun.returncode != 0:
             raise SystemExit(rerun.stderr[-3000:])
