@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
@@ -54,7 +54,12 @@ from langgraph_feedit.endpoints import (
     role_clients,
 )
 from langgraph_feedit.errors import ConfigError, EndpointTimeout, FeeditError
-from langgraph_feedit.overrides import FLAT_KEYS, check_untrusted_overrides, expand_flat
+from langgraph_feedit.overrides import (
+    FLAT_KEYS,
+    RUN_ROLES,
+    check_untrusted_overrides,
+    expand_flat,
+)
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES
 from langgraph_feedit.state import RunSpec
 from langgraph_feedit.tracing import CallInfo, call_run_id, traced_chat
@@ -406,7 +411,8 @@ RUN_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
 call goes, with which key, model, extra fields, principles and template file, is never read
 from a run's state: it comes from the graph's configuration (:class:`Operator`)."""
 
-_RUN_ROLES: tuple[RoleName, ...] = ("draft", "critique", "edit", "judge")
+# The roles a run calls (``overrides.RUN_ROLES`` less ``default``, which is no role of its own).
+_RUN_ROLES = cast(tuple[RoleName, ...], tuple(r for r in RUN_ROLES if r != "default"))
 
 # The operator's side of a role: what the spec names only by a digest (``endpoint_identity``).
 _DESTINATION = (
@@ -678,7 +684,7 @@ def operator_models(models: Mapping[str, Any] | None) -> dict[str, BaseChatModel
             '{"default": ChatOpenAI(...), "judge": "openai:gpt-4o-mini"}',
             key="models",
         )
-    known = ("default", *_RUN_ROLES)
+    known = RUN_ROLES
     for role in models:
         if role not in known:
             raise ConfigError(
