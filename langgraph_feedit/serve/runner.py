@@ -1,7 +1,7 @@
-"""Running the app: the ``feedit serve`` command, and a server in a background thread.
+"""Running the app: what ``feedit serve`` runs, and a server in a background thread.
 
-Nothing here imports FastAPI or uvicorn at module level, so the command line can list
-``feedit serve`` without the ``serve`` extra installed; running it is what needs them.
+Nothing here imports FastAPI or uvicorn at module level; running the app is what needs them.
+The command's flags are in :mod:`langgraph_feedit.commands.serve`.
 """
 
 from __future__ import annotations
@@ -31,82 +31,14 @@ log = logging.getLogger("langgraph_feedit.serve")
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to a command line's sub-commands (``parser.add_subparsers()``)."""
-    serve: argparse.ArgumentParser = subparsers.add_parser(
-        "serve",
-        help="serve every preset behind an OpenAI-compatible API",
-        description=(
-            "Serve the presets (single, best-of-n, feedback-edit, self-refine, beam) as models "
-            "of an OpenAI-compatible chat-completions API. Clients pick a preset as their "
-            "model and may set width, depth and budget per request with "
-            'extra_body={"feedit": {"drafts": 8, ...}}.'
-        ),
-        epilog=(
-            "examples:\n"
-            "  feedit serve --config feedit.toml\n"
-            "  FEEDIT_SERVE_KEY=... feedit serve --host 0.0.0.0 --client-key-env FEEDIT_SERVE_KEY "
-            "--base-url http://127.0.0.1:8000/v1 --model my-model\n"
-            "then, from any OpenAI client:\n"
-            '  OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="...").chat.completions'
-            '.create(model="feedback-edit", messages=[...], extra_body={"feedit": {"drafts": 4}})'
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    serve.add_argument("--config", type=Path, help="a TOML or YAML configuration file")
-    serve.add_argument("--base-url", help="backend endpoint for every role")
-    serve.add_argument("--model", help="backend model for every role")
-    serve.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        help="NAME of the variable holding the backends' API key (roles.default.api_key_env),"
-        " as in `feedit run`",
-    )
-    serve.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting by dotted key, e.g. width.drafts=8 (repeatable)",
-    )
-    serve.add_argument(
-        "--client-key-env",
-        metavar="NAME",
-        help="NAME of the variable holding the key clients must send (Authorization: Bearer)",
-    )
-    serve.add_argument(
-        "--allow-override",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="let clients set this per-request key too, a dotted pattern such as "
-        "'roles.*.model' (repeatable; by default clients may set width, depth, budget and "
-        "sampling, never endpoints, models, keys, limits or retries)",
-    )
-    serve.add_argument(
-        "--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted"
-    )
-    serve.add_argument(
-        "--max-fanout",
-        type=int,
-        default=256,
-        help="most drafts, critiques and edits one request's tree may hold",
-    )
-    serve.add_argument(
-        "--keep-traces",
-        type=int,
-        default=0,
-        metavar="N",
-        help="keep the last N runs' traces in memory and serve their pages at /traces/ and "
-        "/traces/ID (ID: the completion's id), behind the same key (default 0: keep none)",
-    )
-    serve.add_argument(
-        "--log-level",
-        choices=("critical", "error", "warning", "info", "debug"),
-        default="info",
-    )
-    return serve
+    """Add ``serve`` to a command line's sub-commands (``parser.add_subparsers()``).
+
+    The flags are defined with the command, in :mod:`langgraph_feedit.commands.serve`; this
+    name stays for programs that embed the command.
+    """
+    from langgraph_feedit.commands.serve import add_parser
+
+    return add_parser(subparsers)
 
 
 def config_from_args(args: argparse.Namespace) -> FeeditConfig:

@@ -7,11 +7,14 @@ import json
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from langgraph_feedit.errors import ConfigError
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from langgraph_feedit.commands.options import Subcommands
+
+__all__ = ["register", "run"]
 
 # Flags that map one to one onto TrainSettings fields (flag -> field).
 _FLAGS: dict[str, tuple[type, str]] = {
@@ -34,9 +37,9 @@ _FLAGS: dict[str, tuple[type, str]] = {
 }
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Register ``train`` on a command line's sub-commands."""
-    cmd: argparse.ArgumentParser = sub.add_parser(
+def register(sub: Subcommands) -> None:
+    """Add ``feedit train``."""
+    sub.add_parser(
         "train",
         help="train a dedicated feedback, edit or select model",
         description=(
@@ -46,7 +49,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
             "(roles.<role>.embedded_model = OUTPUT/model.gguf). Needs the 'train' extra. "
             "For many GPUs or machines run it under `accelerate launch -m langgraph_feedit.cli`."
         ),
-    )
+        arguments=_arguments,
+    ).set_defaults(func=run)
+
+
+def _arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("task", choices=("feedback", "edit", "select"))
     cmd.add_argument("data", nargs="+", type=Path, help="JSONL or parquet files")
     cmd.add_argument("--output", "-o", type=Path, required=True, help="the run's folder")
@@ -57,7 +64,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     cmd.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     cmd.add_argument("--no-export", action="store_true", help="do not write model.gguf")
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return cmd
 
 
 def run(args: argparse.Namespace) -> int:

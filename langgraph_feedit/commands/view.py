@@ -1,18 +1,21 @@
-"""The ``feedit view`` command: trace pages from a trace file or a batch's answers file."""
+"""``feedit view``: trace pages from a trace file or a batch's answers file."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from langgraph_feedit.commands.options import Subcommands
+
+__all__ = ["register", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``view`` to a command line's sub-commands."""
-    view: argparse.ArgumentParser = subparsers.add_parser(
+def register(sub: Subcommands) -> None:
+    """Add ``feedit view``."""
+    sub.add_parser(
         "view",
         help="draw a trace, or a whole batch, as self-contained HTML pages",
         description=(
@@ -27,7 +30,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "  feedit view answers.jsonl -o pages/   # then open pages/index.html"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        arguments=_arguments,
+    ).set_defaults(func=run)
+
+
+def _arguments(view: argparse.ArgumentParser) -> None:
     view.add_argument(
         "input",
         type=Path,
@@ -41,7 +48,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "default: INPUT-pages/)",
     )
     view.add_argument("--title", help="the page's title")
-    return view
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from langgraph_feedit.commands.options import Subcommands
+
+__all__ = ["register", "run"]
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``feedit verify`` on the command line's subparsers."""
-    cmd = sub.add_parser(
+def register(sub: Subcommands) -> None:
+    """Add ``feedit verify``."""
+    sub.add_parser(
         "verify",
         help="score answers to instruction-following prompts with IFEval's checkers",
         description=(
@@ -26,7 +29,11 @@ def add_parser(sub: Any) -> None:
             "  feedit verify --questions prompts.jsonl --answers answers.jsonl"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        arguments=_arguments,
+    ).set_defaults(func=run)
+
+
+def _arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--questions",
         type=Path,
