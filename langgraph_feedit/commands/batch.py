@@ -66,9 +66,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument("--traces", type=Path, help="write traces to DIR/<id>.json")
     cmd.add_argument("--concurrency", type=int, help="prompts in flight at once")
-    cmd.add_argument(
-        "--fresh", action="store_true", help="draw new samples; reuse no cached call"
-    )
+    cmd.add_argument("--fresh", action="store_true", help="draw new samples; reuse no cached call")
     cmd.add_argument(
         "--no-progress", action="store_true", help="no progress display on standard error"
     )
@@ -102,6 +100,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
         help="with --server: the variable holding the deployment's key (sent as x-api-key)",
     )
     add_config_options(cmd)
+
 
 def run(args: argparse.Namespace) -> int:
     """Answer the file's prompts; returns the exit status the summary gives."""
@@ -170,5 +169,3 @@ async def _server_batch(args: argparse.Namespace, options: BatchOptions) -> Batc
         key_env=args.server_key_env,
     )
     return await run_server_batch(options, server)
-
-

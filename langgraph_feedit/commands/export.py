@@ -36,6 +36,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
     what.add_argument("--nodes", type=Path, metavar="FILE", help="every node, one JSON line each")
     what.add_argument("--trace", metavar="ID", help="print one prompt's trace as JSON")
 
+
 def run(args: argparse.Namespace) -> int:
     """Write or print what was asked; 1 when failed prompts were left out."""
     from langgraph_feedit import exports
@@ -66,5 +67,3 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
     return 0
-
-

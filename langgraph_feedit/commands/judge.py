@@ -49,6 +49,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--concurrency", type=int, help="questions judged at once")
     add_config_options(cmd)
 
+
 def run(args: argparse.Namespace) -> int:
     """Judge what is missing; 1 when some judge call failed."""
     return asyncio.run(_judge(args))
@@ -75,5 +76,3 @@ async def _judge(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 1 if summary.failed else 0
-
-

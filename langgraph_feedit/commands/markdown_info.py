@@ -58,6 +58,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
         "--tiktoken-file", type=Path, help="the o200k_base.tiktoken encoding file to count with"
     )
 
+
 def run(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate.markdown_info import add_markdown_info
 
@@ -75,5 +76,3 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-

@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from langgraph_feedit.errors import ConfigError, UserError
-
-if TYPE_CHECKING:
-    Subcommands = argparse._SubParsersAction[CommandParser]
 
 __all__ = [
     "CommandParser",
@@ -49,7 +46,9 @@ class CommandParser(argparse.ArgumentParser):
     """
 
     def __init__(
-        self, *args: Any, arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+        self,
+        *args: Any,
+        arguments: Callable[[argparse.ArgumentParser], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -62,11 +61,11 @@ class CommandParser(argparse.ArgumentParser):
 
     @overload
     def parse_known_args(
-        self, args: Sequence[str] | None = None, namespace: None = None
+        self, args: Iterable[str] | None = None, namespace: None = None
     ) -> tuple[argparse.Namespace, list[str]]: ...
     @overload
     def parse_known_args(
-        self, args: Sequence[str] | None, namespace: _N
+        self, args: Iterable[str] | None, namespace: _N
     ) -> tuple[_N, list[str]]: ...
     @overload
     def parse_known_args(self, *, namespace: _N) -> tuple[_N, list[str]]: ...
@@ -81,6 +80,11 @@ class CommandParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self._ready()
         return super().format_help()
+
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[CommandParser]
+    """What each command's ``register`` is given: the top parser's sub-commands."""
 
 
 def run_roles() -> list[str]:

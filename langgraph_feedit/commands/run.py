@@ -151,5 +151,3 @@ def _print_tree(trace: Any, written: Path | None) -> None:
             "the whole tree as a page: add --trace trace.json, then feedit view trace.json"
         )
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-

@@ -64,6 +64,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", type=Path, dest="json_out", help="write the scores as JSON")
     cmd.add_argument("--csv", type=Path, help="write the scores as CSV")
 
+
 def run(args: argparse.Namespace) -> int:
     from langgraph_feedit.evaluate import require_extra
 
@@ -108,5 +109,3 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         args.csv.write_text(reports_to_csv(reports), encoding="utf-8")
     return 0
-
-

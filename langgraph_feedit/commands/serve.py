@@ -129,4 +129,3 @@ def _client_key(name: str | None) -> None:
             f"--client-key-env names the environment variable {name!r}, which is not set"
         )
     register_secret(value)
-

@@ -78,6 +78,7 @@ def _arguments(cmd: argparse.ArgumentParser) -> None:
     )
     add_config_options(cmd)
 
+
 def run(args: argparse.Namespace) -> int:
     """Run the grid and write its table, plot and report."""
     return asyncio.run(_sweep(args))
@@ -117,5 +118,3 @@ async def _sweep(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
