@@ -42,7 +42,6 @@ from langgraph_feedit.batch_output import (
     check_options,
     missing_nodes,
     prepare_prompts,
-    safe_name,
     select_prompts,
     sidecar_of,
     write_answers,
@@ -53,9 +52,6 @@ from langgraph_feedit.graph import create_feedit_graph
 from langgraph_feedit.inputs import Prompt
 from langgraph_feedit.outputs import output_lock
 from langgraph_feedit.stores import open_stores
-
-# The shared parts, importable from here as they were before a server batch shared them.
-_safe_name = safe_name
 
 __all__ = [
     "EXIT_FAILED",

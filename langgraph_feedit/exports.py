@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph_feedit.errors import InputError, UserError
+from langgraph_feedit.jsonl import read_jsonl
 
 __all__ = [
     "ANSWERED",
@@ -34,21 +35,14 @@ ANSWERED = frozenset({"ok", "partial"})
 
 
 def read_answers_file(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The records of a ``feedit batch`` output file, with their line numbers."""
+    """The records of a ``feedit batch`` output file, with their line numbers.
+
+    Raises:
+        InputError: the file cannot be read, or a line is not a batch record (naming the line).
+    """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read answers: {exc}", path=str(p)) from None
-    # split on "\n" only: str.splitlines() would also split inside answers containing U+2028
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc.msg}", path=str(p), line=number) from None
-        if not isinstance(record, dict) or "id" not in record or "status" not in record:
+    for number, record in read_jsonl(p):
+        if "id" not in record or "status" not in record:
             raise InputError(
                 "not a feedit batch record (no 'id'/'status')", path=str(p), line=number
             )

@@ -1,6 +1,7 @@
 """Reading prompt files: Arena-Hard question files, ``{"id", "messages"}`` lines, plain text.
 
-Every problem names the file and the line. Reading never stops at the first bad line: it
+Every problem names the file and the line, worded as every input file's are
+(:mod:`langgraph_feedit.jsonl` reads the lines). Reading never stops at the first bad line: it
 returns the good prompts and the errors, and the caller decides (``--on-error skip|stop``).
 """
 
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from langgraph_feedit.errors import InputError
+from langgraph_feedit.jsonl import BOM, UTF16_BOMS, parse_object, read_lines
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -45,8 +46,6 @@ conversation in levels of its own (a content part's value at 248 levels of a lin
 conversation comes near this."""
 _INT_RANGE = (-(2**63), 2**64 - 1)
 """The integers a checkpoint holds (msgpack's): a content part with a larger one failed to store."""
-_BOM = b"\xef\xbb\xbf"
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class ConversationError(InputError):
@@ -209,12 +208,12 @@ def decode_text(data: bytes, *, path: str) -> str:
     Raises:
         InputError: the bytes are not UTF-8, naming the line and column of the first bad byte.
     """
-    if data.startswith(_UTF16_BOMS):
+    if data.startswith(UTF16_BOMS):
         raise InputError(
             "the text is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8",
             path=path,
         )
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -296,22 +295,11 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _invisible(text: str) -> str | None:
-    """The code points of a line holding only whitespace and control or format characters
-    (``U+2003, U+200B``), or ``None`` for a line with something to read."""
-    if any(not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf") for ch in text):
-        return None
-    codes = list(dict.fromkeys(f"U+{ord(ch):04X}" for ch in text))
-    return ", ".join(codes[:6]) + (", ..." if len(codes) > 6 else "")
-
-
-def _detect(path: Path, raw: list[bytes]) -> Literal["jsonl", "text"]:
+def _detect(path: Path, lines: list[tuple[int, str]]) -> Literal["jsonl", "text"]:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
-    for line in raw:
-        stripped = line.strip()
-        if stripped:
-            return "jsonl" if stripped.startswith(b"{") else "text"
+    if lines:
+        return "jsonl" if lines[0][1].lstrip().startswith("{") else "text"
     return "text"
 
 
@@ -326,17 +314,8 @@ def _text(content: Any) -> str:
 
 
 def _parse_json_line(text: str, path: str, line: int) -> Prompt:
-    try:
-        data = load_json(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"not valid JSON: {exc.msg} (column {exc.colno})", path=path, line=line
-        ) from None
-    except ValueError as exc:
-        raise InputError(str(exc), path=path, line=line) from None
+    data = parse_object(text, path=path, line=line, loads=load_json)
     bad = find_unencodable(data)
-    if not isinstance(data, dict):
-        raise InputError("each line must be a JSON object", path=path, line=line)
     if bad is not None:
         raise InputError(unencodable_message(repr(bad)), path=path, line=line)
     # IFEval's files name the prompt's id "key" (an integer).
@@ -376,48 +355,12 @@ def read_prompts(
         InputError: the file cannot be read at all.
     """
     p = Path(path)
-    try:
-        whole = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read input: {exc.strerror}", path=str(p)) from None
-    if whole.startswith(_UTF16_BOMS):
-        raise InputError(
-            "the file is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8",
-            path=str(p),
-        )
-    # Editors on Windows start UTF-8 files with a byte-order mark: it is not part of line 1.
-    raw = whole.removeprefix(_BOM).split(b"\n")
-    kind = _detect(p, raw) if fmt == "auto" else fmt
-    prompts: list[Prompt] = []
     errors: list[InputError] = []
+    lines = list(read_lines(p, on_error=errors.append))
+    kind = _detect(p, lines) if fmt == "auto" else fmt
+    prompts: list[Prompt] = []
     seen: dict[str, int] = {}
-    for number, data in enumerate(raw, start=1):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(
-                InputError(
-                    f"not UTF-8: byte 0x{data[exc.start]:02x} at column {exc.start + 1}",
-                    path=str(p),
-                    line=number,
-                )
-            )
-            continue
-        text = text.rstrip("\r")
-        if not text.strip(" \t"):
-            continue  # a blank line
-        codes = _invisible(text)
-        if codes is not None:
-            # A line of other spaces or control characters is no blank line a user meant to
-            # leave: a file mangled in transit, or a prompt that lost its text.
-            errors.append(
-                InputError(
-                    f"the line holds only whitespace or control characters ({codes})",
-                    path=str(p),
-                    line=number,
-                )
-            )
-            continue
+    for number, text in lines:
         try:
             if kind == "jsonl":
                 prompt = _parse_json_line(text, str(p), number)
@@ -436,4 +379,6 @@ def read_prompts(
             continue
         seen[prompt.id] = number
         prompts.append(prompt)
+    # The lines that could not be read were set aside as they were read: in line order again.
+    errors.sort(key=lambda exc: exc.line or 0)
     return prompts, errors

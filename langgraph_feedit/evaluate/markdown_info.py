@@ -38,7 +38,8 @@ from pydantic import ValidationError
 
 from langgraph_feedit.errors import InputError, UserError
 from langgraph_feedit.evaluate.markdown import markdown_counts
-from langgraph_feedit.evaluate.records import ArenaAnswer, _describe, _iter_lines
+from langgraph_feedit.evaluate.records import ArenaAnswer
+from langgraph_feedit.jsonl import read_jsonl, validation_message
 
 __all__ = [
     "TOKEN_LEN_CHOICES",
@@ -179,7 +180,7 @@ def _with_metadata(
     try:
         answer = ArenaAnswer.model_validate(data)
     except ValidationError as exc:
-        raise InputError(_describe(exc), path=str(path), line=line) from None
+        raise InputError(validation_message(exc), path=str(path), line=line) from None
     if count is not None:
         tokens = count(answer.answer)
     elif answer.metadata is not None:
@@ -203,7 +204,7 @@ def _with_metadata(
 
 
 def _convert(src: Path, dst: Path, count: Callable[[str], int] | None) -> int:
-    lines = [_with_metadata(data, count, src, n) for n, data in _iter_lines(src)]
+    lines = [_with_metadata(data, count, src, n) for n, data in read_jsonl(src)]
     dst.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed: an interrupted run leaves the old file whole,
     # which matters when the output is the input (--in-place).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from langgraph_feedit.errors import InputError
 from langgraph_feedit.evaluate.markdown import markdown_counts
 from langgraph_feedit.evaluate.prompts import VERDICTS, Verdict, normalize_verdict
+from langgraph_feedit.jsonl import read_jsonl, validation_message
 
 __all__ = [
     "AnswerMetadata",
@@ -152,45 +153,16 @@ class ArenaJudgment(_Record):
         return cls.model_validate(data)
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-            except UnicodeDecodeError:
-                raise InputError("not UTF-8", path=str(path), line=number) from None
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"not valid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=number
-                ) from None
-            if not isinstance(data, dict):
-                raise InputError("each line must be a JSON object", path=str(path), line=number)
-            yield number, data
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"field '{where}': {first['msg']}{more}" if where else f"{first['msg']}{more}"
-
-
 _R = TypeVar("_R", bound=BaseModel)
 
 
 def _read(path: Path, parse: Callable[[dict[str, Any]], _R]) -> list[_R]:
     out: list[_R] = []
-    for number, data in _iter_lines(path):
+    for number, data in read_jsonl(path):
         try:
             out.append(parse(data))
         except ValidationError as exc:
-            raise InputError(_describe(exc), path=str(path), line=number) from None
+            raise InputError(validation_message(exc), path=str(path), line=number) from None
     return out
 
 

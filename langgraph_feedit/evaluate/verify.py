@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langgraph_feedit.errors import InputError, UserError
+from langgraph_feedit.jsonl import read_jsonl, validation_message
 
 __all__ = [
     "IFEvalQuestion",
@@ -163,12 +164,6 @@ def _offline_nltk() -> str:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    from langgraph_feedit.evaluate.records import _iter_lines
-
-    yield from _iter_lines(path)
-
-
 def read_ifeval_questions(path: str | Path) -> list[IFEvalQuestion]:
     """The questions of an IFEval-format file.
 
@@ -176,17 +171,15 @@ def read_ifeval_questions(path: str | Path) -> list[IFEvalQuestion]:
         InputError: the file cannot be read, a line is malformed, names an instruction the
             checkers do not know, or repeats a key (each names the file and line).
     """
-    from langgraph_feedit.evaluate.records import _describe
-
     p = Path(path)
     known = _registry()
     out: list[IFEvalQuestion] = []
     seen: dict[str, int] = {}
-    for number, data in _lines(p):
+    for number, data in read_jsonl(p):
         try:
             q = IFEvalQuestion.model_validate(data)
         except ValidationError as exc:
-            raise InputError(_describe(exc), path=str(p), line=number) from None
+            raise InputError(validation_message(exc), path=str(p), line=number) from None
         if len(q.kwargs) != len(q.instruction_id_list):
             raise InputError(
                 f"'kwargs' has {len(q.kwargs)} item(s) for {len(q.instruction_id_list)} "
@@ -226,11 +219,11 @@ def read_verify_answers(path: str | Path) -> dict[str, VerifiedAnswer]:
         InputError: the file cannot be read, a line is neither kind of record, a batch record
             has no answer (it failed), or an id repeats (each names the file and line).
     """
-    from langgraph_feedit.evaluate.records import ArenaAnswer, _describe
+    from langgraph_feedit.evaluate.records import ArenaAnswer
 
     p = Path(path)
     out: dict[str, VerifiedAnswer] = {}
-    for number, data in _lines(p):
+    for number, data in read_jsonl(p):
         if "status" in data and "id" in data:
             answer = data.get("answer")
             if data["status"] == "failed" or not isinstance(answer, str):
@@ -248,7 +241,7 @@ def read_verify_answers(path: str | Path) -> dict[str, VerifiedAnswer]:
             try:
                 arena = ArenaAnswer.model_validate(data)
             except ValidationError as exc:
-                raise InputError(_describe(exc), path=str(p), line=number) from None
+                raise InputError(validation_message(exc), path=str(p), line=number) from None
             item = VerifiedAnswer(arena.uid, arena.answer, None, number)
         else:
             raise InputError(
@@ -488,7 +481,7 @@ def verify_files(questions: str | Path, answers: str | Path) -> dict[str, Any]:
 
 def _question_lines(path: Path) -> dict[str, int]:
     out: dict[str, int] = {}
-    for number, data in _lines(path):
+    for number, data in read_jsonl(path):
         out.setdefault(str(data.get("key")), number)
     return out
 

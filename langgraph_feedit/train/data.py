@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph_feedit.errors import InputError
-from langgraph_feedit.inputs import ConversationError, check_conversation, decode_text
+from langgraph_feedit.inputs import ConversationError, check_conversation
+from langgraph_feedit.jsonl import read_jsonl
 from langgraph_feedit.prompts import (
     TemplateSet,
     critique_messages,
@@ -139,22 +140,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises its own error types
             raise InputError(f"not a readable parquet file: {exc}", path=str(path)) from None
-        for i, row in enumerate(table.to_pylist(), start=1):
-            yield i, row
+        yield from enumerate(table.to_pylist(), start=1)
         return
-    text = decode_text(path.read_bytes(), path=str(path))
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"not JSON: {exc.msg} at column {exc.colno}", path=str(path), line=i
-            ) from None
-        if not isinstance(row, dict):
-            raise InputError("each line must be a JSON object", path=str(path), line=i)
-        yield i, row
+    yield from read_jsonl(path)
 
 
 HUB_PREFIX = "hf:"

@@ -134,7 +134,7 @@ def write_batch_pages(
     Raises:
         InputError: a line is not a batch record, or its trace is malformed (names the line).
     """
-    from langgraph_feedit.batch import _safe_name
+    from langgraph_feedit.batch_output import safe_name
     from langgraph_feedit.exports import ANSWERED, read_answers_file
 
     pages = output / "p"
@@ -162,7 +162,7 @@ def write_batch_pages(
                 trace = check_trace(raw, path=str(answers), line=line)
         href = None
         if trace is not None:
-            name = f"{_safe_name(pid)}.html"
+            name = f"{safe_name(pid)}.html"
             (pages / name).write_text(
                 trace_page(
                     trace,
