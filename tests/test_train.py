@@ -74,7 +74,7 @@ def test_select_pairs_from_preference_edit_quality_and_plain_pairs() -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("{not json", "bad.jsonl:2: not JSON"),
+        ("{not json", "bad.jsonl:2: not valid JSON"),
         ('{"context": "hi", "response1": "a", "response2": "b", "feedback1": [3]}', "bad.jsonl:2"),
         ('{"prompt": "q", "chosen": "", "rejected": "r"}', "bad.jsonl:2: 'chosen' must be"),
         ('{"something": "else"}', "bad.jsonl:2: unrecognised row"),

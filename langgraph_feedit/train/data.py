@@ -126,9 +126,11 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if str(path).startswith(HUB_PREFIX):
         yield from _hub_rows(str(path))
         return
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
     if path.suffix.lower() == ".parquet":
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:  # pragma: no cover - pyarrow comes with datasets
