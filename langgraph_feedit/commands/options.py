@@ -13,11 +13,12 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, overload
 
 from langgraph_feedit.errors import ConfigError, UserError
 
 __all__ = [
+    "KINDS_WITH_SETTINGS",
     "CommandParser",
     "add_config_options",
     "categories",
@@ -30,7 +31,7 @@ __all__ = [
 
 _N = TypeVar("_N")
 
-KINDS_WITH_SETTINGS = {
+KINDS_WITH_SETTINGS: dict[str, str] = {
     "function": "roles.judge.function",
     "verify": "roles.judge.questions",
     "combined": "roles.judge.combine",
@@ -97,8 +98,6 @@ def run_roles() -> list[str]:
 
 def judge_kinds() -> list[str]:
     """The judge kinds ``--judge`` takes: every kind that needs no other setting."""
-    from typing import get_args
-
     from langgraph_feedit.config import JudgeKind
 
     return [kind for kind in get_args(JudgeKind) if kind not in KINDS_WITH_SETTINGS]
