@@ -4,9 +4,10 @@ A local batch (:func:`~langgraph_feedit.batch.run_batch`) and a batch on a LangG
 (:func:`~langgraph_feedit.server_batch.run_server_batch`) differ only in how one prompt gets
 its final state. Everything around that is here, shared: reading and choosing the prompts
 (``--limit``, ``--shard``, ``--on-error``), the bound on prompts in flight, one output line per
-prompt (:func:`record`) written in input order as prompts finish, the traces folder, the
-progress display, the summary and its exit status. So ``feedit export``, ``view``, ``verify``,
-``judge``, ``score`` and ``sweep`` read either output without knowing where it ran.
+prompt (:func:`record`) written in input order as prompts finish, and the traces folder. So
+``feedit export``, ``view``, ``verify``, ``judge``, ``score`` and ``sweep`` read either output
+without knowing where it ran. The progress display, the summary and its exit status, counted
+from the same lines, are in :mod:`langgraph_feedit.batch_summary` (re-exported here).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import asyncio
 import hashlib
 import os
 import re
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from langgraph_feedit.batch_summary import EXIT_FAILED, EXIT_PARTIAL, BatchSummary, Progress
 from langgraph_feedit.endpoints import calls_in_flight
 from langgraph_feedit.errors import InputError, UserError
 from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
@@ -42,13 +43,6 @@ __all__ = [
 ]
 
 OnError = Literal["stop", "skip"]
-
-EXIT_FAILED = 1
-"""``feedit batch``'s exit status when some prompt failed (no answer)."""
-EXIT_PARTIAL = 3
-"""``feedit batch``'s exit status when every prompt has an answer but some are partial (a
-branch failed or a candidate went unscored on its backend): rerun the command to complete
-them."""
 
 
 @dataclass(slots=True)
@@ -81,99 +75,6 @@ class BatchOptions:
     resume, no reuse)."""
 
 
-@dataclass(slots=True)
-class BatchSummary:
-    """How a batch went."""
-
-    total: int = 0
-    answered: int = 0
-    """Prompts answered with every call of their tree made (status ``ok``)."""
-    resumed_done: int = 0
-    """Prompts already finished by an earlier run (read back, no call)."""
-    partial: list[tuple[str, list[str]]] = field(default_factory=list)
-    """Prompts answered with some calls failed (status ``partial``), and the ids of the nodes
-    whose calls failed: a rerun makes those calls (and what follows them) and no other."""
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[InputError] = field(default_factory=list)
-    calls: int = 0
-    """Calls made by this run (not read back from checkpoints or the call cache)."""
-    reused_calls: int = 0
-    """Calls served from the call cache."""
-    tokens: int = 0
-    """Tokens of the calls made by this run."""
-    reasoning_tokens: int = 0
-    """The part of ``tokens`` the servers counted as thinking."""
-    reasoning_reported: int = 0
-    """Calls made by this run whose server counted thinking apart."""
-    wall_s: float = 0.0
-    retry_hint: str = "run the same command again to make only the calls that failed"
-    """What the summary tells the user to do about partial answers."""
-
-    def _thinking(self) -> str:
-        if not self.reasoning_reported:
-            return "thinking tokens not reported"
-        some = "" if self.reasoning_reported >= self.calls else " (counted by some servers)"
-        return f"{self.reasoning_tokens} of them thinking{some}"
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every prompt is answered in full, :data:`EXIT_PARTIAL` when some answers are
-        partial, :data:`EXIT_FAILED` when some prompt has no answer."""
-        if self.failed:
-            return EXIT_FAILED
-        return EXIT_PARTIAL if self.partial else 0
-
-    def count(self, line: dict[str, Any], *, was_done: bool) -> int:
-        """Count one prompt's output line; returns the tokens this run spent on it."""
-        if line["status"] == "failed":
-            self.failed.append((line["id"], line["error"]))
-            return 0
-        if line["status"] == "ok":
-            self.answered += 1
-            self.resumed_done += int(was_done)
-        else:
-            self.partial.append((line["id"], line["missing"]))
-        if was_done:
-            return 0
-        usage, reused = line["usage"], line.get("reused") or {}
-        self.calls += usage["calls"] - reused.get("calls", 0)
-        self.reused_calls += reused.get("calls", 0)
-        spent: int = (
-            usage["prompt_tokens"]
-            + usage["completion_tokens"]
-            - reused.get("prompt_tokens", 0)
-            - reused.get("completion_tokens", 0)
-        )
-        self.tokens += spent
-        self.reasoning_tokens += usage.get("reasoning_tokens", 0) - reused.get(
-            "reasoning_tokens", 0
-        )
-        self.reasoning_reported += usage.get("reasoning_reported", 0) - reused.get(
-            "reasoning_reported", 0
-        )
-        return spent
-
-    def lines(self) -> list[str]:
-        out = [
-            f"{self.total} prompt(s): {self.answered} answered"
-            f" ({self.resumed_done} already done), {len(self.partial)} partial,"
-            f" {len(self.failed)} failed,"
-            f" {len(self.skipped)} input line(s) skipped; {self.calls} calls made"
-            f" ({self.reused_calls} reused from the cache), {self.tokens} tokens spent"
-            f" ({self._thinking()}), {self.wall_s:.1f} s"
-        ]
-        for pid, nodes in self.partial[:20]:
-            shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
-            out.append(f"  partial {pid}: failed calls at {shown}")
-        if len(self.partial) > 20:
-            out.append(f"  ... and {len(self.partial) - 20} more partial")
-        if self.partial:
-            out.append(f"  {self.retry_hint}")
-        out += [f"  failed {pid}: {err.splitlines()[0]}" for pid, err in self.failed]
-        out += [f"  skipped {err}" for err in self.skipped]
-        return out
-
-
 def select_prompts(
     prompts: list[Prompt], *, shard: tuple[int, int] | None, limit: int | None
 ) -> list[Prompt]:
@@ -196,81 +97,6 @@ def safe_name(pid: str) -> str:
     if name != pid:
         name += "-" + hashlib.sha256(pid.encode()).hexdigest()[:8]
     return name
-
-
-class _Progress:
-    """A tqdm bar on a terminal. Otherwise (a log file) a line as each tenth of the prompts is
-    done, and at least every ``interval`` seconds while none is: a slow batch still shows it is
-    alive, and a fast one writes a dozen lines, not one every few seconds."""
-
-    def __init__(
-        self,
-        total: int,
-        enabled: bool | None,
-        stream: TextIO,
-        interval: float = 60.0,
-        *,
-        in_flight: Callable[[], int] = calls_in_flight,
-        unit: str = "calls",
-    ) -> None:
-        self.total = total
-        self.in_flight = in_flight
-        self.unit = unit
-        self.done = 0
-        self.failed = 0
-        self.tokens = 0
-        self.interval = interval
-        self.step = max(1, -(-total // 10))
-        self.started = time.monotonic()
-        self.stream = stream
-        self.tty = stream.isatty() if enabled is None else bool(enabled and stream.isatty())
-        self.enabled = enabled is not False
-        self._bar: Any = None
-        self._last = self.started
-        if self.enabled and self.tty:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, file=stream, unit="prompt", dynamic_ncols=True)
-
-    def update(self, *, failed: bool, tokens: int) -> None:
-        """One prompt done; ``tokens`` is what this run spent on it (as the summary counts)."""
-        self.done += 1
-        self.failed += int(failed)
-        self.tokens += tokens
-        if self._bar is not None:
-            self._bar.set_postfix(
-                inflight=self.in_flight(), tokens=self.tokens, failed=self.failed, refresh=False
-            )
-            self._bar.update(1)
-        elif self.enabled and (self.done % self.step == 0 or self.done == self.total):
-            self._line()
-
-    def tick(self) -> None:
-        """A line if none was written for ``interval`` seconds."""
-        if self.enabled and self._bar is None and time.monotonic() - self._last >= self.interval:
-            self._line()
-
-    def _line(self) -> None:
-        now = time.monotonic()
-        self._last = now
-        elapsed = now - self.started
-        if self.done == self.total:
-            eta = ""
-        elif self.done:
-            eta = f", ETA {(self.total - self.done) * elapsed / self.done:.0f} s"
-        else:
-            eta = ", ETA unknown"
-        print(
-            f"batch: {self.done}/{self.total} done, {self.failed} failed,"
-            f" {self.in_flight()} {self.unit} in flight, {self.tokens} tokens,"
-            f" {elapsed:.0f} s elapsed{eta}",
-            file=self.stream,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 def missing_nodes(trace: dict[str, Any]) -> list[str]:
@@ -447,7 +273,7 @@ async def write_answers(
     leaves the previous output whole.
     """
     limit = asyncio.Semaphore(concurrency)
-    progress = _Progress(
+    progress = Progress(
         len(chosen),
         options.progress,
         stream,

@@ -6,9 +6,11 @@ their critiques and edits. A rerun of the same sweep makes no model call at all 
 threads are read back; finished judgments are kept).
 
 Grid syntax: ``"preset=feedback-edit,best-of-n; drafts=1,2,4,8; critiques=1,2; edits=1"``,
-the cartesian product of every key's values. A preset fixes some widths (``single``: one draft,
-no critique; ``best-of-n``: no critique; ``self-refine``: one draft), so grid values for those
-keys are dropped for it and duplicate points are run once.
+the cartesian product of every key's values (:mod:`langgraph_feedit.evaluate.grid` reads it).
+A preset fixes some widths (``single``: one draft, no critique; ``best-of-n``: no critique;
+``self-refine``: one draft), so grid values for those keys are dropped for it and duplicate
+points are run once. The table and reports are written by
+:mod:`langgraph_feedit.evaluate.sweep_report`.
 
 With ``scorer="verify"`` (``feedit sweep --scorer verify``) the questions are IFEval-format
 prompts with verifiable instructions instead, and each point's answers are checked by IFEval's
@@ -23,96 +25,25 @@ categories with ``categories=`` (``--category hard_prompt``), and only those que
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langgraph_feedit.batch import BatchOptions, run_batch
-from langgraph_feedit.config import PRESETS, FeeditConfig
+from langgraph_feedit.config import FeeditConfig
 from langgraph_feedit.errors import InputError, UserError
 from langgraph_feedit.evaluate.baselines import BaselineChoice
-from langgraph_feedit.exports import export_arena_answers, read_answers_file
+from langgraph_feedit.evaluate.grid import SweepPoint, parse_grid, point_size
+from langgraph_feedit.evaluate.sweep_report import (
+    cost_row,
+    wilson,
+    write_csv,
+    write_report,
+    write_verify_report,
+)
+from langgraph_feedit.exports import export_arena_answers
 
 __all__ = ["SweepPoint", "parse_grid", "run_sweep"]
-
-_KEYS = {
-    "preset": None,
-    "drafts": ("width", "drafts"),
-    "critiques": ("width", "critiques"),
-    "edits": ("width", "edits"),
-    "rounds": ("depth", "max_rounds"),
-    "beam": ("depth", "beam"),
-    "judge": ("roles", "judge", "kind"),
-}
-_FIXED_BY_PRESET = {
-    "single": {"drafts", "critiques", "edits", "rounds", "beam"},
-    "best-of-n": {"critiques", "edits", "rounds", "beam"},
-    "self-refine": {"drafts"},
-}
-_SHORT = {"drafts": "d", "critiques": "c", "edits": "e", "rounds": "r", "beam": "b", "judge": "j"}
-
-
-@dataclass(frozen=True, slots=True)
-class SweepPoint:
-    """One configuration of the grid."""
-
-    preset: str
-    values: tuple[tuple[str, str], ...]
-
-    @property
-    def name(self) -> str:
-        parts = [self.preset] + [f"{_SHORT[k]}{v}" for k, v in self.values]
-        return "_".join(parts)
-
-    def overrides(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"preset": self.preset}
-        for key, value in self.values:
-            path = _KEYS[key]
-            assert path is not None
-            node = out
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value if key == "judge" else int(value)
-        return out
-
-
-def parse_grid(text: str) -> list[SweepPoint]:
-    """The points of a grid, in order, without duplicates.
-
-    Raises:
-        UserError: an unknown key or preset, or a malformed part.
-    """
-    axes: dict[str, list[str]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        key, sep, values = part.partition("=")
-        key = key.strip()
-        if not sep or key not in _KEYS:
-            raise UserError(
-                f"grid part {part!r}: expected KEY=v1,v2 with KEY one of {', '.join(_KEYS)}"
-            )
-        axes[key] = [v.strip() for v in values.split(",") if v.strip()]
-        if not axes[key]:
-            raise UserError(f"grid part {part!r} lists no values")
-        for v in axes[key]:
-            if key == "preset" and v not in PRESETS:
-                raise UserError(f"grid: unknown preset {v!r} (one of {', '.join(PRESETS)})")
-            if key not in ("preset", "judge") and not re.fullmatch(r"\d+", v):
-                raise UserError(f"grid: {key} values must be whole numbers, got {v!r}")
-    presets = axes.pop("preset", ["feedback-edit"])
-    keys = [k for k in _KEYS if k in axes]
-    points: list[SweepPoint] = []
-    for preset in presets:
-        fixed = _FIXED_BY_PRESET.get(preset, set())
-        free = [k for k in keys if k not in fixed]
-        for combo in itertools.product(*(axes[k] for k in free)):
-            point = SweepPoint(preset, tuple(zip(free, combo, strict=True)))
-            if point not in points:
-                points.append(point)
-    return points
 
 
 async def run_sweep(
@@ -206,7 +137,7 @@ async def run_sweep(
         judgment_files.append(judged.path)
         calls_made += 2 * judged.judged + len(judged.failed)
         rows.append(
-            _cost_row(point, output / "answers" / f"{point.name}.jsonl", summaries[point].wall_s)
+            cost_row(point, output / "answers" / f"{point.name}.jsonl", summaries[point].wall_s)
         )
         rows[-1]["pages"] = await asyncio.to_thread(_write_pages, output, point)
     judgments = [j for path in judgment_files for j in read_judgments(path)]
@@ -225,7 +156,7 @@ async def run_sweep(
             lower=None if s is None else round(s.lower, 2),
             upper=None if s is None else round(s.upper, 2),
         )
-    _write_csv(output / "sweep.csv", rows)
+    write_csv(output / "sweep.csv", rows)
     plotted = [
         {
             "preset": r["preset"],
@@ -244,7 +175,7 @@ async def run_sweep(
         baseline=base_name,
         empty_note=None if plotted else (note if not scores else "no scored point"),
     )
-    _write_report(output / "report.md", rows, base_name, confidence)
+    write_report(output / "report.md", rows, base_name, confidence)
     return {
         "rows": rows,
         "report": None if report is None else report.to_dict(),
@@ -274,7 +205,7 @@ async def _run_points(
     # and no two points ever race to buy the same call.
     summaries: dict[SweepPoint, Any] = {}
     calls_made = 0
-    for point in sorted(points, key=_size, reverse=True):
+    for point in sorted(points, key=point_size, reverse=True):
         summaries[point] = await run_batch(
             config.merged(point.overrides()),
             BatchOptions(
@@ -287,15 +218,6 @@ async def _run_points(
         )
         calls_made += summaries[point].calls
     return summaries, calls_made
-
-
-def _wilson(passed: float, n: int, z: float = 1.645) -> tuple[float, float]:
-    """The 90% Wilson interval of a proportion ``passed`` of ``n`` (in percent)."""
-    if n == 0:
-        return 0.0, 0.0
-    centre = (passed + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((passed * (1 - passed) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2)
 
 
 async def _verify_sweep(
@@ -324,8 +246,8 @@ async def _verify_sweep(
                 path=str(answers),
             )
         verified = verify_answers(qs, got)
-        row = _cost_row(point, answers, summaries[point].wall_s)
-        lower, upper = _wilson(verified["prompt_loose"], verified["prompts"])
+        row = cost_row(point, answers, summaries[point].wall_s)
+        lower, upper = wilson(verified["prompt_loose"], verified["prompts"])
         row.update(
             score=round(100 * verified["prompt_loose"], 2),
             lower=lower,
@@ -352,7 +274,7 @@ async def _verify_sweep(
             not_an_answer_rate=edits.get("not_an_answer_rate"),
         )
         rows.append(row)
-    _write_csv(output / "sweep.csv", rows)
+    write_csv(output / "sweep.csv", rows)
     plotted = [r for r in rows if r["mean_tokens"] > 0]
     # The headroom beside each point: what a perfect judge would reach with its candidates.
     plotted += [
@@ -374,153 +296,5 @@ async def _verify_sweep(
         reference=None,
         empty_note=None if plotted else "no answered prompt",
     )
-    _write_verify_report(output / "report.md", rows)
+    write_verify_report(output / "report.md", rows)
     return {"rows": rows, "report": None, "calls_made": calls_made}
-
-
-def _write_verify_report(path: Path, rows: list[dict[str, Any]]) -> None:
-    lines = [
-        "# Sweep report (verified)",
-        "",
-        "Prompts whose every instruction IFEval's checkers found followed (strict: the answer "
-        "as given; loose: also with its first or last line or markdown asterisks removed), "
-        "with the 90% Wilson interval of the loose rate, and the mean tokens spent per prompt "
-        "(all roles; calls reused from the cache count at full cost).",
-        "",
-        "| point | prompt loose | interval | prompt strict | instruction loose |"
-        " mean tokens | calls / prompt |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in sorted(rows, key=lambda r: (r["preset"], r["mean_tokens"])):
-        lines.append(
-            f"| {r['point']} | {r['score']:.1f} | {r['lower']:.1f} to {r['upper']:.1f} |"
-            f" {100 * r['prompt_strict']:.1f} | {100 * r['instruction_loose']:.1f} |"
-            f" {r['mean_tokens']:.0f} | {r['mean_calls']:.1f} |"
-        )
-    heads = [r for r in rows if r.get("any_pass") is not None]
-    if heads:
-        lines += [
-            "",
-            "Where quality is lost (prompt loose): some candidate passes (what a perfect judge "
-            "would reach), the judge's pick accuracy where one does (against a random pick), "
-            "edits against the candidate they revised, and edit replies that were no answer.",
-            "",
-            "| point | some candidate passes | pick accuracy | random pick |"
-            " edits beat / tie / lose | not an answer |",
-            "| --- | ---: | ---: | ---: | --- | ---: |",
-        ]
-        for r in sorted(heads, key=lambda r: (r["preset"], r["mean_tokens"])):
-            lines.append(
-                f"| {r['point']} | {100 * r['any_pass']:.1f} | {100 * r['pick_accuracy']:.1f} |"
-                f" {100 * r['random_pick']:.1f} |"
-                f" {r['edits_beat']} / {r['edits_tie']} / {r['edits_lose']} |"
-                f" {100 * (r['not_an_answer_rate'] or 0):.1f} |"
-            )
-    lines += ["", "![verified accuracy against mean tokens per prompt](sweep.png)", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")
-
-
-def _size(point: SweepPoint) -> int:
-    """Calls per prompt the point's tree makes, roughly: for ordering points by size."""
-    from langgraph_feedit.config import resolve_config
-
-    cfg = resolve_config(FeeditConfig().merged(point.overrides()))
-    per_round = cfg.width.critiques * (1 + cfg.width.edits)
-    return cfg.width.drafts * (1 + per_round * max(cfg.depth.max_rounds, 0) + 1)
-
-
-def _cost_row(point: SweepPoint, answers: Path, wall_s: float) -> dict[str, Any]:
-    roles = ("draft", "critique", "edit", "judge")
-    totals = dict.fromkeys(roles, 0)
-    calls = prompts = 0
-    for _, record in read_answers_file(answers):
-        if record["status"] != "ok":
-            continue
-        prompts += 1
-        usage = record["trace"]["usage"]
-        for role in roles:
-            u = usage.get(role, {})
-            totals[role] += u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-        calls += usage["total"]["calls"]
-    n = max(prompts, 1)
-    return {
-        "point": point.name,
-        "preset": point.preset,
-        "label": "x".join(v for _, v in point.values) or point.preset,
-        **{k: v for k, v in point.values},
-        "prompts": prompts,
-        "mean_tokens": round(sum(totals.values()) / n, 1),
-        **{f"mean_tokens_{role}": round(totals[role] / n, 1) for role in roles},
-        "mean_calls": round(calls / n, 2),
-        "wall_s": round(wall_s, 2),
-    }
-
-
-_COLUMNS = (
-    "point",
-    "preset",
-    "drafts",
-    "critiques",
-    "edits",
-    "rounds",
-    "beam",
-    "judge",
-    "score",
-    "lower",
-    "upper",
-    "prompt_strict",
-    "prompt_loose",
-    "instruction_strict",
-    "instruction_loose",
-    "mean_tokens",
-    "mean_tokens_draft",
-    "mean_tokens_critique",
-    "mean_tokens_edit",
-    "mean_tokens_judge",
-    "mean_calls",
-    "prompts",
-    "wall_s",
-)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
-
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in _COLUMNS})
-
-
-def _write_report(path: Path, rows: list[dict[str, Any]], baseline: str, confidence: float) -> None:
-    lines = [
-        "# Sweep report",
-        "",
-        f"Win rate (%) against `{baseline}` with {round(confidence * 100)}% bootstrap intervals,"
-        " and the mean tokens "
-        "spent per prompt (all roles; calls reused from the cache count at full cost, so "
-        "points compare at matched compute).",
-        "",
-        "| point | score | interval | mean tokens | calls / prompt | wall s | traces |",
-        "| --- | ---: | --- | ---: | ---: | ---: | --- |",
-    ]
-    for r in sorted(rows, key=lambda r: (r["preset"], r["mean_tokens"])):
-        score = "n/a" if r["score"] is None else f"{r['score']:.1f}"
-        interval = "" if r["score"] is None else f"{r['lower']:.1f} to {r['upper']:.1f}"
-        lines.append(
-            f"| {r['point']} | {score} | {interval} | {r['mean_tokens']:.0f} |"
-            f" {r['mean_calls']:.1f} | {r['wall_s']:.1f} |"
-            + (f" [pages]({r['pages']}) |" if r.get("pages") else " |")
-        )
-    lines += [
-        "",
-        "![score against mean tokens per prompt](sweep.png)",
-        "",
-        "Each row's *pages* link opens its prompts' trace pages (an index sortable by score, "
-        "tokens and time, and one page per prompt's tree).",
-        "",
-    ]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    (path.with_suffix(".json")).write_text(json.dumps(rows, indent=2), encoding="utf-8")

@@ -1,7 +1,8 @@
 """The simulated server itself: its settings, latency model, lifecycle and HTTP handlers.
 
-What a reply says comes from :mod:`._replies`, which faults are injected from :mod:`._faults`, and
-the counters a test reads live in :mod:`._ledger`; this module decides when a reply is sent.
+What a chat request is answered is decided in :mod:`._chat` and written by :mod:`._replies`,
+which faults are injected from :mod:`._faults`, and the counters a test reads live in
+:mod:`._ledger`; this module decides when a reply is sent.
 """
 
 from __future__ import annotations
@@ -18,28 +19,16 @@ from typing import Any
 from aiohttp import web
 
 from langgraph_feedit.supervise import Served
+from langgraph_feedit.testing._chat import chat_reply
 from langgraph_feedit.testing._faults import Fault, error_reply, fault_reply
 from langgraph_feedit.testing._ledger import Ledger, RecordedRequest
 from langgraph_feedit.testing._replies import (
-    PRINCIPLE_MARK,
-    Choice,
     chat_completion,
-    chat_usage,
-    compose,
-    content_text,
     digest,
-    judged_response,
     pooled_texts,
     pooling_reply,
-    principle_logprobs,
-    principle_margin,
-    reply_key,
     reward_scores,
     sse_steps,
-    think_first,
-    thinking,
-    thinks,
-    token_logprobs,
 )
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
@@ -343,94 +332,12 @@ class SimServer(Served):
         self, request: web.Request, record: RecordedRequest
     ) -> web.StreamResponse:
         body = record.body
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return error_reply(
-                400, "'messages' must be a non-empty list", "invalid_request_error", "messages"
-            )
-        n = body.get("n") or 1
-        if not isinstance(n, int) or n < 1:
-            return error_reply(
-                400, f"'n' must be a positive integer, got {n!r}", "invalid_request_error", "n"
-            )
-        if n > 1 and self.reject_n:
-            message = f"n > 1 is not supported by this server (got n={n})"
-            return error_reply(400, message, "invalid_request_error", "n")
-        if self.ignore_n:
-            n = 1
-        cap = body.get("max_completion_tokens") or body.get("max_tokens")
-        if cap is not None and (not isinstance(cap, int) or cap < 1):
-            return error_reply(
-                400,
-                "'max_tokens' must be a positive integer",
-                "invalid_request_error",
-                "max_tokens",
-            )
-        form = body.get("response_format")
-        kind = form.get("type") if isinstance(form, dict) else None
-        if form is not None and kind not in self.response_formats:
-            message = f"response_format of type {kind!r} is not supported by this server"
-            return error_reply(
-                self.refusal_status, message, "invalid_request_error", "response_format"
-            )
-        last_user = next(
-            (
-                content_text(m.get("content"))
-                for m in reversed(messages)
-                if isinstance(m, dict) and m.get("role") == "user"
-            ),
-            "",
-        )
-        yes_no: list[tuple[str, float]] | None = None
-        thinking_now = self.reasoning is not None and thinks(body)
-        if PRINCIPLE_MARK in last_user:
-            principle = last_user.split(PRINCIPLE_MARK, 1)[1]
-            margin = principle_margin(self.seed, judged_response(messages), principle)
-            yes_no = principle_logprobs(margin)
-        key = reply_key(self.seed, messages, body)
-        thought_counts: list[int] = []
-        choices = [
-            compose(
-                messages,
-                key,
-                i,
-                cap,
-                mean_tokens=self.mean_tokens,
-                sd_tokens=self.sd_tokens,
-                min_tokens=self.min_tokens,
-                json_reply=kind in ("json_schema", "json_object"),
-                principle_first=yes_no,
-            )
-            for i in range(n)
-        ]
-        first_listed = yes_no
-        if thinking_now:
-            first_listed = think_first(yes_no)
-            thought = [self._thought(key, i, cap, choices[i]) for i in range(n)]
-            choices, thought_counts = [c for c, _ in thought], [k for _, k in thought]
-        logprobs = None
-        if body.get("logprobs") and self.logprobs:
-            asked = body.get("top_logprobs")
-            top = min(self.max_top_logprobs, asked if isinstance(asked, int) else 0)
-            logprobs = [
-                token_logprobs(
-                    tokens, key, i, top, first_listed if yes_no or thinking_now else None
-                )
-                for i, (tokens, _) in enumerate(choices)
-            ]
-        prompt_tokens, cached = self._ledger.prompt_usage(messages)
-        record.completion_tokens = sum(len(tokens) for tokens, _ in choices)
-        usage = chat_usage(prompt_tokens, record.completion_tokens, cached)
-        separated: tuple[str, list[int]] | None = None
-        if self.reasoning == "field":
-            # A server with a reasoning parser counts thinking apart in every reply (0 when
-            # the request switched it off), as OpenAI's does.
-            usage["completion_tokens_details"] = {"reasoning_tokens": sum(thought_counts)}
-            if thinking_now:
-                separated = (self.reasoning_field, thought_counts)
-        longest = max(len(tokens) for tokens, _ in choices)
-        first, per_token = self._timing(body, longest)
-        reply_id = f"chatcmpl-{record.index}-{key:016x}"
+        planned = chat_reply(self, body, self._ledger.prompt_usage)
+        if isinstance(planned, web.Response):
+            return planned
+        record.completion_tokens = planned.completion_tokens
+        first, per_token = self._timing(body, planned.longest)
+        reply_id = f"chatcmpl-{record.index}-{planned.key:016x}"
         async with self._ledger.slot():
             if body.get("stream"):
                 options = body.get("stream_options") or {}
@@ -438,33 +345,22 @@ class SimServer(Served):
                 chunks = sse_steps(
                     reply_id,
                     self.model,
-                    choices,
-                    usage if include_usage else None,
-                    logprobs,
-                    separated,
+                    planned.choices,
+                    planned.usage if include_usage else None,
+                    planned.logprobs,
+                    planned.separated,
                 )
                 return await self._stream(request, chunks, first, per_token)
-            await asyncio.sleep(first + per_token * longest)
-        reply = chat_completion(reply_id, self.model, choices, usage, logprobs, separated)
+            await asyncio.sleep(first + per_token * planned.longest)
+        reply = chat_completion(
+            reply_id,
+            self.model,
+            planned.choices,
+            planned.usage,
+            planned.logprobs,
+            planned.separated,
+        )
         return web.json_response(reply)
-
-    def _thought(self, key: int, i: int, cap: int | None, answer: Choice) -> tuple[Choice, int]:
-        """A choice with thinking before its answer, cut at ``cap``, and how many of its
-        leading tokens are thinking (the tags' own included in ``tags`` form)."""
-        count = self.think_tokens
-        if self.think_unclosed:
-            count = max(count, (cap or count) + 1)  # runs past max_tokens
-        thought = thinking(key, i, count)
-        tags = self.reasoning == "tags"
-        lead = ["<think>", "\n", *thought, "\n</think>\n\n"] if tags else thought
-        if self.think_unclosed:
-            lead = lead[:-1] if tags else lead
-            tokens = lead[:cap] if cap else lead
-            return (tokens, "length"), len(tokens)
-        tokens = lead + answer[0]
-        if cap is not None and len(tokens) > cap:
-            return (tokens[:cap], "length"), min(len(lead), cap)
-        return (tokens, answer[1]), len(lead)
 
     async def _stream(
         self, request: web.Request, steps: list[list[bytes]], first: float, per_token: float
