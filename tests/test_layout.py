@@ -15,7 +15,6 @@ MAX_LINES = 500
 STILL_OVER = {
     "branches.py",
     "calls.py",
-    "cli.py",
     "config.py",
     "endpoints.py",
     "graph.py",
@@ -28,7 +27,7 @@ ROLE_WORDS = {"draft", "critique", "edit"}
 # (`typing.get_args`, or `RUN_ROLES` less "default").
 DEFINING = {"RoleName", "ROLE_NAMES", "NodeKind", "RUN_ROLES"}
 # Modules that still write the list again while they are changed elsewhere; may only shrink.
-STILL_WRITTEN = {"cli.py", "graph.py", "tracing.py"}
+STILL_WRITTEN = {"graph.py", "tracing.py"}
 
 
 def _modules() -> list[Path]:
