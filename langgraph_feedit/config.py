@@ -165,13 +165,23 @@ class FeeditConfig(StrictModel):
         """The effective settings of one role."""
         return self.roles.resolve(name)
 
+    @property
+    def rounds(self) -> bool:
+        """Whether a run critiques and edits at all."""
+        return self.depth.max_rounds >= 1 and self.width.critiques >= 1
+
+    @property
+    def trivial(self) -> bool:
+        """One draft and no rounds: nothing to choose between, so no judge call."""
+        return self.width.drafts == 1 and not self.rounds
+
     def roles_in_use(self) -> list[RoleName]:
         """The roles a run of this configuration (presets already applied, see
         :func:`resolve_config`) calls: ``draft``; ``critique`` and ``edit`` when there are
         critique-edit rounds; ``judge`` unless it is ``consensus`` (no model) or the run is
         trivial (one draft, no rounds: nothing to choose between). A ``function`` or
         ``verify`` judge (alone or combined) calls no model."""
-        rounds = self.depth.max_rounds >= 1 and self.width.critiques >= 1
+        rounds = self.rounds
         used: list[RoleName] = ["draft"]
         if rounds:
             used += ["critique", "edit"]

@@ -437,4 +437,3 @@ class RolesConfig(StrictModel):
                 given["thinking"] = {**data["thinking"], **given["thinking"]}
             data.update(given)
         return RoleConfig.model_validate(data)
-

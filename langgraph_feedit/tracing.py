@@ -35,6 +35,7 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 from langgraph_feedit.errors import StreamRedactor
+from langgraph_feedit.roles import SAMPLING_FIELDS
 from langgraph_feedit.usage import Usage
 
 if TYPE_CHECKING:
@@ -167,10 +168,7 @@ async def traced_chat(
         return await request(None, None)
     params = {
         "model": model,
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "max_tokens": settings.max_tokens,
-        "stop": settings.stop,
+        **{field: getattr(settings, field) for field in SAMPLING_FIELDS},
         "_type": "feedit-openai-compatible",
     }
     run_managers = await manager.on_chat_model_start(

@@ -12,9 +12,9 @@ import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_feedit import create_feedit_graph
-from langgraph_feedit.calls import Operator, _active
 from langgraph_feedit.config import resolve_config
 from langgraph_feedit.errors import EndpointError, NoCandidateError
+from langgraph_feedit.runs import Operator, _active
 from langgraph_feedit.testing import Fault, SimServer
 
 from .helpers import sim_config
@@ -121,9 +121,9 @@ async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer
     conversation = [{"role": "user", "content": "hi"}]
     run = op.start(resolved, conversation)
     run.budget.spent = 7
-    from langgraph_feedit import calls
+    from langgraph_feedit import runs
 
-    for i in range(calls._MAX_ACTIVE + 10):
+    for i in range(runs._MAX_ACTIVE + 10):
         op.start(resolved, conversation)
         if i % 1000 == 0:
             assert op.run(run.spec, None) is run  # touched: stays
