@@ -5,17 +5,16 @@ Every model call belongs to a role (``draft``, ``critique``, ``edit``, ``judge``
 ``roles.default`` holds settings shared by every role, so one table can point all roles at one
 server. A role without a ``base_url`` uses the embedded default endpoint.
 
-The closed sets here are the one source of their lists: :data:`ROLE_NAMES`,
-:data:`RUN_ROLE_NAMES`, :data:`JUDGE_KINDS` come from their ``Literal`` types and
-:data:`SAMPLING_FIELDS` from :class:`SamplingConfig`'s fields, so a name added to the type is
-added everywhere that reads the list.
+The lists of these are derived, never written again: :data:`SAMPLING_FIELDS` from
+:class:`SamplingConfig`'s fields, and (in :mod:`langgraph_feedit.names`, re-exported here) the
+role names and judge kinds from their ``Literal`` types.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +27,16 @@ from langgraph_feedit.defaults import (
     MAX_RETRIES,
 )
 from langgraph_feedit.errors import ConfigError, register_secret
+from langgraph_feedit.names import (
+    JUDGE_KINDS,
+    PART_KINDS,
+    ROLE_NAMES,
+    RUN_ROLE_NAMES,
+    JudgeKind,
+    PartKind,
+    RoleName,
+    RunRoleName,
+)
 
 __all__ = [
     "DEFAULT_PRINCIPLE",
@@ -50,19 +59,6 @@ __all__ = [
     "ThinkSwitch",
     "ThinkingConfig",
 ]
-
-RunRoleName = Literal["draft", "critique", "edit", "judge"]
-"""The roles a run calls."""
-RoleName = Literal[RunRoleName, "evaluator"]
-"""Every role: a run's, and ``evaluator`` (``feedit judge``'s, not a run's)."""
-RUN_ROLE_NAMES: tuple[RunRoleName, ...] = get_args(RunRoleName)
-ROLE_NAMES: tuple[RoleName, ...] = get_args(RoleName)
-
-PartKind = Literal["principle", "reward", "llm", "function", "verify"]
-"""The pointwise judge kinds a ``combined`` judge adds up."""
-JudgeKind = Literal[PartKind, "pairwise", "consensus", "combined"]
-PART_KINDS: tuple[PartKind, ...] = get_args(PartKind)
-JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)
 
 DEFAULT_PRINCIPLE = (
     "The response is helpful: it follows every instruction in the prompt and answers it "
