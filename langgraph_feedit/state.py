@@ -219,11 +219,11 @@ class RunSpec(TypedDict):
     ``stop``) and a built-in ``template`` name, where set; the judge's ``kind``."""
     endpoints: dict[str, str]
     """Per role, a digest of its endpoint and the operator's settings for it."""
-    width: dict[str, Any]
+    width: dict[str, int]
     """The configuration's ``width`` table."""
-    depth: dict[str, Any]
+    depth: dict[str, int | float | bool | None]
     """The configuration's ``depth`` table."""
-    budget: dict[str, Any]
+    budget: dict[str, int | float | None]
     """The configuration's ``budget`` table."""
     cache_key: str
     preset: str | None
