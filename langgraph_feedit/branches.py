@@ -36,15 +36,7 @@ from langgraph.types import CachePolicy, Send
 from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both, inline
-from langgraph_feedit.calls import (
-    ActiveRun,
-    BudgetExhausted,
-    Operator,
-    bound,
-    failure_kind,
-    failure_text,
-    find_run,
-)
+from langgraph_feedit.calls import BudgetExhausted, failure_kind, failure_text
 from langgraph_feedit.errors import ConfigError, EmbeddedError, EndpointError, FeeditError
 from langgraph_feedit.judges import POINTWISE, score_candidate
 from langgraph_feedit.prompts import (
@@ -57,7 +49,8 @@ from langgraph_feedit.prompts import (
     render_conversation,
 )
 from langgraph_feedit.prompts.answers import clean_edit
-from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes, rounds_enabled
+from langgraph_feedit.runs import ActiveRun, Operator, bound, find_run
+from langgraph_feedit.state import NodeDict, RunSpec, keep_first, merge_nodes
 from langgraph_feedit.tracing import CallInfo, emit
 from langgraph_feedit.twins import normalise
 
@@ -111,7 +104,7 @@ def _spec(state: BranchState) -> RunSpec:
 
 def _run(op: Operator, state: BranchState, runtime: Runtime[Any]) -> ActiveRun:
     """The run a branch belongs to, resolved from the graph's configuration (the ``spec``
-    a branch was sent names it; see :class:`~langgraph_feedit.calls.Operator`)."""
+    a branch was sent names it; see :class:`~langgraph_feedit.runs.Operator`)."""
     return op.run(state.get("spec"), runtime.context)
 
 
@@ -119,11 +112,11 @@ def _templates(run: ActiveRun, role: str) -> TemplateSet:
     return load_templates(run.caller.settings(role).template)
 
 
-def critique_slot(spec: RunSpec, index: int) -> tuple[int, int]:
+def critique_slot(run: ActiveRun, index: int) -> tuple[int, int]:
     """The slot and sample of critique ``index``: sample ``s`` of slot ``j`` has index
     ``j + s * critiques``, so every sample has its own node id, seed and cache entry, and
     the first sample of each slot keeps the id it had before resampling existed."""
-    per = max(1, spec["critiques"])
+    per = max(1, run.config.width.critiques)
     return index % per, index // per
 
 
@@ -184,11 +177,11 @@ async def _call(
         node_id=node["id"],
         kind=node["kind"],
         round=node["round"],
-        run_key=run.spec["key"],
+        run_key=run.key,
         attempt=run.attempt,
     )
 
-    schema = run.spec.get("answer_schema") if answer else None
+    schema = run.config.answer_schema if answer else None
 
     async def make() -> Any:
         result = await run.caller.complete(
@@ -271,10 +264,9 @@ async def draft(
 ) -> Any:
     """Sample one draft of the conversation."""
     run = _run(op, state, runtime)
-    spec = run.spec
     index = state.get("index") or 0
     node = await _call(
-        runtime, config, _head("draft", state), run, spec["conversation"], index, answer=True
+        runtime, config, _head("draft", state), run, run.conversation, index, answer=True
     )
     return {"feedit_nodes": [node], "candidate": {"id": node["id"], "text": node["text"]}}
 
@@ -284,16 +276,15 @@ async def critique(
 ) -> Any:
     """Critique one candidate: what is wrong, missing or could be better."""
     run = _run(op, state, runtime)
-    spec = run.spec
     parent = cast(Target, state["parent"])
-    messages = critique_messages(spec["conversation"], parent["text"], _templates(run, "critique"))
+    messages = critique_messages(run.conversation, parent["text"], _templates(run, "critique"))
     index = state.get("index") or 0
     share = _share_key("critique", parent["text"], index)
     node = await _call(runtime, config, _head("critique", state), run, messages, index, share)
     text = node.get("text") or ""
     node["verdict"] = parse_critique_verdict(text)
-    node["sample"] = critique_slot(spec, state.get("index") or 0)[1]
-    node["effective"] = not (spec["skip_perfect"] and asks_no_change(text))
+    node["sample"] = critique_slot(run, state.get("index") or 0)[1]
+    node["effective"] = not (run.config.depth.skip_perfect and asks_no_change(text))
     if not node["effective"]:
         node["skipped"] = "perfect"
     target = {"id": node["id"], "text": text} if node["effective"] else None
@@ -305,11 +296,10 @@ async def edit(
 ) -> Any:
     """Revise a candidate according to one critique."""
     run = _run(op, state, runtime)
-    spec = run.spec
     parent = cast(Target, state["parent"])
     crit = cast(Target, state["critique"])
     messages = edit_messages(
-        spec["conversation"], parent["text"], crit["text"], _templates(run, "edit")
+        run.conversation, parent["text"], crit["text"], _templates(run, "edit")
     )
     index = state.get("index") or 0
     share = _share_key("edit", parent["text"], index, crit["text"])
@@ -321,7 +311,7 @@ async def edit(
     cleaned = clean_edit(
         node.get("text") or "",
         feedback=crit["text"],
-        prompt=render_conversation(spec["conversation"]),
+        prompt=render_conversation(run.conversation),
     )
     node["text"] = cleaned.text
     if cleaned.cut:
@@ -338,16 +328,15 @@ async def judge(
 ) -> Any:
     """Score the branch's candidate the moment it exists (pointwise judges only)."""
     run = _run(op, state, runtime)
-    spec = run.spec
     cand = state.get("candidate")
-    if not cand or spec["judge"] not in POINTWISE or spec["trivial"]:
+    if not cand or run.judge not in POINTWISE or run.config.trivial:
         return {}
 
     def make() -> Any:
         return score_candidate(
-            spec["judge"],
+            run.judge,
             run.caller,
-            spec["conversation"],
+            run.conversation,
             cand["text"],
             _templates(run, "judge"),
             index=(state.get("index") or 0),
@@ -419,10 +408,10 @@ def _after_draft(state: BranchState) -> list[Send | str] | str:
     if not cand:
         return END
     nxt: list[Send | str] = ["judge"]
-    if rounds_enabled(spec) and not run.budget.exhausted:
+    if run.config.rounds and not run.budget.exhausted:
         nxt += [
             Send("critique_branch", {"spec": spec, "parent": cand, "round": 1, "index": j})
-            for j in range(spec["critiques"])
+            for j in range(run.config.width.critiques)
         ]
     return nxt
 
@@ -444,7 +433,7 @@ def _resample(state: BranchState) -> list[Send] | str:
     if last.get("error") or last.get("effective") is not False:
         return END
     index = int(last["id"].rsplit(".", 1)[-1][1:])
-    if critique_slot(spec, index)[1] + 1 >= spec.get("critique_samples", 1):
+    if critique_slot(run, index)[1] + 1 >= run.critique_samples:
         return END
     if run.budget.exhausted:
         return END
@@ -452,7 +441,7 @@ def _resample(state: BranchState) -> list[Send] | str:
         "spec": spec,
         "parent": parent,
         "round": state.get("round") or 0,
-        "index": index + max(1, spec["critiques"]),
+        "index": index + max(1, run.config.width.critiques),
     }
     return [Send("critique", payload)]
 
@@ -476,7 +465,7 @@ def _fan_edits(state: BranchState) -> list[Send] | str:
                 "index": k,
             },
         )
-        for k in range(spec["edits"])
+        for k in range(run.config.width.edits)
     ]
 
 
@@ -486,7 +475,9 @@ def _fan_edits(state: BranchState) -> list[Send] | str:
 def _endpoint_identity(spec: RunSpec, role: str) -> dict[str, Any]:
     """What a role's calls depend on besides the request: the digest of its endpoint and the
     operator's settings for it, and the run's sampling settings and template."""
-    return {"endpoint": spec["endpoints"][role], **spec["roles"][role]}
+    # The judge's kind is keyed on its own (``judge``), as before the spec carried it here.
+    tuned = {k: v for k, v in spec["roles"][role].items() if k != "kind"}
+    return {"endpoint": spec["endpoints"][role], **tuned}
 
 
 def _key(kind: str) -> Any:
@@ -503,7 +494,7 @@ def _key(kind: str) -> Any:
             cand: Mapping[str, Any] = state.get("candidate") or {}
             payload.update(
                 endpoint=_endpoint_identity(spec, "judge"),
-                judge=spec["judge"],
+                judge=spec["roles"]["judge"].get("kind") or spec.get("judge"),
                 trivial=spec["trivial"],
                 id=cand.get("id"),
                 text=cand.get("text"),

@@ -34,14 +34,7 @@ from typing_extensions import TypedDict
 
 from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import Target, branch_graphs
-from langgraph_feedit.calls import (
-    BudgetExhausted,
-    Operator,
-    bound,
-    failure_text,
-    find_run,
-    forget_run,
-)
+from langgraph_feedit.calls import BudgetExhausted, failure_text
 from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.endpoints import ClientSource
 from langgraph_feedit.errors import (
@@ -52,6 +45,7 @@ from langgraph_feedit.errors import (
 )
 from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
 from langgraph_feedit.prompts import load_templates
+from langgraph_feedit.runs import Operator, bound, find_run, forget_run
 from langgraph_feedit.state import (
     FeeditInput,
     FeeditOutput,
@@ -62,7 +56,6 @@ from langgraph_feedit.state import (
     TraceNode,
     is_candidate,
     merge_nodes,
-    rounds_enabled,
     tree_order,
 )
 from langgraph_feedit.tracing import emit, message_id, reasoning_details
@@ -126,7 +119,7 @@ def _make_start(op: Operator) -> Any:
             "feedit_spec": run.spec,
             "feedit_nodes": Overwrite([]),
             "feedit_judge_usage": Overwrite([]),
-            "feedit_round": 1 if rounds_enabled(run.spec) else 0,
+            "feedit_round": 1 if run.config.rounds else 0,
             "feedit_stopped": None,
             "feedit_next": [],
         }
@@ -135,9 +128,10 @@ def _make_start(op: Operator) -> Any:
 
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
-    spec = find_run(state["feedit_spec"]).spec
+    run = find_run(state["feedit_spec"])
     return [
-        Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
+        Send("draft_branch", {"spec": run.spec, "index": i, "round": 0})
+        for i in range(run.config.width.drafts)
     ]
 
 
@@ -156,12 +150,12 @@ async def select(
     nodes = merge_nodes(nodes, twins)
     candidates = [n for n in nodes if is_candidate(n)]
     distinct = [n for n in candidates if not n.get("duplicate_of")]
-    if spec["judge"] not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
+    if run.judge not in POINTWISE and len(distinct) > 1 and not budget.exhausted:
         try:
             ranked = await rank_round(
-                spec["judge"],
+                run.judge,
                 run.caller,
-                spec["conversation"],
+                run.conversation,
                 [(n["id"], n.get("text") or "") for n in distinct],
                 load_templates(run.caller.settings("judge").template),
                 config=config,
@@ -188,21 +182,22 @@ async def select(
     best = min(candidates, key=rank_key) if candidates else None
     stopped: str | None = None
     next_round: list[Target] = []
-    stop_score = spec["stop_score"]
+    depth = run.config.depth
+    stop_score = depth.stop_score
     if best is None:
         stopped = "no_candidates"
     elif budget.exhausted:
         stopped = budget.reason
     elif stop_score is not None and (best.get("score") or float("-inf")) >= stop_score:
         stopped = "stop_score"
-    elif rnd >= spec["max_rounds"] or not rounds_enabled(spec):
+    elif rnd >= depth.max_rounds or not run.config.rounds:
         stopped = "max_rounds"
     else:
         latest = sorted(
             (n for n in candidates if n.get("round", 0) == rnd and not n.get("duplicate_of")),
             key=rank_key,
         )
-        next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: spec["beam"]]]
+        next_round = [{"id": n["id"], "text": n.get("text") or ""} for n in latest[: depth.beam]]
         if not next_round:
             stopped = "no_candidates"
     emit(
@@ -223,12 +218,12 @@ async def select(
 def _deepen(state: FeeditState) -> list[Send] | str:
     if state.get("feedit_stopped") or not state.get("feedit_next"):
         return "finish"
-    spec = find_run(state["feedit_spec"]).spec
+    run = find_run(state["feedit_spec"])
     rnd = state["feedit_round"]
     return [
-        Send("critique_branch", {"spec": spec, "parent": parent, "round": rnd, "index": j})
+        Send("critique_branch", {"spec": run.spec, "parent": parent, "round": rnd, "index": j})
         for parent in state["feedit_next"]
-        for j in range(spec["critiques"])
+        for j in range(run.config.width.critiques)
     ]
 
 
@@ -333,11 +328,11 @@ async def finish(
         answer=best.text if best else None,
         usage={**{r: u.as_dict() for r, u in per_role.items()}, "total": total.as_dict()},
         reused=reused.as_dict(),
-        wall_s=round(time.time() - spec["started"], 6),
+        wall_s=round(time.time() - run.started, 6),
         stopped=state.get("feedit_stopped"),
-        judge=spec["judge"],
+        judge=run.judge,
         rounds=max((n.round for n in nodes), default=0),
-        conversation=spec["conversation"],
+        conversation=run.conversation,
     )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None or chosen is None:
@@ -351,7 +346,7 @@ async def finish(
     message = AIMessage(
         content=trace.answer or "",
         # The selected call's message id: the ``messages`` stream does not send it again.
-        id=message_id(spec["key"], chosen.get("origin") or run.attempt, best.id),
+        id=message_id(run.key, chosen.get("origin") or run.attempt, best.id),
         # The answer's thinking, where LangChain's chat models put it (``content_blocks``
         # shows it as a reasoning block); the content is the answer alone.
         additional_kwargs={"reasoning_content": best.reasoning} if best.reasoning else {},

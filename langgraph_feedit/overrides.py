@@ -25,6 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from langgraph_feedit.config import (
+    RUN_ROLE_NAMES,
+    SAMPLING_FIELDS,
     BudgetConfig,
     DepthConfig,
     FeeditConfig,
@@ -85,19 +87,16 @@ def bound_answers(
     return deep_merge(context, {"roles": {r: dict(given) for r in ANSWER_ROLES}})
 
 
-RUN_ROLES = ("default", "draft", "critique", "edit", "judge")
-"""The roles a run calls (``evaluator`` belongs to ``feedit judge``, not to a run)."""
+RUN_ROLES: tuple[str, ...] = ("default", *RUN_ROLE_NAMES)
+"""The role tables a run may set: ``default`` and the roles a run calls (``evaluator``
+belongs to ``feedit judge``, not to a run)."""
 
 UNTRUSTED_KEYS: tuple[str, ...] = (
     "preset",
     "width.*",
     "depth.*",
     "budget.*",
-    "roles.*.temperature",
-    "roles.*.top_p",
-    "roles.*.max_tokens",
-    "roles.*.seed",
-    "roles.*.stop",
+    *(f"roles.*.{field}" for field in SAMPLING_FIELDS),
     "roles.*.template",
     "roles.*.kind",
     "cache_key",

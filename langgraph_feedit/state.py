@@ -28,7 +28,6 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from langgraph_feedit.config import JudgeKind
 from langgraph_feedit.usage import UsageDict, empty_usage
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "TraceNode",
     "is_candidate",
     "merge_nodes",
-    "rounds_enabled",
     "tree_order",
 ]
 
@@ -198,15 +196,18 @@ class NodeDict(TypedDict, total=False):
 
 
 class RunSpec(TypedDict):
-    """One run's settings, resolved once by ``start`` and then read by every node.
+    """One run's settings, resolved once by ``start``: the plain form the run's state carries.
 
-    Plain data (what any checkpointer keeps, with no custom types to allow-list). It holds what
-    a run may choose (width, depth, budget, each role's sampling and built-in template, the
-    judge kind) and nothing of where calls go: each role's endpoint, model, key variable,
-    extra fields, principles and template file come from the graph's configuration
-    (``calls.Operator``), and appear here only as a digest that keys the call cache and
-    checks a resumed or forged state against that configuration. Thread state is readable and
-    writable by every client of a server.
+    Plain data (what any checkpointer keeps, with no custom types to allow-list), in the
+    configuration's own shape. It holds what a run may choose (width, depth, budget, each
+    role's sampling and built-in template, the judge kind) and nothing of where calls go: each
+    role's endpoint, model, key variable, extra fields, principles and template file come from
+    the graph's configuration (``runs.Operator``), and appear here only as a digest that keys
+    the call cache and checks a resumed or forged state against that configuration. Thread
+    state is readable and writable by every client of a server. Nodes read the validated
+    configuration this becomes (``runs.ActiveRun.config``), not this. A spec written before
+    it took this shape (flat ``drafts``, ``max_tokens``, ``judge``...) is read by
+    ``runs.read_spec``.
     """
 
     key: str
@@ -215,33 +216,23 @@ class RunSpec(TypedDict):
     conversation: list[dict[str, Any]]
     roles: dict[str, dict[str, Any]]
     """Per role, the sampling settings (``temperature``, ``top_p``, ``max_tokens``, ``seed``,
-    ``stop``) and a built-in ``template`` name, where set."""
+    ``stop``) and a built-in ``template`` name, where set; the judge's ``kind``."""
     endpoints: dict[str, str]
     """Per role, a digest of its endpoint and the operator's settings for it."""
-    drafts: int
-    critiques: int
-    edits: int
-    max_rounds: int
-    stop_score: float | None
-    beam: int
-    skip_perfect: bool
-    critique_samples: int
-    """Critiques sampled per slot at most, to get an effective one (``skip_perfect``)."""
-    deadline_s: float | None
-    max_tokens: int | None
-    judge: JudgeKind
-    trivial: bool
-    """One draft and no rounds: nothing to choose, so no judge call."""
+    width: dict[str, int]
+    """The configuration's ``width`` table."""
+    depth: dict[str, int | float | bool | None]
+    """The configuration's ``depth`` table."""
+    budget: dict[str, int | float | None]
+    """The configuration's ``budget`` table."""
     cache_key: str
     preset: str | None
     answer_schema: NotRequired[dict[str, Any] | None]
     """The JSON schema every draft and edit is constrained by (``FeeditConfig.answer_schema``);
     absent in states written before it existed."""
-
-
-def rounds_enabled(spec: RunSpec) -> bool:
-    """Whether the run critiques and edits at all."""
-    return spec["max_rounds"] >= 1 and spec["critiques"] >= 1
+    trivial: bool
+    """One draft and no rounds: nothing to choose, so no judge call (derived from width and
+    depth, for the call cache's keys, which are made before any node runs)."""
 
 
 def tree_order(node_id: str) -> tuple[tuple[str, int], ...]:

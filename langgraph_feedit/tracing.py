@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager
@@ -35,6 +35,8 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 from langgraph_feedit.errors import StreamRedactor
+from langgraph_feedit.roles import SAMPLING_FIELDS
+from langgraph_feedit.state import NodeKind
 from langgraph_feedit.usage import Usage
 
 if TYPE_CHECKING:
@@ -83,12 +85,15 @@ class CallInfo:
     run's final answer reuses (:func:`message_id`)."""
 
 
+_TREE_KINDS = get_args(NodeKind)
+
+
 def call_run_id(info: CallInfo) -> UUID | None:
     """The callback run id of a draft's, critique's or edit's call, derived from the run, the
     attempt and the tree node (``None`` for other calls: LangChain picks one)."""
     if not (info.run_key and info.attempt and info.node_id):
         return None
-    if info.kind not in ("draft", "critique", "edit"):
+    if info.kind not in _TREE_KINDS:
         return None
     return uuid5(NAMESPACE_URL, f"feedit:{info.run_key}/{info.attempt}/{info.node_id}")
 
@@ -167,10 +172,7 @@ async def traced_chat(
         return await request(None, None)
     params = {
         "model": model,
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "max_tokens": settings.max_tokens,
-        "stop": settings.stop,
+        **{field: getattr(settings, field) for field in SAMPLING_FIELDS},
         "_type": "feedit-openai-compatible",
     }
     run_managers = await manager.on_chat_model_start(

@@ -22,7 +22,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from langgraph_feedit import ChatFeedit, ConfigError, FeeditConfig, create_feedit_graph
-from langgraph_feedit.calls import endpoint_identity
+from langgraph_feedit.runs import endpoint_identity
 from langgraph_feedit.serve import build_app, serve_in_thread
 from langgraph_feedit.testing import SimServer
 

@@ -13,9 +13,9 @@ import pytest
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from langgraph_feedit import ConfigError, EndpointError, RoleConfig, Trace, create_feedit_graph
-from langgraph_feedit.calls import Operator
 from langgraph_feedit.endpoints import aclose_endpoints, get_endpoint
 from langgraph_feedit.errors import REDACTED, redact
+from langgraph_feedit.runs import Operator
 from langgraph_feedit.testing import Fault, SimServer
 
 from .helpers import sim_config

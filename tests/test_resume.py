@@ -7,14 +7,15 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_feedit import create_feedit_graph
-from langgraph_feedit.calls import Operator, _active
 from langgraph_feedit.config import resolve_config
 from langgraph_feedit.errors import EndpointError, NoCandidateError
+from langgraph_feedit.runs import Operator, _active, read_spec
 from langgraph_feedit.testing import Fault, SimServer
 
 from .helpers import sim_config
@@ -121,12 +122,84 @@ async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer
     conversation = [{"role": "user", "content": "hi"}]
     run = op.start(resolved, conversation)
     run.budget.spent = 7
-    from langgraph_feedit import calls
+    from langgraph_feedit import runs
 
-    for i in range(calls._MAX_ACTIVE + 10):
+    for i in range(runs._MAX_ACTIVE + 10):
         op.start(resolved, conversation)
         if i % 1000 == 0:
             assert op.run(run.spec, None) is run  # touched: stays
     assert op.run(run.spec, None) is run and run.budget.spent == 7
     for key in [k for k in _active if k not in before]:
         _active.pop(key, None)
+
+
+def _old_form(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` as checkpoints written before the spec took the configuration's shape hold it:
+    width, depth and budget flattened (the budget's ``max_tokens`` beside each role's), the
+    judge's kind under ``judge``."""
+    width, depth, budget = spec["width"], spec["depth"], spec["budget"]
+    old = {k: spec[k] for k in ("key", "started", "conversation", "endpoints", "cache_key")}
+    old["roles"] = {
+        r: {k: v for k, v in tuned.items() if k != "kind"} for r, tuned in spec["roles"].items()
+    }
+    old.update(
+        drafts=width["drafts"],
+        critiques=width["critiques"],
+        edits=width["edits"],
+        max_rounds=depth["max_rounds"],
+        stop_score=depth["stop_score"],
+        beam=depth["beam"],
+        skip_perfect=depth["skip_perfect"],
+        critique_samples=depth["max_critique_samples"] if depth["skip_perfect"] else 1,
+        deadline_s=budget["deadline_s"],
+        max_tokens=budget["max_tokens"],
+        judge=spec["roles"]["judge"]["kind"],
+        trivial=spec["trivial"],
+        preset=spec["preset"],
+        answer_schema=spec["answer_schema"],
+    )
+    return old
+
+
+def test_an_old_form_spec_is_read_into_the_run_settings(sim: SimServer) -> None:
+    config = sim_config(sim.base_url, width={"drafts": 3}, roles={"judge": {"kind": "pairwise"}})
+    op = Operator(config, None, None)
+    spec = dict(op.start(resolve_config(config), [{"role": "user", "content": "hi"}]).spec)
+    old = _old_form(spec)
+    old.update(key="old-form", drafts=2, max_tokens=123, judge="consensus")
+    assert read_spec(old)["budget"]["max_tokens"] == 123
+    run = op.run(old, None)
+    assert run.config.width.drafts == 2
+    assert run.config.budget.max_tokens == run.budget.max_tokens == 123
+    assert run.judge == "consensus"
+    # The roles' own ``max_tokens`` stay theirs: only the flat one was the budget's.
+    assert run.config.role("draft").max_tokens == spec["roles"]["draft"]["max_tokens"]
+    _active.pop("old-form", None)
+
+
+async def test_a_checkpoint_holding_an_old_form_spec_resumes(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    config = sim_config(
+        sim.base_url,
+        width={"drafts": 2},
+        roles={"judge": {"kind": "pairwise"}, "draft": {"seed": 0}},
+    )
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        graph = create_feedit_graph(config, preset="best-of-n").compile(checkpointer=saver)
+        thread = {"configurable": {"thread_id": "old"}}
+        sim.set_faults([Fault("500", rate=1.0, match="[Response A]")])  # the judge is down
+        with pytest.raises(EndpointError):
+            await graph.ainvoke(QUESTION, thread)
+        sim.set_faults([])
+        state = await graph.aget_state(thread)
+        old = _old_form(state.values["feedit_spec"])
+        old["judge"] = "consensus"  # the old key is what the resumed run reads
+        await graph.aupdate_state(thread, {"feedit_spec": old}, as_node="draft_branch")
+        judged = _judge_calls(sim)
+        out = await graph.ainvoke(None, thread)
+    trace = out["trace"]
+    assert trace["judge"] == "consensus"
+    assert trace["selected"] in {"d0", "d1"}
+    assert _judge_calls(sim) == judged  # no pairwise judge asked
+    assert all(n["reused"] for n in trace["nodes"])  # the drafts came from the checkpoint

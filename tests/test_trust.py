@@ -18,8 +18,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, Send
 
 from langgraph_feedit import ConfigError, create_feedit_graph
-from langgraph_feedit.calls import endpoint_identity
-from langgraph_feedit.config import RoleConfig
+from langgraph_feedit.config import SAMPLING_FIELDS, RoleConfig
+from langgraph_feedit.runs import SPEC_SECTIONS, endpoint_identity
 from langgraph_feedit.testing import SimServer
 
 from .helpers import sim_config
@@ -70,8 +70,13 @@ async def test_thread_state_names_no_endpoint_model_or_key_variable(
         assert secret_ish not in text
     assert set(spec["endpoints"]) == {"draft", "critique", "edit", "judge"}
     assert spec["roles"]["draft"]["seed"] == 0
-    allowed = {"temperature", "top_p", "max_tokens", "seed", "stop", "template"}
-    assert all(set(settings) <= allowed for settings in spec["roles"].values())
+    allowed = {*SAMPLING_FIELDS, "template"}
+    assert all(set(settings) <= allowed for r, settings in spec["roles"].items() if r != "judge")
+    assert set(spec["roles"]["judge"]) <= {*allowed, "kind"}
+    # Besides the run's own key, start and conversation: what a run may tune, and the digests.
+    assert set(spec) <= {"key", "started", "conversation", "endpoints", "roles", "trivial"} | {
+        *SPEC_SECTIONS
+    }
 
 
 def _forgeries(spec: dict[str, Any], attacker: SimServer) -> list[tuple[str, dict[str, Any]]]:
@@ -140,7 +145,7 @@ async def test_a_resumed_thread_still_runs_on_the_operators_endpoints(
 ) -> None:
     """The honest path of the same mechanism: a run whose state was written by this graph
     resumes in a fresh process view (nothing remembered) with the run's own settings."""
-    from langgraph_feedit import calls
+    from langgraph_feedit import runs
     from langgraph_feedit.testing import Fault
 
     config = sim_config(
@@ -158,7 +163,7 @@ async def test_a_resumed_thread_still_runs_on_the_operators_endpoints(
             await graph.ainvoke(QUESTION, cfg, context={"roles": {"draft": {"temperature": 0.3}}})
     finally:
         sim.set_faults([])
-    calls._active.clear()  # as a new process would find it
+    runs._active.clear()  # as a new process would find it
     out = await graph.ainvoke(None, cfg)
     assert out["trace"]["selected"] in {"d0", "d1"}
     assert out["trace"]["judge"] == "pairwise"

@@ -48,7 +48,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from langgraph_feedit.config import FeeditConfig, resolve_config
+from langgraph_feedit.config import SAMPLING_FIELDS, FeeditConfig, resolve_config
 from langgraph_feedit.errors import ConfigError, FeeditError
 from langgraph_feedit.inputs import (
     ConversationError,
@@ -188,14 +188,7 @@ _UNSUPPORTED = (
 )
 # Request fields that set the draft role's sampling, by the RoleConfig field each one sets;
 # those that bound the answer (ANSWER_BOUNDS) set the edit role's too.
-_SAMPLING = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "max_completion_tokens": "max_tokens",
-    "seed": "seed",
-    "stop": "stop",
-}
+_SAMPLING = {**{field: field for field in SAMPLING_FIELDS}, "max_completion_tokens": "max_tokens"}
 _PENALTIES = ("presence_penalty", "frequency_penalty")
 _SECTIONS = ("width", "depth", "budget", "roles")
 _OPTIONS = ("trace", "progress")

@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any
 
+from langgraph_feedit.roles import SAMPLING_FIELDS
+
 # One choice: its tokens (each with its leading separator) and its finish reason.
 Choice = tuple[list[str], str]
 # One token's logprobs as the chat API sends them: {token, logprob, bytes, top_logprobs}.
@@ -23,7 +25,13 @@ TokenLogprob = dict[str, Any]
 _SYLLABLES = ("ba", "ce", "di", "fo", "gu", "ka", "le", "mi", "no", "pu", "ra", "se", "ti")
 _SYLLABLES_MORE = ("vo", "zu", "an", "el", "in", "or", "um", "tra", "ste", "plo", "gri")
 _LEVELS = ("not", "slightly", "partially", "mostly", "perfectly")
-_SAMPLING_KEYS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed")
+# What changes a reply's draw: the sampling fields a role sends, less those that only bound the
+# reply, and the penalties a client may send besides.
+_SAMPLING_KEYS = (
+    *(field for field in SAMPLING_FIELDS if field not in ("max_tokens", "stop")),
+    "presence_penalty",
+    "frequency_penalty",
+)
 _TOKENS_PER_MESSAGE = 3
 
 _ARENA_ANSWER = re.compile(
