@@ -328,7 +328,7 @@ async def judge(
     return {"feedit_nodes": [update]}
 
 
-def recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
+def recorded(state: BranchState, error: NodeError) -> BranchState:
     """Error handler of call nodes: keep the failure in the tree; the branch ends here."""
     if not isinstance(error.error, NodeFailed):
         raise error.error  # a bug, not a backend failure: fail the run loudly
@@ -337,7 +337,7 @@ def recorded(state: BranchState, error: NodeError) -> dict[str, Any]:
 
 async def route(
     op: Operator, state: BranchState, runtime: Runtime[Any], config: RunnableConfig
-) -> dict[str, Any]:
+) -> BranchState:
     """Where a branch goes next is decided here, in a node that is never cached.
 
     LangGraph caches a node's writes, and a conditional edge's ``Send`` packets are among

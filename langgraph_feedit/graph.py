@@ -150,7 +150,7 @@ async def select(
     spec = run.spec
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
-    update: dict[str, Any] = {}
+    update: FeeditState = {}
     budget = run.budget
     # Identical candidates: the later ones are marked and take the first one's score.
     twins = twin_updates(nodes)
@@ -213,11 +213,9 @@ async def select(
         best_score=best.get("score") if best else None,
         stopped=stopped,
     )
-    update.update(
-        feedit_stopped=stopped,
-        feedit_next=next_round,
-        feedit_round=rnd + 1 if next_round else rnd,
-    )
+    update["feedit_stopped"] = stopped
+    update["feedit_next"] = next_round
+    update["feedit_round"] = rnd + 1 if next_round else rnd
     return update
 
 

@@ -209,7 +209,7 @@ class _NodeModel(BaseModel):
 
 
 # Defaults of the fields that are neither optional (``None``) nor required.
-_DEFAULTS: dict[str, Any] = {
+_DEFAULTS: dict[str, object] = {
     "round": 0,
     "reused": False,
     "usage": Field(default_factory=empty_usage),
@@ -217,10 +217,10 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _model_fields(fields: type) -> dict[str, Any]:
+def _model_fields(fields: type) -> dict[str, tuple[object, object]]:
     """``create_model`` fields for a TypedDict's keys: its defaults above, ``None`` for an
     optional value, and required otherwise (``id``, ``kind``, ``role``)."""
-    out: dict[str, Any] = {}
+    out: dict[str, tuple[object, object]] = {}
     for name, hint in get_type_hints(fields).items():
         optional = type(None) in get_args(hint)
         out[name] = (hint, _DEFAULTS.get(name, None if optional else ...))
@@ -357,16 +357,16 @@ def merge_nodes(
     Merging by id (not appending blindly) keeps the tree whole when a resumed run writes a
     node again, and lets the judge add a score to a node written by an earlier task.
     """
-    out: list[dict[str, Any]] = [dict(n) for n in (left or [])]
+    out: list[NodeDict] = [NodeDict(**n) for n in (left or [])]
     index = {n["id"]: i for i, n in enumerate(out)}
     for node in right or []:
         i = index.get(node["id"])
         if i is None:
             index[node["id"]] = len(out)
-            out.append(dict(node))
+            out.append(NodeDict(**node))
         else:
             out[i] = {**out[i], **node}
-    return cast(list[NodeDict], out)
+    return out
 
 
 def _concat(left: list[Any] | None, right: list[Any] | None) -> list[Any]:

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from langgraph_feedit import ConfigError, FeeditConfig, Trace, create_feedit_graph
+from langgraph_feedit.batch import missing_nodes
 from langgraph_feedit.chatapi import TokenLogprobs
 from langgraph_feedit.config import DEFAULT_PRINCIPLE
 from langgraph_feedit.endpoints import Endpoint
-from langgraph_feedit.batch import missing_nodes
 from langgraph_feedit.judges import TOP_LOGPROBS, yes_no_margin
 from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import RATING_SCHEMA, load_templates, parse_score

@@ -60,7 +60,10 @@ def test_parent_round_index_and_kind() -> None:
     assert nodeid.round_of("d0.c0.e1.c3") == 2 and nodeid.round_of("d3") == 0
 
 
-@pytest.mark.parametrize("bad", ["", "d", "x0", "d-1", "c0", "d0.e0", "d0.c0.c0", "d0..c1", "d01", "d0.c1x"])
+BAD = ["", "d", "x0", "d-1", "c0", "d0.e0", "d0.c0.c0", "d0..c1", "d01", "d0.c1x"]
+
+
+@pytest.mark.parametrize("bad", BAD)
 def test_a_malformed_id_is_refused_naming_it(bad: str) -> None:
     with pytest.raises(ValueError, match="not a trace node id"):
         nodeid.parse(bad)

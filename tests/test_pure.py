@@ -1,5 +1,5 @@
-"""The pure parts, tested directly (node ids: test_nodeid.py): node merging, consensus scores, the run
-budget, and knockout brackets of any size (against the simulated server)."""
+"""The pure parts, tested directly (node ids: test_nodeid.py): node merging, consensus scores,
+the run budget, and knockout brackets of any size (against the simulated server)."""
 
 from __future__ import annotations
 
@@ -176,9 +176,9 @@ async def test_knockout_of_any_size(sim: SimServer, n: int) -> None:
 
 
 def test_each_helper_has_one_home_and_the_two_verdicts_two_names() -> None:
-    """Node-id order lives with the ids (nodeid), the candidate test with the nodes (state), call failures with
-    the calls, progress events with the other reports (tracing); markdown counts in their own
-    module; the ``evaluate.arena`` re-export is gone."""
+    """Node-id order lives with the ids (nodeid), the candidate test with the nodes (state),
+    call failures with the calls, progress events with the other reports (tracing); markdown
+    counts in their own module; the ``evaluate.arena`` re-export is gone."""
     import importlib.util
 
     from langgraph_feedit import branches, calls, evaluate, judges, nodeid, prompts, state, tracing
