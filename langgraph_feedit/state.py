@@ -21,7 +21,7 @@ critique's edit 0, ``d0.c1.e0.c0`` a critique of that edit in the next round, an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -36,7 +36,15 @@ from typing import (
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    create_model,
+    model_validator,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from langgraph_feedit import nodeid
@@ -82,6 +90,7 @@ JudgePath = Literal["logprobs", "json_schema", "text", "unscored"]
 ``unscored`` (no score found, or the judge's call failed: see ``judge_failure``)."""
 
 
+@with_config(ConfigDict(use_attribute_docstrings=True))
 class NodeFields(TypedDict, total=False):
     """One draft, critique or edit in the tree: the trace node's fields, written only here.
 
@@ -209,21 +218,25 @@ class _NodeModel(BaseModel):
 
 
 # Defaults of the fields that are neither optional (``None``) nor required.
-_DEFAULTS: dict[str, object] = {
-    "round": 0,
-    "reused": False,
-    "usage": Field(default_factory=empty_usage),
-    "judge_usage": Field(default_factory=empty_usage),
-}
+_DEFAULTS: dict[str, object] = {"round": 0, "reused": False}
+_FACTORIES: dict[str, Callable[[], object]] = {"usage": empty_usage, "judge_usage": empty_usage}
 
 
 def _model_fields(fields: type) -> dict[str, tuple[object, object]]:
-    """``create_model`` fields for a TypedDict's keys: its defaults above, ``None`` for an
-    optional value, and required otherwise (``id``, ``kind``, ``role``)."""
+    """``create_model`` fields for a TypedDict's keys: the defaults above, ``None`` for an
+    optional value, and required otherwise (``id``, ``kind``, ``role``); each described by
+    its docstring in the TypedDict (as pydantic reads it)."""
+    docs = TypeAdapter(fields).json_schema()["properties"]
     out: dict[str, tuple[object, object]] = {}
     for name, hint in get_type_hints(fields).items():
-        optional = type(None) in get_args(hint)
-        out[name] = (hint, _DEFAULTS.get(name, None if optional else ...))
+        description = docs[name].get("description")
+        if name in _FACTORIES:
+            info: object = Field(default_factory=_FACTORIES[name], description=description)
+        elif name in _DEFAULTS or type(None) in get_args(hint):
+            info = Field(_DEFAULTS.get(name), description=description)
+        else:
+            info = Field(description=description)
+        out[name] = (hint, info)
     return out
 
 
