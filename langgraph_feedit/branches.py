@@ -311,13 +311,13 @@ async def judge(
         "score": result.score,
         "judge_usage": result.usage.as_dict(),
         "judge_origin": run.attempt,
-        # A resumed retry replaces an earlier attempt's failure (nodes merge by field).
+        # A resumed retry replaces an earlier attempt's failure and its note (nodes merge by
+        # field).
         "judge_failure": None,
+        "judge_note": result.note or None,
         "judge_started": started,
         "judge_ended": time.time(),
     }
-    if result.note:
-        update["judge_note"] = result.note
     if result.path is not None:
         update["judge_path"] = result.path
     if result.principle_scores is not None:
