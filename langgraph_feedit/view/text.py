@@ -40,13 +40,12 @@ def _status(node: TraceNode) -> str:
 def tree_lines(trace: Trace, *, width: int = 100) -> list[str]:
     """The tree of ``trace``, one line per node (``width``: the line's length, about).
 
-        Example:
-            >>> from langgraph_feedit import nodeid
-    from langgraph_feedit.state import Trace, TraceNode
-            >>> t = Trace(nodes=[TraceNode(id="d0", kind="draft", role="draft", text="Hi.",
-            ...     score=0.5)], selected="d0")
-            >>> tree_lines(t)[0]
-            '> d0  draft  score 0.500  0 tok  Hi.'
+    Example:
+        >>> from langgraph_feedit.state import Trace, TraceNode
+        >>> t = Trace(nodes=[TraceNode(id="d0", kind="draft", role="draft", text="Hi.",
+        ...     score=0.5)], selected="d0")
+        >>> tree_lines(t)[0]
+        '> d0  draft  score 0.500  0 tok  Hi.'
     """
     lines: list[str] = []
     for node in trace.nodes:
