@@ -42,6 +42,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     create_model,
+    field_validator,
     model_validator,
     with_config,
 )
@@ -201,7 +202,8 @@ def judge_failure(node: Mapping[str, Any]) -> CallFailure | None:
 
 
 class _NodeModel(BaseModel):
-    """What :class:`TraceNode` adds to its fields: strict keys, old forms read, and a test."""
+    """What :class:`TraceNode` adds to its fields: strict keys, checked ids, old forms read, and
+    the candidate test."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -211,6 +213,12 @@ class _NodeModel(BaseModel):
         if isinstance(data, Mapping) and "judge_failure" not in data:
             return {**data, "judge_failure": judge_failure(data)}
         return data
+
+    @field_validator("id", check_fields=False)
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        nodeid.parse(value)  # a malformed id is refused here, naming it
+        return value
 
     @property
     def is_candidate(self) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from langgraph_feedit import nodeid
+from langgraph_feedit.state import Trace
 
 index = st.integers(0, 30)
 # Candidates: a draft, or an edit of a critique of a candidate; any id is a candidate or a
@@ -76,3 +78,15 @@ def test_make_refuses_a_kind_that_cannot_follow_its_parent() -> None:
         nodeid.make("critique", 0, "d0.c1")
     with pytest.raises(ValueError, match="negative"):
         nodeid.make("draft", -1)
+
+
+def test_a_trace_with_a_malformed_node_id_is_refused_naming_where() -> None:
+    with pytest.raises(ValidationError, match=r"nodes\.1\.id[\s\S]*not a trace node id: 'd0\.e1'"):
+        Trace.model_validate(
+            {
+                "nodes": [
+                    {"id": "d0", "kind": "draft", "role": "draft"},
+                    {"id": "d0.e1", "kind": "edit", "role": "edit"},
+                ]
+            }
+        )
