@@ -26,6 +26,7 @@ from langgraph_feedit.endpoints import calls_in_flight
 from langgraph_feedit.errors import InputError, UserError
 from langgraph_feedit.inputs import InputFormat, Prompt, read_prompts
 from langgraph_feedit.outputs import AtomicFile, json_line, write_atomically
+from langgraph_feedit.state import judge_failure
 
 __all__ = [
     "EXIT_FAILED",
@@ -110,16 +111,8 @@ def missing_nodes(trace: dict[str, Any]) -> list[str]:
         node["id"]
         for node in trace.get("nodes") or []
         if (node.get("error") and node.get("failure") in ("backend", "timeout", None))
-        or (node.get("score") is None and _judge_failed(node.get("judge_note")))
+        or (node.get("score") is None and judge_failure(node) in ("backend", "timeout"))
     ]
-
-
-def _judge_failed(note: str | None) -> bool:
-    # The judge node's error handler records ``not scored: <why>``; ``not scored: stopped:``
-    # is the run's deadline or budget (see ``calls.failure_text``).
-    return bool(
-        note and note.startswith("not scored: ") and not note.startswith("not scored: stopped:")
-    )
 
 
 def record(prompt: Prompt, values: dict[str, Any] | None, error: str | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from langgraph_feedit.endpoints import (
     role_clients,
 )
 from langgraph_feedit.errors import EndpointTimeout, FeeditError
+from langgraph_feedit.state import CallFailure
 from langgraph_feedit.tracing import CallInfo, call_run_id, traced_chat
 from langgraph_feedit.usage import Usage
 
@@ -69,11 +70,11 @@ def failure_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def failure_kind(exc: BaseException) -> str:
+def failure_kind(exc: BaseException) -> CallFailure:
     """What kind of failure ended a call: ``deadline`` or ``budget`` (the run ran out),
     ``timeout`` (the endpoint never answered in time) or ``backend`` (it answered an error)."""
     if isinstance(exc, BudgetExhausted):
-        return exc.reason
+        return "deadline" if exc.reason == "deadline" else "budget"
     if isinstance(exc, EndpointTimeout):
         return "timeout"
     return "backend"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast, get_type_hints
+from typing import Any, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, convert_to_openai_messages
@@ -32,8 +32,8 @@ from langgraph.types import Command, Overwrite, Send
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
+from langgraph_feedit import nodeid
 from langgraph_feedit._sync import both, inline
-from langgraph_feedit.branches import Target, branch_graphs
 from langgraph_feedit.calls import BudgetExhausted, failure_text
 from langgraph_feedit.config import FeeditConfig, resolve_config
 from langgraph_feedit.endpoints import ClientSource
@@ -47,17 +47,20 @@ from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.runs import Operator, bound, find_run, forget_run
 from langgraph_feedit.state import (
+    STATE_ONLY_KEYS,
     FeeditInput,
     FeeditOutput,
     FeeditState,
     NodeDict,
     RunSpec,
+    Target,
     Trace,
     TraceNode,
     is_candidate,
     merge_nodes,
-    tree_order,
 )
+from langgraph_feedit.subgraphs import branch_graphs
+from langgraph_feedit.tasks import critique_task, draft_task, edit_task
 from langgraph_feedit.tracing import emit, message_id, reasoning_details
 from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
@@ -129,10 +132,7 @@ def _make_start(op: Operator) -> Any:
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
     run = find_run(state["feedit_spec"])
-    return [
-        Send("draft_branch", {"spec": run.spec, "index": i, "round": 0})
-        for i in range(run.config.width.drafts)
-    ]
+    return [Send("draft_branch", draft_task(run.spec, i)) for i in range(run.config.width.drafts)]
 
 
 async def select(
@@ -143,10 +143,10 @@ async def select(
     spec = run.spec
     rnd = state.get("feedit_round", 0)
     nodes = list(state.get("feedit_nodes", []))
-    update: dict[str, Any] = {}
+    update: FeeditState = {}
     budget = run.budget
     # Identical candidates: the later ones are marked and take the first one's score.
-    twins = cast(list[NodeDict], twin_updates(nodes))
+    twins = twin_updates(nodes)
     nodes = merge_nodes(nodes, twins)
     candidates = [n for n in nodes if is_candidate(n)]
     distinct = [n for n in candidates if not n.get("duplicate_of")]
@@ -172,7 +172,7 @@ async def select(
             raise
         else:
             scored: list[NodeDict] = [{"id": cid, "score": s} for cid, s in ranked.scores.items()]
-            scored += cast(list[NodeDict], twin_updates(merge_nodes(nodes, scored)))
+            scored += twin_updates(merge_nodes(nodes, scored))
             nodes = merge_nodes(nodes, scored)
             candidates = [n for n in nodes if is_candidate(n)]
             twins = merge_nodes(twins, scored)
@@ -207,11 +207,9 @@ async def select(
         best_score=best.get("score") if best else None,
         stopped=stopped,
     )
-    update.update(
-        feedit_stopped=stopped,
-        feedit_next=next_round,
-        feedit_round=rnd + 1 if next_round else rnd,
-    )
+    update["feedit_stopped"] = stopped
+    update["feedit_next"] = next_round
+    update["feedit_round"] = rnd + 1 if next_round else rnd
     return update
 
 
@@ -221,7 +219,7 @@ def _deepen(state: FeeditState) -> list[Send] | str:
     run = find_run(state["feedit_spec"])
     rnd = state["feedit_round"]
     return [
-        Send("critique_branch", {"spec": run.spec, "parent": parent, "round": rnd, "index": j})
+        Send("critique_branch", critique_task(run.spec, parent, rnd, j))
         for parent in state["feedit_next"]
         for j in range(run.config.width.critiques)
     ]
@@ -242,28 +240,16 @@ def _retries(spec: RunSpec, nodes: Sequence[NodeDict]) -> list[Send]:
     for n in nodes:
         if not n.get("error"):
             continue
-        index = int(n["id"].rsplit(".", 1)[-1][1:])
+        index = nodeid.index(n["id"])
         rnd = n.get("round", 0)
         if n["kind"] == "draft":
-            sends.append(Send("draft_branch", {"spec": spec, "index": index, "round": 0}))
+            sends.append(Send("draft_branch", draft_task(spec, index)))
         elif n["kind"] == "critique" and (parent := target(n.get("parent"))):
-            sends.append(
-                Send(
-                    "critique_branch",
-                    {"spec": spec, "parent": parent, "round": rnd, "index": index},
-                )
-            )
+            sends.append(Send("critique_branch", critique_task(spec, parent, rnd, index)))
         elif n["kind"] == "edit" and (crit := target(n.get("parent"))):
             parent = target(by_id[crit["id"]].get("parent"))
             if parent is not None:
-                payload = {
-                    "spec": spec,
-                    "parent": parent,
-                    "critique": crit,
-                    "round": rnd,
-                    "index": index,
-                }
-                sends.append(Send("edit_branch", payload))
+                sends.append(Send("edit_branch", edit_task(spec, parent, crit, rnd, index)))
     return sends
 
 
@@ -291,23 +277,24 @@ async def finish(
     raw_nodes = [n for n in raw_nodes if n["id"] not in copies]
     paid = first_of_shared(raw_nodes)
     for raw in raw_nodes:
-        data = dict(raw)
-        if data.get("duplicate_of"):
+        data = {k: v for k, v in raw.items() if k not in STATE_ONLY_KEYS}
+        if raw.get("duplicate_of"):
             data.pop("judge_usage", None)  # its score is the first one's, bought once
-        if data.pop("share", None) is not None and data["id"] not in paid:
+        if raw.get("share") is not None and raw["id"] not in paid:
             data.pop("usage", None)  # one call made for several nodes counts once
         # A node whose call was made by another attempt came from the call cache or from
         # the checkpoint of an earlier attempt at this run.
-        origin, judge_origin = data.pop("origin", None), data.pop("judge_origin", None)
-        data.pop("attempt", None)
-        node = TraceNode.model_validate(data)
+        origin, judge_origin = raw.get("origin"), raw.get("judge_origin")
         if origin is not None and origin != run.attempt:
-            node.reused = True
+            data["reused"] = True
+        # The one place a state node becomes a trace node: validated here, once.
+        node = TraceNode.model_validate(data)
+        if node.reused:
             reused += Usage.from_dict(node.usage)
         if judge_origin is not None and judge_origin != run.attempt:
             reused += Usage.from_dict(node.judge_usage)
         nodes.append(node)
-    nodes.sort(key=lambda n: tree_order(n.id))
+    nodes.sort(key=lambda n: nodeid.order(n.id))
     chosen = min(
         (n for n in raw_nodes if is_candidate(n) and not n.get("duplicate_of")),
         key=rank_key,

@@ -49,7 +49,7 @@ import re
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
@@ -57,6 +57,7 @@ from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle, RoleConfig
 from langgraph_feedit.errors import ConfigError
+from langgraph_feedit.nodeid import order
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
     TemplateSet,
@@ -67,7 +68,7 @@ from langgraph_feedit.prompts import (
     principle_messages,
     rating_messages,
 )
-from langgraph_feedit.state import tree_order
+from langgraph_feedit.state import JudgePath
 from langgraph_feedit.tracing import CallInfo
 from langgraph_feedit.usage import Usage
 
@@ -97,11 +98,6 @@ TOP_LOGPROBS = 20
 """Alternatives asked for at the principle judge's one token. Yes and No are among the top
 few whenever the model follows "Only answer Yes or No"; 20 is what OpenAI allows at most."""
 
-JudgePath = Literal["logprobs", "json_schema", "text", "unscored"]
-"""How a pointwise model judge scored a candidate: ``logprobs`` (principle judge),
-``json_schema`` (a rating constrained to JSON), ``text`` (a rating parsed from free text), or
-``unscored`` (no score found)."""
-
 
 @dataclass(slots=True)
 class JudgeResult:
@@ -127,7 +123,7 @@ def rank_key(node: Mapping[str, Any]) -> tuple[bool, float, tuple[tuple[str, int
     """How candidates rank: highest score first, unscored last, ties to the earliest in tree
     order. The answer is the first; the next round and the door's ``n`` choices follow it."""
     score = node.get("score")
-    return (score is None, -(score or 0.0), tree_order(node["id"]))
+    return (score is None, -(score or 0.0), order(node["id"]))
 
 
 _YES, _NO = "yes", "no"
@@ -577,7 +573,7 @@ async def rank_round(
     config: RunnableConfig | None = None,
 ) -> RoundResult:
     """Score a set of ``(id, text)`` candidates with a comparing judge."""
-    ordered = sorted(candidates, key=lambda c: tree_order(c[0]))
+    ordered = sorted(candidates, key=lambda c: order(c[0]))
     if kind == "consensus":
         return RoundResult(consensus_scores(ordered))
     if kind == "pairwise":

@@ -23,8 +23,11 @@ Drafts are never shared: identical draft requests are independent samples by int
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+
+from langgraph_feedit import nodeid
+from langgraph_feedit.state import NodeDict, is_candidate
 
 __all__ = ["SharedCalls", "first_of_shared", "normalise", "twin_descendants", "twin_updates"]
 
@@ -68,34 +71,33 @@ class SharedCalls:
         return value, False
 
 
-def _order(node: Mapping[str, Any]) -> tuple[int, tuple[tuple[str, int], ...]]:
+def _order(node: NodeDict) -> tuple[int, tuple[tuple[str, int], ...]]:
     """Earlier rounds first, then tree order: the first of twins is the one critiqued first."""
-    tree = tuple((part[0], int(part[1:])) for part in node["id"].split("."))
-    return node.get("round") or 0, tree
+    return node.get("round") or 0, nodeid.order(node["id"])
 
 
-def _is_candidate(node: Mapping[str, Any]) -> bool:
-    return node.get("kind") != "critique" and not node.get("error") and node.get("text") is not None
-
-
-def twin_updates(nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def twin_updates(nodes: Sequence[NodeDict]) -> list[NodeDict]:
     """Node updates marking each twin ``duplicate_of`` the first candidate with its text (in
     tree order; a candidate of an earlier round comes first), with that one's score; empty
     when nothing changes."""
-    first: dict[str, Mapping[str, Any]] = {}
-    out: list[dict[str, Any]] = []
-    for node in sorted((n for n in nodes if _is_candidate(n)), key=_order):
+    first: dict[str, NodeDict] = {}
+    out: list[NodeDict] = []
+    for node in sorted((n for n in nodes if is_candidate(n)), key=_order):
         text = normalise(node.get("text") or "")
         original = first.setdefault(text, node)
         if original is node:
             continue
-        update = {"id": node["id"], "duplicate_of": original["id"], "score": original.get("score")}
+        update: NodeDict = {
+            "id": node["id"],
+            "duplicate_of": original["id"],
+            "score": original.get("score"),
+        }
         if any(node.get(k) != v for k, v in update.items()):
             out.append(update)
     return out
 
 
-def twin_descendants(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
+def twin_descendants(nodes: Sequence[NodeDict]) -> set[str]:
     """Ids of the nodes below a twin (its critiques, their edits, and so on)."""
     parent = {n["id"]: n.get("parent") for n in nodes}
     twins = {n["id"] for n in nodes if n.get("duplicate_of")}
@@ -110,10 +112,10 @@ def twin_descendants(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
     return out
 
 
-def first_of_shared(nodes: Sequence[Mapping[str, Any]]) -> set[str]:
+def first_of_shared(nodes: Sequence[NodeDict]) -> set[str]:
     """Of the nodes that shared one call (the same ``share`` mark), the first in twin order:
     the one whose usage counts (whichever of them actually made the call)."""
-    first: dict[str, Mapping[str, Any]] = {}
+    first: dict[str, NodeDict] = {}
     for node in sorted((n for n in nodes if n.get("share")), key=_order):
         first.setdefault(node["share"], node)
     return {n["id"] for n in first.values()}

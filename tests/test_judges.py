@@ -13,18 +13,20 @@ import httpx
 import pytest
 
 from langgraph_feedit import ConfigError, FeeditConfig, Trace, create_feedit_graph
+from langgraph_feedit.batch import missing_nodes
 from langgraph_feedit.chatapi import TokenLogprobs
 from langgraph_feedit.config import DEFAULT_PRINCIPLE
 from langgraph_feedit.endpoints import Endpoint
 from langgraph_feedit.judges import TOP_LOGPROBS, yes_no_margin
 from langgraph_feedit.overrides import check_untrusted_overrides
 from langgraph_feedit.prompts import RATING_SCHEMA, load_templates, parse_score
-from langgraph_feedit.testing import SimServer
+from langgraph_feedit.testing import Fault, SimServer
 from langgraph_feedit.testing._replies import principle_margin
 
 from .helpers import sim_config
 
 PROMPT = "Explain CRDTs."
+JUDGE_MARK = "satisfies this principle"  # in every request of the default (principle) judge
 
 
 @pytest.fixture
@@ -421,3 +423,71 @@ def test_a_word_first_with_yes_and_no_below_it_is_read_thinking_is_not() -> None
     assert not _says_yes_no(reply("<", [("<", -0.05), ("Yes", -4.0)]), "<think>")
     assert not _says_yes_no(reply("Yes", ranked, thinking="hmm"), "<think>")
     assert _says_yes_no(reply(" No", ranked), "<think>")
+
+
+@pytest.mark.parametrize(
+    ("fault", "failure"),
+    [
+        (Fault("500", first=1, match=JUDGE_MARK), "backend"),
+        (Fault("slow", first=1, slow_s=5.0, match=JUDGE_MARK), "timeout"),
+    ],
+)
+async def test_a_failed_judge_call_is_recorded_as_a_typed_failure(
+    sim: SimServer, fault: Fault, failure: str
+) -> None:
+    """A judge call that fails leaves its candidate unscored with ``judge_failure`` saying
+    why (its note says it in words), and the batch finds it missing by that field."""
+    sim.set_faults([fault])
+    config = sim_config(
+        sim.base_url,
+        # One endpoint serves every role here, with the default role's retries and timeout.
+        roles={"default": {"max_retries": 0, "timeout": 1.0}, "draft": {"seed": 1}},
+    )
+    trace = await run(config, drafts=2)
+    failed = [n for n in trace.candidates() if n.judge_failure is not None]
+    assert len(failed) == 1, [(n.id, n.judge_note) for n in trace.candidates()]
+    node = failed[0]
+    assert node.judge_failure == failure and node.score is None
+    assert node.judge_path == "unscored" and node.judge_note.startswith("not scored: ")
+    assert all(n.score is not None for n in trace.candidates() if n is not node)
+    assert missing_nodes(trace.model_dump(mode="json")) == [node.id]
+
+
+def test_a_trace_written_before_judge_failure_reads_it_from_the_note() -> None:
+    """Version 1 traces (and older checkpoints) said a judge failure in ``judge_note`` only:
+    they load with ``judge_failure`` read from it, and a run's own limits are still no
+    failure to make again."""
+    old = {
+        "version": 1,
+        "nodes": [
+            {"id": "d0", "kind": "draft", "role": "draft", "text": "a", "score": 0.5},
+            {
+                "id": "d1",
+                "kind": "draft",
+                "role": "draft",
+                "text": "b",
+                "judge_note": "not scored: HTTP 500 from judge",
+                "judge_path": "unscored",
+            },
+            {
+                "id": "d2",
+                "kind": "draft",
+                "role": "draft",
+                "text": "c",
+                "judge_note": "not scored: stopped: deadline reached",
+                "judge_path": "unscored",
+            },
+            {
+                "id": "d3",
+                "kind": "draft",
+                "role": "draft",
+                "text": "d",
+                "judge_note": "no score found in judge reply: 'hm'",
+                "judge_path": "unscored",
+            },
+        ],
+    }
+    trace = Trace.model_validate(old)
+    assert trace.version == 1
+    assert [n.judge_failure for n in trace.nodes] == [None, "backend", "deadline", None]
+    assert missing_nodes(old) == missing_nodes(trace.model_dump(mode="json")) == ["d1"]

@@ -1,5 +1,5 @@
-"""The pure parts, tested directly: tree order, node merging, consensus scores, the run
-budget, and knockout brackets of any size (against the simulated server)."""
+"""The pure parts, tested directly (node ids: test_nodeid.py): node merging, consensus scores,
+the run budget, and knockout brackets of any size (against the simulated server)."""
 
 from __future__ import annotations
 
@@ -15,39 +15,11 @@ from hypothesis import strategies as st
 from langgraph_feedit.calls import BudgetExhausted, RoleCaller, RunBudget
 from langgraph_feedit.judges import consensus_scores, rank_round
 from langgraph_feedit.prompts import load_templates
-from langgraph_feedit.state import merge_nodes, tree_order
+from langgraph_feedit.state import merge_nodes
 from langgraph_feedit.testing import SimServer
 from langgraph_feedit.usage import Usage, empty_usage
 
 from .helpers import sim_config
-
-# -- tree order ---------------------------------------------------------------------------------
-
-node_ids = st.recursive(
-    st.integers(0, 30).map(lambda i: f"d{i}"),
-    lambda parent: st.tuples(parent, st.integers(0, 30), st.integers(0, 30)).map(
-        lambda t: f"{t[0]}.c{t[1]}" if t[2] % 2 else f"{t[0]}.c{t[1]}.e{t[2]}"
-    ),
-    max_leaves=4,
-)
-
-
-@given(st.lists(node_ids, min_size=1, max_size=30, unique=True))
-def test_tree_order_puts_parents_first_and_numbers_numerically(ids: list[str]) -> None:
-    ordered = sorted(ids, key=tree_order)
-    for node in ordered:
-        parts = node.split(".")
-        for cut in range(1, len(parts)):
-            ancestor = ".".join(parts[:cut])
-            if ancestor in ordered:
-                assert ordered.index(ancestor) < ordered.index(node)
-    assert sorted(["d10", "d2", "d2.c10", "d2.c9"], key=tree_order) == [
-        "d2",
-        "d2.c9",
-        "d2.c10",
-        "d10",
-    ]
-
 
 # -- merging nodes ------------------------------------------------------------------------------
 
@@ -204,15 +176,16 @@ async def test_knockout_of_any_size(sim: SimServer, n: int) -> None:
 
 
 def test_each_helper_has_one_home_and_the_two_verdicts_two_names() -> None:
-    """Node-id order and the candidate test live with the nodes (state), call failures with
-    the calls, progress events with the other reports (tracing); markdown counts in their own
-    module; the ``evaluate.arena`` re-export is gone."""
+    """Node-id order lives with the ids (nodeid), the candidate test with the nodes (state),
+    call failures with the calls, progress events with the other reports (tracing); markdown
+    counts in their own module; the ``evaluate.arena`` re-export is gone."""
     import importlib.util
 
-    from langgraph_feedit import branches, calls, evaluate, judges, prompts, state, tracing
+    from langgraph_feedit import branches, calls, evaluate, judges, nodeid, prompts, state, tracing
     from langgraph_feedit.evaluate import markdown, records
 
-    assert state.tree_order.__module__ == state.is_candidate.__module__ == state.__name__
+    assert state.is_candidate.__module__ == state.__name__
+    assert state.tree_order is nodeid.order and nodeid.order.__module__ == nodeid.__name__
     assert calls.failure_text.__module__ == calls.failure_kind.__module__ == calls.__name__
     assert tracing.emit.__module__ == tracing.__name__
     assert not hasattr(branches, "emit") or branches.emit is tracing.emit

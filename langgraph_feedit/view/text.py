@@ -8,6 +8,7 @@ trace page.
 
 from __future__ import annotations
 
+from langgraph_feedit import nodeid
 from langgraph_feedit.state import Trace, TraceNode
 
 __all__ = ["tree_lines"]
@@ -48,7 +49,7 @@ def tree_lines(trace: Trace, *, width: int = 100) -> list[str]:
     """
     lines: list[str] = []
     for node in trace.nodes:
-        depth = node.id.count(".")
+        depth = len(nodeid.parse(node.id)) - 1
         mark = ">" if node.id == trace.selected else " "
         head = f"{mark} {'  ' * depth}{node.id}  {node.kind}  {_status(node)}  {_tokens(node)} tok"
         text = _words(node.text if node.text is not None else node.error, width - len(head) - 2)
