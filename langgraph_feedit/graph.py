@@ -44,6 +44,7 @@ from langgraph_feedit.errors import (
     NoCandidateError,
 )
 from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
+from langgraph_feedit.names import RUN_ROLE_NAMES
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.runs import Operator, bound, find_run, forget_run
 from langgraph_feedit.state import (
@@ -302,7 +303,7 @@ async def finish(
     )
     best = next(n for n in nodes if n.id == chosen["id"]) if chosen else None
     forget_run(spec)
-    per_role: dict[str, Usage] = {r: Usage() for r in ("draft", "critique", "edit", "judge")}
+    per_role: dict[str, Usage] = {r: Usage() for r in RUN_ROLE_NAMES}
     for n in nodes:
         per_role[n.role] = per_role.get(n.role, Usage()) + Usage.from_dict(n.usage)
         per_role["judge"] += Usage.from_dict(n.judge_usage)

@@ -18,13 +18,14 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 __all__ = ["NodeKind", "Step", "index", "kind", "make", "order", "parent", "parse", "round_of"]
 
 NodeKind = Literal["draft", "critique", "edit"]
 
-_LETTER: dict[NodeKind, str] = {"draft": "d", "critique": "c", "edit": "e"}
+# Each kind is written by its initial letter.
+_LETTER: dict[NodeKind, str] = {k: k[0] for k in get_args(NodeKind)}
 _KIND: dict[str, NodeKind] = {letter: k for k, letter in _LETTER.items()}
 
 # A draft, then critiques each followed (or not) by an edit, and so on; numbers are written
