@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from openai import AsyncOpenAI, OpenAI
 
 from langgraph_feedit import PRESETS, ConfigError, Trace, create_feedit_graph
+from langgraph_feedit.commands.serve import add_parser
 from langgraph_feedit.serve import (
-    add_serve_parser,
     build_app,
     config_from_args,
     run_serve,
@@ -788,7 +788,7 @@ def test_plain_request_disconnect_cancels_the_tree() -> None:
 
 def test_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser(prog="feedit")
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve"])
     assert (args.host, args.port, args.client_key_env) == ("127.0.0.1", 8080, None)
     args = parser.parse_args(

@@ -493,11 +493,11 @@ def test_serve_trace_page_in_chromium(tab: Page, door: tuple[str, list[str]]) ->
 def test_keep_traces_flag() -> None:
     import argparse
 
+    from langgraph_feedit.commands.serve import add_parser
     from langgraph_feedit.errors import ConfigError
-    from langgraph_feedit.serve import add_serve_parser
 
     parser = argparse.ArgumentParser(prog="feedit")
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["serve"]).keep_traces == 0
     assert parser.parse_args(["serve", "--keep-traces", "50"]).keep_traces == 50
     with pytest.raises(ConfigError, match="keep_traces"):

@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from langgraph_feedit.serve.runner import (
-    add_serve_parser,
     config_from_args,
     run_serve,
     serve_in_thread,
@@ -39,7 +38,7 @@ from langgraph_feedit.serve.runner import (
 if TYPE_CHECKING:
     from langgraph_feedit.serve.app import build_app
 
-__all__ = ["add_serve_parser", "build_app", "config_from_args", "run_serve", "serve_in_thread"]
+__all__ = ["build_app", "config_from_args", "run_serve", "serve_in_thread"]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,20 +24,9 @@ if TYPE_CHECKING:
 
     from langgraph_feedit.config import FeeditConfig
 
-__all__ = ["add_serve_parser", "config_from_args", "run_serve", "serve_in_thread"]
+__all__ = ["config_from_args", "run_serve", "serve_in_thread"]
 
 log = logging.getLogger("langgraph_feedit.serve")
-
-
-def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to a command line's sub-commands (``parser.add_subparsers()``).
-
-    The flags are defined with the command, in :mod:`langgraph_feedit.commands.serve`; this
-    name stays for programs that embed the command.
-    """
-    from langgraph_feedit.commands.serve import add_parser
-
-    return add_parser(subparsers)
 
 
 def config_from_args(args: argparse.Namespace) -> FeeditConfig:
