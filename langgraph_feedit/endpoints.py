@@ -469,7 +469,9 @@ class Endpoint:
         self.json_mode_known = False
         """Whether a call has found which form (if any) this server takes."""
         self.logprobs_supported: bool | None = None
-        """Whether the server returns ``logprobs`` when asked: unknown until tried."""
+        """Whether the server returns ``logprobs`` when asked: unknown until tried (or until
+        :meth:`discover_logprobs` has asked)."""
+        self._logprobs_probe: asyncio.Task[None] | None = None
         self.yes_no_unanswered = False
         """Whether a principle question here got a first token that was no Yes or No (a
         reasoning model that thinks first): its candidates are rated instead from then on."""
@@ -797,6 +799,57 @@ class Endpoint:
                 body=json.dumps(reply)[:500] if not isinstance(reply, str) else reply,
             ) from None
 
+    # -- what the server supports ---------------------------------------------------------
+
+    def discover_logprobs(self, model: str | None) -> None:
+        """Start, once per endpoint, a one-token request that asks for ``logprobs``, so that
+        :attr:`logprobs_supported` is known by the time a principle judge needs it.
+
+        Made when a run starts, it runs while the drafts are written: a judge that finds
+        support unknown would otherwise ask its principle questions, see no logprobs come
+        back, and only then ask for the rating, a whole extra round. A probe that fails
+        leaves support unknown (the judge's own calls then find out) and is made again by
+        the next run.
+        """
+        if self.logprobs_supported is not None:
+            return
+        if self._logprobs_probe is None or self._logprobs_probe.done():
+            # Held here, not by a run: every run on this endpoint waits on the same one.
+            self._logprobs_probe = asyncio.create_task(self._probe_logprobs(model))
+
+    async def logprobs_known(self) -> bool | None:
+        """:attr:`logprobs_supported`, after a probe in flight (:meth:`discover_logprobs`)
+        has answered; a caller that is cancelled leaves the probe to the others."""
+        probe = self._logprobs_probe
+        if self.logprobs_supported is None and probe is not None and not probe.done():
+            await asyncio.shield(probe)
+        return self.logprobs_supported
+
+    async def _probe_logprobs(self, model: str | None) -> None:
+        """One attempt, never retried: a failure costs the judge nothing it would not have
+        spent without a probe."""
+        if self._closer is None and self.owns_client:
+            self._closer = at_loop_shutdown(self.aclose)
+        try:
+            body = {
+                "model": model or await self.default_model(),
+                "messages": [{"role": "user", "content": "Answer Yes or No: is 2 > 1?"}],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": True,
+                "top_logprobs": 1,
+            }
+            async with self.limiter:
+                reply = await self._request("POST", self._chat_path, body, self.timeout)
+        except Exception as exc:
+            if failure_of(exc) is None and not isinstance(exc, EndpointError):
+                raise
+            _log.debug("feedit: the logprobs probe of %s failed: %s", self.base_url, exc)
+            return
+        choices = read_choices(reply)
+        if choices is not None and self.logprobs_supported is None:
+            self.logprobs_supported = any(lp is not None for lp in choices.logprobs)
+
     # -- the one retry policy --------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
@@ -955,6 +1008,10 @@ class Endpoint:
         )
 
     async def aclose(self) -> None:
+        if self._logprobs_probe is not None and not self._logprobs_probe.done():
+            self._logprobs_probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._logprobs_probe
         if self.owns_client:
             await self.client.close()
 

@@ -50,7 +50,7 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
+from langgraph_feedit.judges import POINTWISE, check_judge, discover, rank_key, rank_round
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
@@ -122,6 +122,8 @@ def _make_start(op: Operator) -> Any:
             load_templates(cfg.role(r).template)  # fail now, not mid-run
         check_judge(cfg.role("judge"))
         run = op.start(cfg, conversation)  # the deadline counts from here
+        if not run.spec["trivial"]:
+            await discover(run.caller, run.spec["judge"])  # while the drafts are written
         return {
             "feedit_spec": run.spec,
             "feedit_nodes": Overwrite([]),

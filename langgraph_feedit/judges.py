@@ -56,6 +56,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle, RoleConfig
+from langgraph_feedit.endpoints import Endpoint
 from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
@@ -81,6 +82,7 @@ __all__ = [
     "RoundResult",
     "check_judge",
     "consensus_scores",
+    "discover",
     "rank_key",
     "rank_round",
     "register_function",
@@ -223,6 +225,8 @@ async def _rate(j: _Judging) -> JudgeResult:
 async def _principles(j: _Judging) -> JudgeResult:
     """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
     endpoint = await j.caller.endpoint("judge")
+    if isinstance(endpoint, Endpoint):
+        await endpoint.logprobs_known()  # a probe made as the run started (see discover)
     if endpoint.logprobs_supported is False:
         return _fell_back(await _rate(j), Usage(), _NO_LOGPROBS)
     if endpoint.yes_no_unanswered:
@@ -310,6 +314,25 @@ def _fell_back(rated: JudgeResult, spent: Usage, why: str) -> JudgeResult:
     rated.usage = spent + rated.usage
     rated.note = f"{said}; {rated.note}" if rated.note else said
     return rated
+
+
+async def discover(caller: RoleCaller, kind: JudgeKind) -> None:
+    """Start learning whether the judge endpoint sends logprobs, where the run's judge reads
+    them (``principle``, alone or in a ``combined`` judge) and it is not yet known: a probe
+    that runs while the drafts are written (:meth:`Endpoint.discover_logprobs`), so judging
+    costs no extra round on a server without them. Called as a run starts. An embedded judge
+    is not started for it (llama.cpp's server sends logprobs), nor is a chat model probed."""
+    settings = caller.settings("judge")
+    kinds = {kind}
+    if kind == "combined" and settings.combine:
+        kinds = {p.kind for p in settings.combine_parts()}
+    if "principle" not in kinds or not (settings.base_url or "judge" in caller.clients):
+        return
+    if settings.chat_model is not None or "judge" in caller.models:
+        return
+    endpoint = await caller.endpoint("judge")
+    if isinstance(endpoint, Endpoint):
+        endpoint.discover_logprobs(settings.model)
 
 
 async def score_candidate(
