@@ -50,7 +50,14 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, check_judge, discover, rank_key, rank_round
+from langgraph_feedit.judges import (
+    POINTWISE,
+    check_judge,
+    discover,
+    rank_key,
+    rank_round,
+    reads_logprobs,
+)
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.state import (
     FeeditInput,
@@ -122,8 +129,6 @@ def _make_start(op: Operator) -> Any:
             load_templates(cfg.role(r).template)  # fail now, not mid-run
         check_judge(cfg.role("judge"))
         run = op.start(cfg, conversation)  # the deadline counts from here
-        if not run.spec["trivial"]:
-            await discover(run.caller, run.spec["judge"])  # while the drafts are written
         return {
             "feedit_spec": run.spec,
             "feedit_nodes": Overwrite([]),
@@ -137,10 +142,21 @@ def _make_start(op: Operator) -> Any:
 
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
-    spec = find_run(state["feedit_spec"]).spec
-    return [
+    run = find_run(state["feedit_spec"])
+    spec = run.spec
+    sends = [
         Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
+    if not spec["trivial"] and reads_logprobs(run.caller, spec["judge"]):
+        # Beside the drafts, so the judge knows what its endpoint sends when they are done.
+        sends.append(Send("discover", {"spec": spec}))
+    return sends
+
+
+async def _discover(op: Operator, state: Any, runtime: Runtime[Any], config: RunnableConfig) -> Any:
+    """Learn whether the judge endpoint sends logprobs (see :func:`judges.discover`)."""
+    await discover(op.run(state["spec"], runtime.context).caller)
+    return {}
 
 
 async def select(
@@ -484,6 +500,7 @@ def create_feedit_graph(
     # Only a resumed failure sends single edits from the top (see ``finish``).
     builder.add_node("edit_branch", edit_branch)
     builder.add_node("select", both(bound(op, select)))
+    builder.add_node("discover", both(bound(op, _discover)))
     builder.add_node(
         "finish",
         both(bound(op, finish)),
@@ -493,7 +510,9 @@ def create_feedit_graph(
         destinations=("draft_branch", "critique_branch", "edit_branch", END),
     )
     builder.add_edge(START, "start")
-    builder.add_conditional_edges("start", inline(_fan_drafts, trace=True), ["draft_branch"])
+    builder.add_conditional_edges(
+        "start", inline(_fan_drafts, trace=True), ["draft_branch", "discover"]
+    )
     builder.add_edge("draft_branch", "select")
     builder.add_edge("critique_branch", "select")
     builder.add_edge("edit_branch", "select")

@@ -85,6 +85,7 @@ __all__ = [
     "discover",
     "rank_key",
     "rank_round",
+    "reads_logprobs",
     "register_function",
     "resolve_function",
     "score_candidate",
@@ -226,7 +227,7 @@ async def _principles(j: _Judging) -> JudgeResult:
     """The ``principle`` judge: one Yes/No token per principle, read from its logprobs."""
     endpoint = await j.caller.endpoint("judge")
     if isinstance(endpoint, Endpoint):
-        await endpoint.logprobs_known()  # a probe made as the run started (see discover)
+        await endpoint.logprobs_known()  # a probe made beside the drafts (see discover)
     if endpoint.logprobs_supported is False:
         return _fell_back(await _rate(j), Usage(), _NO_LOGPROBS)
     if endpoint.yes_no_unanswered:
@@ -316,23 +317,26 @@ def _fell_back(rated: JudgeResult, spent: Usage, why: str) -> JudgeResult:
     return rated
 
 
-async def discover(caller: RoleCaller, kind: JudgeKind) -> None:
-    """Start learning whether the judge endpoint sends logprobs, where the run's judge reads
-    them (``principle``, alone or in a ``combined`` judge) and it is not yet known: a probe
-    that runs while the drafts are written (:meth:`Endpoint.discover_logprobs`), so judging
-    costs no extra round on a server without them. Called as a run starts. An embedded judge
-    is not started for it (llama.cpp's server sends logprobs), nor is a chat model probed."""
+def reads_logprobs(caller: RoleCaller, kind: JudgeKind) -> bool:
+    """Whether a run's judge reads logprobs (``principle``, alone or in a ``combined``
+    judge) from an endpoint worth probing for them (:func:`discover`): not an embedded one
+    (llama.cpp's server sends logprobs, and it is not started for a probe), nor a chat model."""
     settings = caller.settings("judge")
     kinds = {kind}
     if kind == "combined" and settings.combine:
         kinds = {p.kind for p in settings.combine_parts()}
-    if "principle" not in kinds or not (settings.base_url or "judge" in caller.clients):
-        return
-    if settings.chat_model is not None or "judge" in caller.models:
-        return
+    if "principle" not in kinds or settings.chat_model is not None or "judge" in caller.models:
+        return False
+    return bool(settings.base_url) or "judge" in caller.clients
+
+
+async def discover(caller: RoleCaller) -> None:
+    """Learn whether the judge endpoint sends logprobs where that is not yet known
+    (:meth:`Endpoint.discover_logprobs`): a run does it beside its drafts, so a principle
+    judge on a server without them costs no extra round."""
     endpoint = await caller.endpoint("judge")
     if isinstance(endpoint, Endpoint):
-        endpoint.discover_logprobs(settings.model)
+        await endpoint.discover_logprobs(await caller.model_name("judge"))
 
 
 async def score_candidate(

@@ -191,16 +191,17 @@ async def test_an_endpoint_without_logprobs_gets_the_rating_judge_and_is_remembe
         assert all(n.judge_path == "json_schema" for n in again.candidates())
 
 
-async def test_the_probe_is_made_once_and_judging_takes_no_extra_round() -> None:
-    # Every call takes 0.3 s: drafts (with the probe beside them), then the rating judge;
-    # before the probe, the principle questions made a third round (0.9 s at least).
-    with SimServer(seed=5, logprobs=False, latency_fn=lambda body: 0.3) as server:
-        start = time.perf_counter()
-        trace = await run(cfg(server.base_url), preset="best-of-n", drafts=4)
-        wall = time.perf_counter() - start
+async def test_the_probe_goes_out_beside_the_drafts_once_per_endpoint() -> None:
+    with SimServer(seed=5, logprobs=False, latency_fn=lambda body: 0.2) as server:
+        config = cfg(server.base_url)
+        trace = await run(config, preset="best-of-n", drafts=4)
+        await run(config, "Another prompt.", preset="best-of-n", drafts=4)
+        sent = [r for r in server.requests if r.body.get("top_logprobs") == 1]
+        drafts = [r for r in server.requests if r.body["messages"][-1]["content"] == PROMPT]
     assert all(n.judge_path == "json_schema" for n in trace.candidates())
-    assert len(probes(server)) == 1
-    assert wall < 0.85
+    assert len(sent) == 1 and len(drafts) == 4
+    # Sent while the drafts were being written, not after: the judge does not wait for it.
+    assert sent[0].started < min(d.ended for d in drafts)
 
 
 # -- the rating judge: JSON schema, then text --------------------------------------------------
