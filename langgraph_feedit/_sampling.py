@@ -28,8 +28,13 @@ from langgraph_feedit.chatapi import (
     why_no_answer,
 )
 from langgraph_feedit.errors import EndpointError
+from langgraph_feedit.usage import Usage
 
 _log = logging.getLogger("langgraph_feedit")
+
+PROBE_MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "Answer Yes or No: is 2 > 1?"}]
+"""What :meth:`Sampling.discover_logprobs` asks, for one token: any answer tells whether the
+server sends logprobs."""
 
 
 class Sampling(Requests):
@@ -39,7 +44,7 @@ class Sampling(Requests):
     json_modes: list[JsonMode]
     json_mode_known: bool
     logprobs_supported: bool | None
-    _logprobs_probe: asyncio.Task[None] | None = None
+    _logprobs_probe: asyncio.Task[Usage] | None = None
     """The request :meth:`discover_logprobs` made, while it runs or after."""
     _probe_waiters = 0
 
@@ -155,10 +160,12 @@ class Sampling(Requests):
 
     # -- what the server supports ---------------------------------------------------------
 
-    async def discover_logprobs(self, model: str | None) -> bool | None:
+    async def discover_logprobs(self, model: str | None) -> Usage:
         """Find out whether this server sends ``logprobs``: one request of one token that
-        asks for them (made once per endpoint; every caller waits on the same one), so that
-        :attr:`logprobs_supported` is known when a principle judge needs it.
+        asks for them (:data:`PROBE_MESSAGES`; made once per endpoint, every caller waits on
+        the same one), so that :attr:`logprobs_supported` is known when a principle judge
+        needs it. Returns the probe's usage to the caller that made it (to charge it to its
+        run), an empty one to the others.
 
         A run makes it while its drafts are written: a judge that found support unknown
         would ask its principle questions, see no logprobs come back, and only then ask for
@@ -166,9 +173,13 @@ class Sampling(Requests):
         judge's own calls then find out, as before) and is made again by the next run.
         """
         probe = self._logprobs_probe
-        if self.logprobs_supported is None and (probe is None or probe.done()):
-            self._logprobs_probe = asyncio.create_task(self._probe_logprobs(model))
-        return await self.logprobs_known()
+        made = self.logprobs_supported is None and (probe is None or probe.done())
+        if made:
+            probe = self._logprobs_probe = asyncio.create_task(self._probe_logprobs(model))
+        await self.logprobs_known()
+        if made and probe is not None and probe.done() and not probe.cancelled():
+            return probe.result()
+        return Usage()
 
     async def logprobs_known(self) -> bool | None:
         """:attr:`logprobs_supported`, once a probe in flight (:meth:`discover_logprobs`) has
@@ -179,22 +190,22 @@ class Sampling(Requests):
         if self.logprobs_supported is None and probe is not None and not probe.done():
             self._probe_waiters += 1
             try:
-                await asyncio.wait({probe})  # the probe's own failure is no failure here
+                await asyncio.wait({probe})
             finally:
                 self._probe_waiters -= 1
                 if not self._probe_waiters and not probe.done():
                     probe.cancel()
         return self.logprobs_supported
 
-    async def _probe_logprobs(self, model: str | None) -> None:
-        """One attempt, never retried: a failure costs the judge nothing it would not have
-        spent without a probe."""
+    async def _probe_logprobs(self, model: str | None) -> Usage:
+        """One attempt, never retried: a failed probe costs the judge nothing it would not
+        have spent without one."""
         if self._closer is None and self.owns_client:
             self._closer = at_loop_shutdown(self.aclose)
         try:
             body = {
                 "model": model or await self.default_model(),
-                "messages": [{"role": "user", "content": "Answer Yes or No: is 2 > 1?"}],
+                "messages": PROBE_MESSAGES,
                 "max_tokens": 1,
                 "temperature": 0.0,
                 "logprobs": True,
@@ -206,10 +217,13 @@ class Sampling(Requests):
             if failure_of(exc) is None and not isinstance(exc, EndpointError):
                 raise
             _log.debug("feedit: the logprobs probe of %s failed: %s", self.base_url, exc)
-            return
+            return Usage(calls=1)
         choices = read_choices(reply)
-        if choices is not None and self.logprobs_supported is None:
+        if choices is None:
+            return Usage(calls=1)
+        if self.logprobs_supported is None:
             self.logprobs_supported = any(lp is not None for lp in choices.logprobs)
+        return choices.usage
 
     async def aclose(self) -> None:
         if self._logprobs_probe is not None and not self._logprobs_probe.done():

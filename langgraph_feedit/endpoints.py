@@ -53,6 +53,7 @@ from langgraph_feedit._clients import (
 )
 from langgraph_feedit._clients import client_base_url as client_base_url
 from langgraph_feedit._failures import Failure, failure_of, is_retryable
+from langgraph_feedit._sampling import PROBE_MESSAGES as PROBE_MESSAGES
 from langgraph_feedit._sampling import Sampling
 from langgraph_feedit.chatapi import (
     DEFAULT_THINK_TAGS,

@@ -330,13 +330,17 @@ def reads_logprobs(caller: RoleCaller, kind: JudgeKind) -> bool:
     return bool(settings.base_url) or "judge" in caller.clients
 
 
-async def discover(caller: RoleCaller) -> None:
+async def discover(caller: RoleCaller) -> Usage:
     """Learn whether the judge endpoint sends logprobs where that is not yet known
     (:meth:`Endpoint.discover_logprobs`): a run does it beside its drafts, so a principle
-    judge on a server without them costs no extra round."""
+    judge on a server without them costs no extra round. Returns what the probe cost where
+    this run made it, charged to the run's budget."""
     endpoint = await caller.endpoint("judge")
-    if isinstance(endpoint, Endpoint):
-        await endpoint.discover_logprobs(await caller.model_name("judge"))
+    if not isinstance(endpoint, Endpoint):
+        return Usage()
+    usage = await endpoint.discover_logprobs(await caller.model_name("judge"))
+    caller.budget.charge(usage)
+    return usage
 
 
 async def score_candidate(

@@ -60,7 +60,9 @@ def probes(server: SimServer) -> list[dict[str, Any]]:
     """The one-token requests that ask whether the endpoint sends logprobs
     (``Endpoint.discover_logprobs``; a principle question asks for more alternatives)."""
     return [
-        r.body for r in server.requests if r.body.get("max_tokens") == 1 and r.body.get("top_logprobs") == 1
+        r.body
+        for r in server.requests
+        if r.body.get("max_tokens") == 1 and r.body.get("top_logprobs") == 1
     ]
 
 
