@@ -148,8 +148,9 @@ def _fan_drafts(state: FeeditState) -> list[Send]:
         Send("draft_branch", {"spec": spec, "index": i, "round": 0}) for i in range(spec["drafts"])
     ]
     if not spec["trivial"] and reads_logprobs(run.caller, spec["judge"]):
-        # Beside the drafts, so the judge knows what its endpoint sends when they are done.
-        sends.append(Send("discover", {"spec": spec}))
+        # Beside the drafts (first, so its one token is back before theirs), so the judge
+        # knows what its endpoint sends when they are done.
+        sends.insert(0, Send("discover", {"spec": spec}))
     return sends
 
 
