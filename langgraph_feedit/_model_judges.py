@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle
-from langgraph_feedit.endpoints import Endpoint
+from langgraph_feedit.endpoints import PROBE_MESSAGES, Endpoint
 from langgraph_feedit.prompts import (
     RATING_SCHEMA,
     TemplateSet,
@@ -250,14 +250,29 @@ def reads_logprobs(caller: RoleCaller, kind: JudgeKind) -> bool:
     return bool(settings.base_url) or "judge" in caller.clients
 
 
-async def discover(caller: RoleCaller) -> Usage:
+async def discover(caller: RoleCaller, config: RunnableConfig | None = None) -> Usage:
     """Learn whether the judge endpoint sends logprobs where that is not yet known
     (:meth:`Endpoint.discover_logprobs`): a run does it beside its drafts, so a principle
-    judge on a server without them costs no extra round. Returns what the probe cost where
-    this run made it, charged to the run's budget."""
+    judge on a server without them costs no extra round. The probe is one of the run's judge
+    calls (reported to ``config``'s callbacks, charged to its budget, asked with thinking
+    off where the role says how); returns its usage where this run made it."""
     endpoint = await caller.endpoint("judge")
     if not isinstance(endpoint, Endpoint):
         return Usage()
-    usage = await endpoint.discover_logprobs(await caller.model_name("judge"))
-    caller.budget.charge(usage)
-    return usage
+    settings = caller.settings("judge")
+
+    async def ask() -> Usage:
+        result: ChatResult = await caller.complete(
+            "judge",
+            PROBE_MESSAGES,
+            config=config,
+            info=CallInfo(role="judge", node_id="logprobs probe", kind="probe"),
+            max_tokens=1,
+            temperature=0.0,
+            top_logprobs=1,
+            answer_required=False,
+            think=False if settings.thinking_settings().can_turn_off() else None,
+        )
+        return result.usage
+
+    return await endpoint.discover_logprobs(ask)

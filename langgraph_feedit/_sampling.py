@@ -11,11 +11,9 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from langgraph_feedit._clients import at_loop_shutdown
-from langgraph_feedit._failures import failure_of
 from langgraph_feedit._requests import Requests
 from langgraph_feedit.chatapi import (
     ChatRequest,
@@ -33,8 +31,8 @@ from langgraph_feedit.usage import Usage
 _log = logging.getLogger("langgraph_feedit")
 
 PROBE_MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "Answer Yes or No: is 2 > 1?"}]
-"""What :meth:`Sampling.discover_logprobs` asks, for one token: any answer tells whether the
-server sends logprobs."""
+"""What the logprobs probe asks (:meth:`Sampling.discover_logprobs`), for one token: any
+answer tells whether the server sends logprobs."""
 
 
 class Sampling(Requests):
@@ -160,12 +158,12 @@ class Sampling(Requests):
 
     # -- what the server supports ---------------------------------------------------------
 
-    async def discover_logprobs(self, model: str | None) -> Usage:
-        """Find out whether this server sends ``logprobs``: one request of one token that
-        asks for them (:data:`PROBE_MESSAGES`; made once per endpoint, every caller waits on
-        the same one), so that :attr:`logprobs_supported` is known when a principle judge
-        needs it. Returns the probe's usage to the caller that made it (to charge it to its
-        run), an empty one to the others.
+    async def discover_logprobs(self, ask: Callable[[], Coroutine[Any, Any, Usage]]) -> Usage:
+        """Find out whether this server sends ``logprobs``: ``ask`` makes one request of one
+        token that asks for them (:data:`PROBE_MESSAGES`), once per endpoint while it is not
+        known, and every caller waits on that one; the answer lands in
+        :attr:`logprobs_supported` (as any call that asks records it). Returns what the probe
+        cost to the caller whose ``ask`` was made (to charge its run), nothing to the others.
 
         A run makes it while its drafts are written: a judge that found support unknown
         would ask its principle questions, see no logprobs come back, and only then ask for
@@ -175,11 +173,14 @@ class Sampling(Requests):
         probe = self._logprobs_probe
         made = self.logprobs_supported is None and (probe is None or probe.done())
         if made:
-            probe = self._logprobs_probe = asyncio.create_task(self._probe_logprobs(model))
+            probe = self._logprobs_probe = asyncio.create_task(ask())
         await self.logprobs_known()
-        if made and probe is not None and probe.done() and not probe.cancelled():
-            return probe.result()
-        return Usage()
+        if not made or probe is None or not probe.done() or probe.cancelled():
+            return Usage()
+        if probe.exception() is not None:
+            _log.debug("feedit: the logprobs probe of %s failed", self.base_url)
+            return Usage()
+        return probe.result()
 
     async def logprobs_known(self) -> bool | None:
         """:attr:`logprobs_supported`, once a probe in flight (:meth:`discover_logprobs`) has
@@ -196,34 +197,6 @@ class Sampling(Requests):
                 if not self._probe_waiters and not probe.done():
                     probe.cancel()
         return self.logprobs_supported
-
-    async def _probe_logprobs(self, model: str | None) -> Usage:
-        """One attempt, never retried: a failed probe costs the judge nothing it would not
-        have spent without one."""
-        if self._closer is None and self.owns_client:
-            self._closer = at_loop_shutdown(self.aclose)
-        try:
-            body = {
-                "model": model or await self.default_model(),
-                "messages": PROBE_MESSAGES,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "logprobs": True,
-                "top_logprobs": 1,
-            }
-            async with self.limiter:
-                reply = await self._request("POST", self._chat_path, body, self.timeout)
-        except Exception as exc:
-            if failure_of(exc) is None and not isinstance(exc, EndpointError):
-                raise
-            _log.debug("feedit: the logprobs probe of %s failed: %s", self.base_url, exc)
-            return Usage(calls=1)
-        choices = read_choices(reply)
-        if choices is None:
-            return Usage(calls=1)
-        if self.logprobs_supported is None:
-            self.logprobs_supported = any(lp is not None for lp in choices.logprobs)
-        return choices.usage
 
     async def aclose(self) -> None:
         if self._logprobs_probe is not None and not self._logprobs_probe.done():
