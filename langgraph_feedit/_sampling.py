@@ -174,6 +174,8 @@ class Sampling(Requests):
         made = self.logprobs_supported is None and (probe is None or probe.done())
         if made:
             probe = self._logprobs_probe = asyncio.create_task(ask())
+            # Its failure is read here, or by no one if its maker is gone: never logged as lost.
+            probe.add_done_callback(lambda t: t.cancelled() or t.exception())
         await self.logprobs_known()
         if not made or probe is None or not probe.done() or probe.cancelled():
             return Usage()
