@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_feedit._requests import one_attempt
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
 from langgraph_feedit.config import JudgeKind, Principle
@@ -262,17 +263,18 @@ async def discover(caller: RoleCaller, config: RunnableConfig | None = None) -> 
     settings = caller.settings("judge")
 
     async def ask() -> Usage:
-        result: ChatResult = await caller.complete(
-            "judge",
-            PROBE_MESSAGES,
-            config=config,
-            info=CallInfo(role="judge", node_id="logprobs probe", kind="probe"),
-            max_tokens=1,
-            temperature=0.0,
-            top_logprobs=1,
-            answer_required=False,
-            think=False if settings.thinking_settings().can_turn_off() else None,
-        )
+        with one_attempt():  # a failed probe leaves support unknown: the judge finds out
+            result: ChatResult = await caller.complete(
+                "judge",
+                PROBE_MESSAGES,
+                config=config,
+                info=CallInfo(role="judge", node_id="logprobs probe", kind="probe"),
+                max_tokens=1,
+                temperature=0.0,
+                top_logprobs=1,
+                answer_required=False,
+                think=False if settings.thinking_settings().can_turn_off() else None,
+            )
         return result.usage
 
     return await endpoint.discover_logprobs(ask)

@@ -6,10 +6,12 @@ the package's :class:`~langgraph_feedit.errors.EndpointError`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
@@ -39,6 +41,19 @@ from langgraph_feedit.errors import EndpointError, EndpointTimeout
 _log = logging.getLogger("langgraph_feedit")
 
 _BACKOFF_MAX = 30.0
+
+_ONE_ATTEMPT = contextvars.ContextVar("feedit_one_attempt", default=False)
+
+
+@contextlib.contextmanager
+def one_attempt() -> Iterator[None]:
+    """Requests made inside (in this task) are tried once, never retried: a probe, where
+    asking again would only keep waiting whoever waits on it."""
+    token = _ONE_ATTEMPT.set(True)
+    try:
+        yield
+    finally:
+        _ONE_ATTEMPT.reset(token)
 
 
 class Requests:
@@ -237,7 +252,7 @@ class Requests:
                 async with self.limiter:
                     return await make()
             except Exception as exc:
-                if self.max_retries == 0 or not retryable(exc):
+                if self.max_retries == 0 or _ONE_ATTEMPT.get() or not retryable(exc):
                     raise
                 pause = self._backoff(exc, 1)
                 self._say_retry(exc, 1, pause, model, role)
