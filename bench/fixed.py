@@ -91,7 +91,8 @@ JUDGE_CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
 async def judge_runs(repeats: int) -> dict[str, Any]:
     """(g) ``judging``: best-of-n 8 with distinct drafts (seeded) on a fresh server and
     endpoint per run, so each run is a first contact (what the endpoint supports unknown):
-    wall over one call latency; the critical path is 2 (draft, judge); target <= 2.2."""
+    wall over one call latency; the critical path is 2 (draft, judge); target <= 2.2. The
+    principle judge learns whether logprobs come from the probe made beside the drafts."""
     out: dict[str, Any] = {}
     for name, kind, server in JUDGE_CASES:
         walls = []
@@ -116,6 +117,10 @@ async def judge_runs(repeats: int) -> dict[str, Any]:
                 texts = {n["text"] for n in got["trace"]["nodes"] if n.get("kind") == "draft"}
                 if len(texts) != 8:
                     raise RuntimeError(f"{len(texts)} distinct drafts, not 8")
+                asked = sum("satisfies this principle" in json.dumps(r.body) for r in sim.requests)
+                if not server.get("logprobs", True) and asked:
+                    # The probe beside the drafts should have told the judge: no question.
+                    raise RuntimeError(f"{asked} principle questions to a server without logprobs")
         wall = statistics.median(walls)
         out[name] = {"latencies": round(wall / LATENCY, 2), "runs_s": [round(w, 3) for w in walls]}
     return out

@@ -43,7 +43,14 @@ from langgraph_feedit.errors import (
     InputError,
     NoCandidateError,
 )
-from langgraph_feedit.judges import POINTWISE, check_judge, rank_key, rank_round
+from langgraph_feedit.judges import (
+    POINTWISE,
+    check_judge,
+    discover,
+    rank_key,
+    rank_round,
+    reads_logprobs,
+)
 from langgraph_feedit.names import RUN_ROLE_NAMES
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.runs import Operator, bound, find_run, forget_run
@@ -61,7 +68,7 @@ from langgraph_feedit.state import (
     merge_nodes,
 )
 from langgraph_feedit.subgraphs import branch_graphs
-from langgraph_feedit.tasks import critique_task, draft_task, edit_task
+from langgraph_feedit.tasks import ProbeTask, critique_task, draft_task, edit_task, probe_task
 from langgraph_feedit.tracing import emit, message_id, reasoning_details
 from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
 from langgraph_feedit.usage import Usage
@@ -133,7 +140,21 @@ def _make_start(op: Operator) -> Any:
 
 def _fan_drafts(state: FeeditState) -> list[Send]:
     run = find_run(state["feedit_spec"])
-    return [Send("draft_branch", draft_task(run.spec, i)) for i in range(run.config.width.drafts)]
+    sends = [Send("draft_branch", draft_task(run.spec, i)) for i in range(run.config.width.drafts)]
+    if not run.config.trivial and reads_logprobs(run.caller, run.judge):
+        # Beside the drafts (first, so its one token is back before theirs), so the judge
+        # knows what its endpoint sends when they are done.
+        sends.insert(0, Send("discover", probe_task(run.spec)))
+    return sends
+
+
+async def _discover(
+    op: Operator, state: ProbeTask, runtime: Runtime[Any], config: RunnableConfig
+) -> Any:
+    """Learn whether the judge endpoint sends logprobs (see :func:`judges.discover`)."""
+    usage = await discover(op.run(state["spec"], runtime.context).caller, config)
+    # The probe's cost is the judge's, in this run's trace (the run that made it pays).
+    return {"feedit_judge_usage": [usage.as_dict()]} if usage.calls else {}
 
 
 async def select(
@@ -465,6 +486,7 @@ def create_feedit_graph(
     # Only a resumed failure sends single edits from the top (see ``finish``).
     builder.add_node("edit_branch", edit_branch)
     builder.add_node("select", both(bound(op, select)))
+    builder.add_node("discover", both(bound(op, _discover)))
     builder.add_node(
         "finish",
         both(bound(op, finish)),
@@ -474,7 +496,9 @@ def create_feedit_graph(
         destinations=("draft_branch", "critique_branch", "edit_branch", END),
     )
     builder.add_edge(START, "start")
-    builder.add_conditional_edges("start", inline(_fan_drafts, trace=True), ["draft_branch"])
+    builder.add_conditional_edges(
+        "start", inline(_fan_drafts, trace=True), ["draft_branch", "discover"]
+    )
     builder.add_edge("draft_branch", "select")
     builder.add_edge("critique_branch", "select")
     builder.add_edge("edit_branch", "select")

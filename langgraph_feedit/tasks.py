@@ -29,11 +29,13 @@ __all__ = [
     "CritiqueTask",
     "DraftTask",
     "EditTask",
+    "ProbeTask",
     "critique_slot",
     "critique_task",
     "draft_task",
     "edit_task",
     "head",
+    "probe_task",
     "target_of",
 ]
 
@@ -63,6 +65,16 @@ class EditTask(TypedDict):
     critique: Target
     round: int
     index: int
+
+
+class ProbeTask(TypedDict):
+    """The ``discover`` node's input: the run whose judge endpoint is probed for logprobs."""
+
+    spec: RunSpec
+
+
+def probe_task(spec: RunSpec) -> ProbeTask:
+    return {"spec": spec}
 
 
 def draft_task(spec: RunSpec, index: int) -> DraftTask:

@@ -9,7 +9,14 @@ from typing import Any
 
 from langgraph_feedit import FeeditConfig
 from langgraph_feedit.config import deep_merge
+from langgraph_feedit.endpoints import PROBE_MESSAGES
 from langgraph_feedit.testing import SimServer
+
+
+def is_probe(body: dict[str, Any]) -> bool:
+    """Whether a request is the judge endpoint's logprobs probe, which a run with a principle
+    judge makes beside its drafts, once per endpoint (``Endpoint.discover_logprobs``)."""
+    return body.get("messages") == PROBE_MESSAGES
 
 
 def sim_config(base_url: str, **overrides: Any) -> FeeditConfig:

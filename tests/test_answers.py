@@ -17,7 +17,7 @@ from langgraph_feedit.prompts.answers import clean_edit
 from langgraph_feedit.testing import SimServer
 from langgraph_feedit.tracing import CallInfo
 
-from .helpers import sim_config
+from .helpers import is_probe, sim_config
 
 # -- the rule -----------------------------------------------------------------------------------
 
@@ -170,7 +170,8 @@ async def test_two_runs_without_a_seed_draw_different_drafts(sim: SimServer) -> 
     texts = [n.text for n in first.nodes if n.kind == "draft"]
     assert len(set(texts)) == 2, "each draft of a run is its own sample"
     assert texts != [n.text for n in second.nodes if n.kind == "draft"]
-    seeds = [r.body.get("seed") for r in sim.requests]
+    # Every sample carries its seed (the judge endpoint's logprobs probe is no sample).
+    seeds = [r.body.get("seed") for r in sim.requests if not is_probe(r.body)]
     assert None not in seeds and len(set(seeds)) == len(seeds)
 
 

@@ -36,9 +36,11 @@ def width(drafts: int) -> dict[str, Any]:
 async def test_fewer_drafts_after_more_make_no_new_calls(sim: SimServer, tmp_path: Path) -> None:
     cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
     big = await run(sim, cache, width=width(8))
-    assert sim.call_count == 8 * 5  # draft, judge, critique, edit, judge per draft
+    # draft, judge, critique, edit, judge per draft, and the judge endpoint's logprobs probe
+    # (once per endpoint: the second run knows what it sends)
+    assert sim.call_count == 8 * 5 + 1
     small = await run(sim, cache, width=width(4))
-    assert sim.call_count == 8 * 5
+    assert sim.call_count == 8 * 5 + 1
     assert all(n.reused for n in small.nodes)
     assert small.reused == small.usage["total"]
     for n in small.nodes:
@@ -50,9 +52,9 @@ async def test_more_drafts_after_fewer_make_only_the_new_calls(
 ) -> None:
     cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
     await run(sim, cache, width=width(4))
-    assert sim.call_count == 4 * 5
+    assert sim.call_count == 4 * 5 + 1  # and the judge endpoint's probe, once per endpoint
     big = await run(sim, cache, width=width(8))
-    assert sim.call_count == 8 * 5
+    assert sim.call_count == 8 * 5 + 1
     reused = {n.id for n in big.nodes if n.reused}
     assert reused == {n.id for n in big.nodes if int(n.id.split(".")[0][1:]) < 4}
     assert big.reused["calls"] == 4 * 5
@@ -63,7 +65,7 @@ async def test_a_new_cache_key_draws_new_samples(sim: SimServer, tmp_path: Path)
     cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
     await run(sim, cache, width=width(2))
     await run(sim, cache, width=width(2), cache_key="second draw")
-    assert sim.call_count == 2 * 2 * 5
+    assert sim.call_count == 2 * 2 * 5 + 1  # and the judge endpoint's probe, once per endpoint
 
 
 async def test_failures_are_not_cached_and_a_rerun_retries_only_them(

@@ -261,7 +261,9 @@ def test_a_client_factory_serves_each_event_loop(sim: SimServer) -> None:
     assert out["messages"][-1].content
     out = asyncio.run(graph.ainvoke(QUESTION))  # another event loop
     assert out["messages"][-1].content
-    assert sim.call_count == 2 * (2 + 2)  # two drafts (each its own sample), two judges, twice
+    # Two drafts (each its own sample), two judges and the judge endpoint's probe, once per
+    # event loop (the endpoint, and what it was found to support, belongs to one loop).
+    assert sim.call_count == 2 * (2 + 2 + 1)
     # One client made for its base URL when the graph was built, then one per event loop the
     # calls ran on (a sync invoke's async nodes may each get a loop of their own).
     assert len(made) >= 3

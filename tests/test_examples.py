@@ -53,7 +53,9 @@ def test_agent_example(sim: SimServer) -> None:
     before = sim.call_count
     out = run_example("agent.py", "Plan a trip.", env=sim_env(sim))
     assert out.strip()
-    assert sim.call_count - before == 4 * 5  # feedback-edit: 4 drafts x (draft, judge, c, e, judge)
+    # feedback-edit: 4 drafts x (draft, judge, c, e, judge), and the judge endpoint's logprobs
+    # probe (the example is a process of its own: its first contact with the endpoint)
+    assert sim.call_count - before == 4 * 5 + 1
 
 
 def test_tool_agent_example(sim: SimServer) -> None:
@@ -61,7 +63,7 @@ def test_tool_agent_example(sim: SimServer) -> None:
     lines = run_example("tool_agent.py", "API versioning", env=sim_env(sim)).splitlines()
     assert lines[0] == "TOOLS: lookup" and "".join(lines[1:]).strip()
     # The tool's result reached feedit's calls, and the answer is feedit's (feedback-edit).
-    assert sim.call_count - before == 4 * 5
+    assert sim.call_count - before == 4 * 5 + 1  # and the judge endpoint's logprobs probe
     assert any("Notes on API versioning" in str(r.body["messages"]) for r in sim.requests)
 
 
@@ -79,8 +81,9 @@ def test_stream_progress_example(sim: SimServer) -> None:
 
 def test_stream_tokens_example(sim: SimServer) -> None:
     lines = run_example("stream_tokens.py", "q", env=sim_env(sim)).splitlines()
-    # two drafts, two critiques, two edits and four judge ratings, each with its token count
-    assert sum(1 for line in lines if line.endswith(" tokens")) == 10
+    # two drafts, two critiques, two edits and four judge ratings, each with its token count,
+    # and the judge endpoint's logprobs probe (a judge call of its own, beside the drafts)
+    assert sum(1 for line in lines if line.endswith(" tokens")) == 10 + 1
     streamed = next(line for line in lines if line.startswith("STREAMED:"))
     assert "d0 (draft)" in streamed and "d0.c0.e0 (edit)" in streamed
     assert lines[-1].startswith("ANSWER:") and len(lines[-1]) > len("ANSWER: ")
@@ -100,7 +103,8 @@ def test_batch_example_resumes_for_free(sim: SimServer, tmp_path: Path) -> None:
     before = sim.call_count
     out = run_example("batch_run.py", str(prompts), str(answers), env=sim_env(sim))
     assert "2 prompt(s): 2 answered (0 already done)" in out
-    assert sim.call_count - before == 2 * 2 * 2  # two drafts and their scores per prompt
+    # two drafts and their scores per prompt, and the judge endpoint's logprobs probe
+    assert sim.call_count - before == 2 * 2 * 2 + 1
     again = run_example("batch_run.py", str(prompts), str(answers), env=sim_env(sim))
     assert "(2 already done)" in again
-    assert sim.call_count - before == 8
+    assert sim.call_count - before == 8 + 1  # no run: no call, and no probe

@@ -163,7 +163,8 @@ async def test_identical_drafts_are_judged_once(sim: SimServer) -> None:
     assert drafts[0].score is not None
     assert all(n.score == drafts[0].score for n in drafts)
     assert trace.selected == "d0"
-    assert trace.usage["judge"]["calls"] == 1
+    # one candidate judged, and the probe of the judge endpoint for logprobs (the judge's)
+    assert trace.usage["judge"]["calls"] == 1 + 1
 
 
 async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimServer) -> None:
@@ -179,10 +180,11 @@ async def test_identical_drafts_are_critiqued_once_and_edits_merge_too(sim: SimS
     assert [n.parent for n in critiques] == ["d0"]
     edits = [n for n in trace.nodes if n.kind == "edit"]
     assert [n.duplicate_of for n in edits] == [None, "d0.c0.e0", "d0.c0.e0"]
-    # Paid once: three drafts, one critique, three edits, and d0 and its first edit judged.
+    # Paid once: three drafts, one critique, three edits, and d0 and its first edit judged;
+    # and the judge endpoint's logprobs probe.
     assert calls(sim, "demanding expert reviewer") == 1
     assert calls(sim, JUDGE) == 2
-    assert sim.call_count == 3 + 1 + 3 + 2
+    assert sim.call_count == 3 + 1 + 3 + 2 + 1
     assert trace.usage["total"]["calls"] == sim.call_count
     assert trace.node("d1").score == trace.node("d0").score
     assert trace.node("d0.c0.e2").score == trace.node("d0.c0.e0").score
@@ -199,7 +201,8 @@ async def test_an_edit_request_made_twice_is_paid_and_counted_once(sim: SimServe
     trace = await run(config)
     assert trace.node("d0.c0").text == trace.node("d0.c1").text
     assert trace.node("d0.c1.e0").duplicate_of == "d0.c0.e0"
-    assert sim.call_count == 1 + 2 + 1 + 2  # draft, critiques, one edit, two scores
+    # draft, critiques, one edit, two scores, and the judge endpoint's logprobs probe
+    assert sim.call_count == 1 + 2 + 1 + 2 + 1
     assert trace.usage["total"]["calls"] == sim.call_count
     assert trace.usage["edit"]["calls"] == 1
     assert trace.node("d0.c1.e0").usage["calls"] == 0

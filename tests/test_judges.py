@@ -58,6 +58,16 @@ def judge_bodies(server: SimServer, mark: str) -> list[dict[str, Any]]:
     return [r.body for r in server.requests if mark in str(r.body.get("messages", [])[-1:])]
 
 
+def probes(server: SimServer) -> list[dict[str, Any]]:
+    """The one-token requests that ask whether the endpoint sends logprobs
+    (``Endpoint.discover_logprobs``; a principle question asks for more alternatives)."""
+    return [
+        r.body
+        for r in server.requests
+        if r.body.get("max_tokens") == 1 and r.body.get("top_logprobs") == 1
+    ]
+
+
 def sim_expected(seed: int, text: str, principle: str) -> float:
     """What the simulated judge's logprobs give for ``principle`` (as the template puts it)."""
     asked = f" {principle.rstrip('.')}. Only answer Yes or No."
@@ -170,16 +180,32 @@ async def test_an_endpoint_without_logprobs_gets_the_rating_judge_and_is_remembe
     with SimServer(seed=5, logprobs=False) as server:
         config = cfg(server.base_url)
         trace = await run(config, preset="best-of-n", drafts=3)
-        asked = len(judge_bodies(server, "satisfies this principle"))
         for n in trace.candidates():
             assert n.judge_path == "json_schema"
             assert n.score is not None and 0.0 <= n.score <= 1.0
             assert n.judge_note and "returns no logprobs" in n.judge_note
-        assert 1 <= asked <= 3
+        # The probe made as the run started answered while the drafts were written: no
+        # principle question went out only to come back without logprobs (a whole round).
+        assert judge_bodies(server, "satisfies this principle") == []
+        assert len(probes(server)) == 1
         # the same endpoint (same event loop) is not asked for logprobs again
         again = await run(config, "Another prompt.", preset="best-of-n", drafts=3)
-        assert len(judge_bodies(server, "satisfies this principle")) == asked
+        assert judge_bodies(server, "satisfies this principle") == []
+        assert len(probes(server)) == 1
         assert all(n.judge_path == "json_schema" for n in again.candidates())
+
+
+async def test_the_probe_goes_out_beside_the_drafts_once_per_endpoint() -> None:
+    with SimServer(seed=5, logprobs=False, latency_fn=lambda body: 0.2) as server:
+        config = cfg(server.base_url)
+        trace = await run(config, preset="best-of-n", drafts=4)
+        await run(config, "Another prompt.", preset="best-of-n", drafts=4)
+        sent = [r for r in server.requests if r.body.get("top_logprobs") == 1]
+        drafts = [r for r in server.requests if r.body["messages"][-1]["content"] == PROMPT]
+    assert all(n.judge_path == "json_schema" for n in trace.candidates())
+    assert len(sent) == 1 and len(drafts) == 4
+    # Sent while the drafts were being written, not after: the judge does not wait for it.
+    assert sent[0].started < min(d.ended for d in drafts)
 
 
 # -- the rating judge: JSON schema, then text --------------------------------------------------

@@ -108,7 +108,8 @@ async def test_plain_run_with_run_time_settings(server: str, sim: SimServer) -> 
     assert [n["kind"] for n in trace["nodes"]].count("draft") == 2
     assert out["messages"][-1]["type"] == "ai"
     assert out["messages"][-1]["content"] == trace["answer"]
-    assert sim.call_count - before == 2 * 5
+    # and the judge endpoint's logprobs probe, made by the server's first run
+    assert sim.call_count - before == 2 * 5 + 1
 
 
 async def test_streamed_run_with_progress_from_inside_the_branches(server: str) -> None:

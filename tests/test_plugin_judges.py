@@ -156,7 +156,9 @@ async def test_a_weighted_combination_adds_the_parts(sim: SimServer, tmp_path: P
         assert n.score == pytest.approx(2.0 * parts["verify"] + 0.5 * parts["principle"])
         assert n.judge_path == "logprobs" and n.principle_scores
     assert judged(sim) == 3
-    assert trace.usage["judge"]["calls"] == 3
+    # The principle part's three questions, and the probe of its endpoint for logprobs that
+    # the run made beside its drafts (charged to the judge).
+    assert trace.usage["judge"]["calls"] == 3 + 1
 
 
 async def test_batch_gives_the_verify_judge_its_input(sim: SimServer, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from langgraph_feedit.serve import build_app, serve_in_thread
 from langgraph_feedit.testing import THINK_MARK, Fault, SimServer
 from langgraph_feedit.view import trace_page
 
-from .helpers import read_lines, sim_config
+from .helpers import is_probe, read_lines, sim_config
 
 QUESTION = [("user", "Explain CRDTs briefly.")]
 FORMS = {
@@ -163,7 +163,9 @@ async def test_a_judge_with_thinking_off_scores_from_logprobs() -> None:
             out = await graph.ainvoke({"messages": QUESTION})
         trace = Trace.model_validate(out["trace"])
         assert all(n.judge_path == "logprobs" for n in trace.candidates())
-        judged = [r.body for r in sim.requests if r.body.get("max_tokens") == 1]
+        judged = [
+            r.body for r in sim.requests if r.body.get("max_tokens") == 1 and not is_probe(r.body)
+        ]
         assert judged and all(
             b["chat_template_kwargs"] == {"enable_thinking": False} for b in judged
         )
@@ -178,7 +180,9 @@ async def test_thinking_cut_off_by_max_tokens_is_no_answer_and_not_retried(form:
         with pytest.raises(NoCandidateError) as failed:
             await graph.ainvoke({"messages": QUESTION})
         assert all("still thinking" in e for e in failed.value.errors)
-        assert sim.call_count == 2  # asking again would run out again
+        # Each draft once (asking again would run out again), and the judge endpoint's probe.
+        assert len([r for r in sim.requests if not is_probe(r.body)]) == 2
+        assert sim.call_count == 2 + 1
 
 
 @pytest.mark.parametrize(

@@ -97,8 +97,9 @@ async def test_failure_of_this_attempt_is_not_retried_in_a_loop(sim: SimServer) 
     sim.set_faults([Fault("500", rate=1.0)])
     with pytest.raises(NoCandidateError):
         await graph.ainvoke(QUESTION)
-    # two drafts, each tried 1 + max_retries (2) times, and nothing more
-    assert sim.call_count == 2 * 3
+    # two drafts, each tried 1 + max_retries (2) times, and the judge endpoint's logprobs
+    # probe beside them, tried once (a probe is never retried); nothing more
+    assert sim.call_count == 2 * 3 + 1
 
 
 async def test_registry_keeps_active_runs_and_drops_finished_ones(sim: SimServer) -> None:

@@ -50,9 +50,10 @@ async def test_astream_events_at_width(sim: SimServer) -> None:
         kinds[event["event"]] = kinds.get(event["event"], 0) + 1
         if event["event"] == "on_chain_end" and event["name"] == "feedit":
             final = event["data"]["output"]
-    # 3 drafts + 6 critiques + 6 edits + 9 judge calls, each a chat-model run, streamed.
-    assert kinds["on_chat_model_start"] == 24
-    assert kinds["on_chat_model_end"] == 24
+    # 3 drafts + 6 critiques + 6 edits + 9 judge calls, each a chat-model run, streamed; and
+    # the judge endpoint's logprobs probe, a judge call of its own beside the drafts.
+    assert kinds["on_chat_model_start"] == 24 + 1
+    assert kinds["on_chat_model_end"] == 24 + 1
     assert kinds["on_chat_model_stream"] >= 24
     assert final is not None and isinstance(final["messages"][-1], AIMessage)
 
@@ -64,7 +65,7 @@ async def test_astream_events_on_runnable_and_agent_node(sim: SimServer) -> None
         async for e in runnable.astream_events("Explain CRDTs.", version="v2")
         if e["event"] == "on_chat_model_end"
     ]
-    assert len(ends) == 24
+    assert len(ends) == 24 + 1  # and the judge endpoint's logprobs probe
 
     parent = StateGraph(MessagesState)
     parent.add_node("feedit", feedit_node(_graph(sim, drafts=2).compile()))
@@ -76,7 +77,7 @@ async def test_astream_events_on_runnable_and_agent_node(sim: SimServer) -> None
         async for e in agent.astream_events(QUESTION, version="v2")
         if e["event"] == "on_chat_model_start"
     ]
-    assert len(starts) == 2 + 4 + 4 + 6
+    assert len(starts) == 2 + 4 + 4 + 6  # the endpoint's logprobs are known by now: no probe
 
 
 async def test_every_call_is_a_chat_model_run(sim: SimServer) -> None:
@@ -97,7 +98,7 @@ async def test_every_call_is_a_chat_model_run(sim: SimServer) -> None:
     llm = [r for r in runs if r.run_type == "llm"]
     trace = out["trace"]
     calls = trace["usage"]["total"]["calls"]
-    assert len(llm) == calls == 2 + 2 + 2 + 4
+    assert len(llm) == calls == 2 + 2 + 2 + 4 + 1  # and the judge endpoint's logprobs probe
     ids = {
         r.extra["metadata"]["feedit_id"]
         for r in llm
@@ -145,7 +146,7 @@ async def test_langsmith_shaped_tracer_sees_the_tree(sim: SimServer) -> None:
     walk(root)
     assert root.name == "feedit"
     assert names.count("feedit:draft") == 2
-    assert names.count("feedit:judge") == 4
+    assert names.count("feedit:judge") == 4 + 1  # and the judge endpoint's logprobs probe
     # Each node is one run, as LangGraph makes of a plain node function (not a node run with
     # a second one of the same name inside it), and each call's parent is the node that made it.
     assert names.count("draft") == 2 and names.count("critique") == 2
@@ -158,11 +159,13 @@ async def test_langsmith_shaped_tracer_sees_the_tree(sim: SimServer) -> None:
             yield from parents(child, run)
 
     made_by = {
-        run.name: parent.name if parent else None
+        (run.name, parent.name if parent else None)
         for run, parent in parents(root)
         if run.run_type == "llm"
     }
-    assert made_by == {f"feedit:{r}": r for r in ("draft", "critique", "edit", "judge")}
+    # each call under its node; the logprobs probe under the node that makes it
+    expected = {(f"feedit:{r}", r) for r in ("draft", "critique", "edit", "judge")}
+    assert made_by == expected | {("feedit:judge", "discover")}
 
 
 class _Errors(AsyncCallbackHandler):
@@ -203,7 +206,9 @@ async def test_messages_mode_streams_real_tokens(sim: SimServer) -> None:
     assert all(len(v) > 1 for k, v in chunks.items() if not k.endswith("/judge"))
     # (one token, though it may come in two pieces: an end that could begin a registered key
     # is held back until the next piece or the end of the reply)
-    assert [len("".join(v).split()) for k, v in chunks.items() if k.endswith("/judge")] == [1] * 4
+    # (and so does the judge endpoint's logprobs probe, one token too)
+    judged = [len("".join(v).split()) for k, v in chunks.items() if k.endswith("/judge")]
+    assert judged == [1] * (4 + 1)
 
 
 async def test_readme_messages_snippet_sees_the_answer_once(sim: SimServer) -> None:
@@ -240,11 +245,13 @@ async def test_async_run_never_leaves_the_event_loop(sim: SimServer) -> None:
     pool.submitted = []
     asyncio.get_running_loop().set_default_executor(pool)
     out = await _graph(sim, drafts=2, critiques=1).compile().ainvoke(QUESTION)
-    assert out["trace"]["usage"]["total"]["calls"] == 2 + 2 + 2 + 4
+    assert out["trace"]["usage"]["total"]["calls"] == 2 + 2 + 2 + 4 + 1  # and the probe
     # The OpenAI SDK reads the platform for its headers once per client, on a worker thread
     # (it may read files): a client's first request, never a call's.
     assert [f for f in pool.submitted if "get_platform" not in f] == []
-    assert len(pool.submitted) <= 2
+    # First requests made at once may each read it: the two drafts and the judge endpoint's
+    # logprobs probe beside them.
+    assert len(pool.submitted) <= 2 + 1
 
 
 def test_sync_invoke_and_stream(sim: SimServer) -> None:

@@ -31,7 +31,7 @@ from langgraph_feedit.serve import (
 )
 from langgraph_feedit.testing import Fault, SimServer
 
-from .helpers import json_texts, sim_config
+from .helpers import is_probe, json_texts, sim_config
 
 SERVE_KEY = "sk-serve-secret-7f3a9c"
 WRONG_KEY = "sk-wrong-guess-41d2"
@@ -758,10 +758,11 @@ def test_stream_disconnect_cancels_the_tree() -> None:
                 if line.startswith(": feedit "):
                     break
             assert json.loads(line.removeprefix(": feedit "))["event"] == "started"
-            assert wait_for(lambda: sim.in_flight == 4)  # every draft waits on the backend
-        # Closing the stream must close them all.
+            # Every draft waits on the backend, and so does the judge endpoint's probe.
+            assert wait_for(lambda: sim.in_flight == 4 + 1)
+        # Closing the stream must close them all, the probe with the run that waited on it.
         assert wait_for(lambda: sim.in_flight == 0)
-        assert sim.call_count == sim.disconnects == 4
+        assert sim.call_count == sim.disconnects == 4 + 1
 
 
 def test_plain_request_disconnect_cancels_the_tree() -> None:
@@ -778,9 +779,10 @@ def test_plain_request_disconnect_cancels_the_tree() -> None:
                     f"Content-Length: {len(body)}\r\n\r\n{body}"
                 ).encode()
             )
-            assert wait_for(lambda: sim.in_flight == 3)  # every draft waits on the backend
+            # Every draft waits on the backend, and so does the judge endpoint's probe.
+            assert wait_for(lambda: sim.in_flight == 3 + 1)
         assert wait_for(lambda: sim.in_flight == 0)
-        assert sim.call_count == sim.disconnects == 3
+        assert sim.call_count == sim.disconnects == 3 + 1
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -830,7 +832,9 @@ def test_model_names_mean_their_preset_whatever_the_file_sets() -> None:
                 client.chat.completions.create(
                     model=model, messages=[{"role": "user", "content": "q"}]
                 )
-                draft_calls = [r for r in sim.requests if len(r.body["messages"]) == 1]
+                draft_calls = [
+                    r for r in sim.requests if len(r.body["messages"]) == 1 and not is_probe(r.body)
+                ]
                 assert len(draft_calls) == drafts, model
 
 

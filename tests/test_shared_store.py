@@ -119,7 +119,8 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
             timeout=300,
         )
         assert third.returncode == 0, third.stderr
-        assert server.call_count <= 16 * 10 + cut_off
+        # (each of the three processes probed the judge endpoint for logprobs once)
+        assert server.call_count <= 16 * 10 + cut_off + 3
         assert server.call_count > before
 
         # the shared cache serves samples bought by the other shards: a run with a narrower
@@ -143,7 +144,9 @@ def test_shards_share_postgres_and_redis_and_survive_a_kill(
         )
         assert whole.returncode == 0, whole.stderr
         assert "0 already done" in whole.stderr and "16 answered" in whole.stderr
-        assert server.call_count == calls
+        # but the probe of the judge endpoint for logprobs, which a process's first run makes
+        # beside its drafts before it can know they all come from the cache
+        assert server.call_count == calls + 1
     ids = sorted(
         str(r["id"]) for part in ("p0", "p1") for r in read_lines(tmp_path / f"{part}.jsonl")
     )

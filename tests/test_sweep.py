@@ -16,7 +16,7 @@ from langgraph_feedit.evaluate.records import read_judgments
 from langgraph_feedit.evaluate.sweep import parse_grid, run_sweep
 from langgraph_feedit.testing import Fault, SimServer
 
-from .helpers import sim_config
+from .helpers import is_probe, sim_config
 
 pytest.importorskip("matplotlib", reason="needs the 'eval' extra")
 
@@ -75,10 +75,16 @@ async def test_sweep_costs_its_largest_point_and_reruns_for_free(tmp_path: Path)
             output=tmp_path / "sweep",
             rounds=20,
         )
-        graph_calls = [r for r in sim.requests if "<|User Prompt|>" not in json.dumps(r.body)]
+        probes = [r for r in sim.requests if is_probe(r.body)]
+        graph_calls = [
+            r
+            for r in sim.requests
+            if "<|User Prompt|>" not in json.dumps(r.body) and not is_probe(r.body)
+        ]
         # the largest point (4 drafts x 2 critiques) alone: 4 x (draft, judge, 2 x (c, e, judge))
         assert len(graph_calls) == 5 * 4 * (2 + 2 * 3)
-        judge_calls = sim.call_count - len(graph_calls)
+        assert len(probes) == 1  # the judge endpoint's logprobs probe, once for the whole sweep
+        judge_calls = sim.call_count - len(graph_calls) - len(probes)
         assert judge_calls == 6 * 5 * 2  # six points, two games per question
         assert result["calls_made"] == sim.call_count
         before = sim.call_count

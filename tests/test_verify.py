@@ -230,10 +230,11 @@ async def test_sweep_scores_verified_accuracy_through_one_cache(tmp_path: Path) 
             "scorer": "verify",
         }
         result = await run_sweep(config, **kw)
-        # best-of-n 2 (2 drafts, 2 judge calls) makes every call; single reuses draft 0.
-        assert sim.call_count == 6 * 4 and result["calls_made"] == sim.call_count
+        # best-of-n 2 (2 drafts, 2 judge calls) makes every call; single reuses draft 0; and
+        # the judge endpoint's logprobs probe, once for the sweep.
+        assert sim.call_count == 6 * 4 + 1 and result["calls_made"] == sim.call_count
         again = await run_sweep(config, **kw)
-        assert again["calls_made"] == 0 and sim.call_count == 6 * 4
+        assert again["calls_made"] == 0 and sim.call_count == 6 * 4 + 1
     rows = list(csv.DictReader((tmp_path / "sweep" / "sweep.csv").open()))
     assert [r["point"] for r in rows] == ["single", "best-of-n_d2"]
     for r in rows:
