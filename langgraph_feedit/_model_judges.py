@@ -5,7 +5,6 @@ learns of the judge endpoint beside its drafts (:func:`discover`). See :mod:`.ju
 
 from __future__ import annotations
 
-import asyncio
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +13,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_feedit._gather import all_or_cancel
 from langgraph_feedit._requests import one_attempt
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.chatapi import ChatResult, TokenLogprobs
@@ -150,7 +150,7 @@ async def _principles(j: _Judging) -> JudgeResult:
         return _fell_back(await _rate(j), Usage(), _NO_YES_NO)
     settings = j.caller.settings("judge")
     principles: list[Principle] = settings.principle_list()
-    results: list[ChatResult] = await asyncio.gather(
+    results: list[ChatResult] = await all_or_cancel(
         *(
             j.complete(
                 principle_messages(j.conversation, j.text, p.text, j.templates),

@@ -4,7 +4,6 @@ See :mod:`.judges`."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +12,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_feedit._gather import all_or_cancel
 from langgraph_feedit._plugin_judges import _function_match
 from langgraph_feedit.calls import RoleCaller
 from langgraph_feedit.config import JudgeKind
@@ -93,7 +93,7 @@ async def _knockout(
     while len(alive) > 1:
         pairs = [(alive[i], alive[i + 1]) for i in range(0, len(alive) - 1, 2)]
         bye = [alive[-1]] if len(alive) % 2 else []
-        results = await asyncio.gather(
+        results = await all_or_cancel(
             *(
                 _match(caller, conversation, a, b, templates, match_index + i, config)
                 for i, (a, b) in enumerate(pairs)
@@ -125,7 +125,7 @@ async def _match(
     if function:
         return await _function_match(function, conversation, a, b)
     info = CallInfo(role="judge", node_id=f"{a[0]} vs {b[0]}", kind="pairwise")
-    first, second = await asyncio.gather(
+    first, second = await all_or_cancel(
         caller.complete(
             "judge",
             pairwise_messages(conversation, a[1], b[1], templates),

@@ -17,7 +17,6 @@ budget spent) or sends the best ``beam`` candidates of the round into another ro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -51,27 +50,23 @@ from langgraph_feedit.judges import (
     rank_round,
     reads_logprobs,
 )
-from langgraph_feedit.names import RUN_ROLE_NAMES
 from langgraph_feedit.prompts import load_templates
 from langgraph_feedit.runs import Operator, bound, find_run, forget_run
 from langgraph_feedit.state import (
-    STATE_ONLY_KEYS,
     FeeditInput,
     FeeditOutput,
     FeeditState,
     NodeDict,
     RunSpec,
     Target,
-    Trace,
-    TraceNode,
     is_candidate,
     merge_nodes,
 )
 from langgraph_feedit.subgraphs import branch_graphs
 from langgraph_feedit.tasks import ProbeTask, critique_task, draft_task, edit_task, probe_task
+from langgraph_feedit.traces import make_trace
 from langgraph_feedit.tracing import emit, message_id, reasoning_details
-from langgraph_feedit.twins import first_of_shared, twin_descendants, twin_updates
-from langgraph_feedit.usage import Usage
+from langgraph_feedit.twins import twin_updates
 
 __all__ = ["FeeditContext", "create_feedit_graph"]
 
@@ -292,62 +287,14 @@ async def finish(
         if failed and resumed and (sends := _retries(spec, raw_nodes)):
             emit(runtime, "retry", {"id": None}, calls=len(sends))
             return Command(goto=sends)
-    reused = Usage()
-    nodes = []
-    # A twin's critiques and edits are copies of the first one's, made by shared calls.
-    copies = twin_descendants(raw_nodes)
-    raw_nodes = [n for n in raw_nodes if n["id"] not in copies]
-    paid = first_of_shared(raw_nodes)
-    for raw in raw_nodes:
-        data = {k: v for k, v in raw.items() if k not in STATE_ONLY_KEYS}
-        if raw.get("duplicate_of"):
-            data.pop("judge_usage", None)  # its score is the first one's, bought once
-        if raw.get("share") is not None and raw["id"] not in paid:
-            data.pop("usage", None)  # one call made for several nodes counts once
-        # A node whose call was made by another attempt came from the call cache or from
-        # the checkpoint of an earlier attempt at this run.
-        origin, judge_origin = raw.get("origin"), raw.get("judge_origin")
-        if origin is not None and origin != run.attempt:
-            data["reused"] = True
-        # The one place a state node becomes a trace node: validated here, once.
-        node = TraceNode.model_validate(data)
-        if node.reused:
-            reused += Usage.from_dict(node.usage)
-        if judge_origin is not None and judge_origin != run.attempt:
-            reused += Usage.from_dict(node.judge_usage)
-        nodes.append(node)
-    nodes.sort(key=lambda n: nodeid.order(n.id))
-    chosen = min(
-        (n for n in raw_nodes if is_candidate(n) and not n.get("duplicate_of")),
-        key=rank_key,
-        default=None,
-    )
-    best = next(n for n in nodes if n.id == chosen["id"]) if chosen else None
+    made = make_trace(run, state, raw_nodes)
+    trace, chosen, best, total = made.trace, made.chosen, made.best, made.total
     forget_run(spec)
-    per_role: dict[str, Usage] = {r: Usage() for r in RUN_ROLE_NAMES}
-    for n in nodes:
-        per_role[n.role] = per_role.get(n.role, Usage()) + Usage.from_dict(n.usage)
-        per_role["judge"] += Usage.from_dict(n.judge_usage)
-    for u in state.get("feedit_judge_usage", []):
-        per_role["judge"] += Usage.from_dict(u)
-    total = sum(per_role.values(), Usage())
-    trace = Trace(
-        nodes=nodes,
-        selected=best.id if best else None,
-        answer=best.text if best else None,
-        usage={**{r: u.as_dict() for r, u in per_role.items()}, "total": total.as_dict()},
-        reused=reused.as_dict(),
-        wall_s=round(time.time() - run.started, 6),
-        stopped=state.get("feedit_stopped"),
-        judge=run.judge,
-        rounds=max((n.round for n in nodes), default=0),
-        conversation=run.conversation,
-    )
     emit(runtime, "finished", {"id": trace.selected}, wall_s=trace.wall_s)
     if best is None or chosen is None:
-        failed_nodes = [n for n in nodes if n.error]
+        failed_nodes = [n for n in trace.nodes if n.error]
         raise NoCandidateError(
-            f"no candidate answer: all {len(nodes)} branch(es) failed",
+            f"no candidate answer: all {len(trace.nodes)} branch(es) failed",
             errors=[f"{n.id}: {n.error}" for n in failed_nodes],
             timed_out=bool(failed_nodes)
             and all(n.failure in ("timeout", "deadline") for n in failed_nodes),

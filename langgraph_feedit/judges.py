@@ -45,12 +45,12 @@ is where every public name is imported from.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_feedit._gather import all_or_cancel
 from langgraph_feedit._model_judges import (
     TOP_LOGPROBS,
     JudgeResult,
@@ -160,7 +160,7 @@ async def _combined(
 ) -> JudgeResult:
     """The weighted sum of the parts' scores (unscored when any part is)."""
     parts = caller.settings("judge").combine_parts()
-    results = await asyncio.gather(
+    results = await all_or_cancel(
         *(
             score_candidate(
                 p.kind, caller, conversation, text, templates, index=index, config=config, info=info
