@@ -429,6 +429,9 @@ async def test_nemotron_verdicts_recorded_and_perfect_drafts_not_edited(
         roles={"critique": {"template": "nemotron"}, "draft": {"seed": 0}},
         width={"drafts": 8, "critiques": 1, "edits": 1},
         depth={"skip_perfect": True},
+        # Every call's seed derives from the cache key (or a fresh run key): fixed here, so
+        # the critiques' verdicts are the same draw in every run.
+        cache_key="nemotron-verdicts",
     )
     trace = tree(await run_graph(config))
     critiques = [n for n in trace.nodes if n.kind == "critique"]
