@@ -95,6 +95,24 @@ def test_the_edit_prompt_asks_the_request_again() -> None:
     assert "Add one." in last
 
 
+def test_the_edit_prompt_keeps_every_instruction_of_the_request() -> None:
+    # The edit must not undo an instruction the feedback overlooks or contradicts ("more
+    # detail" against "in fewer than 50 words").
+    text = load_templates("generic").edit
+    assert "Follow every instruction in my request exactly" in text
+    assert "where the feedback asks for something my request forbids, follow my request" in text
+    echoed = "Follow every instruction in my request exactly, as the feedback says."
+    assert clean_edit(echoed, feedback="Add a third tip.").rejected == "addresses the editor"
+
+
+def test_the_critique_prompt_checks_the_prompts_instructions() -> None:
+    text = load_templates("generic").critique
+    assert "check every instruction in the prompt" in text
+    assert "name each one the response does not follow" in text
+    # The verdict sentence stays first, where the parser reads it.
+    assert text.index("The response is not helpful.") < text.index("check every instruction")
+
+
 def test_the_critique_prompt_has_no_placeholder_to_copy() -> None:
     text = load_templates("generic").critique
     assert "X helpful" not in text

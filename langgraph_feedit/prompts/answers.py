@@ -78,6 +78,7 @@ _TO_EDITOR = re.compile(
     # The edit instruction echoed back ("Use this feedback to write a better response to my
     # request..."), as the embedded model does.
     r"|\buse\s+this\s+feedback\b|\bmy\s+request\s*:"
+    r"|\bfollow\s+every\s+instruction\s+in\s+my\s+request\b"
     r")",
     re.IGNORECASE,
 )
