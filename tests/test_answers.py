@@ -67,6 +67,20 @@ def test_trailing_commentary_is_cut(note: str) -> None:
     assert cleaned.cut == ("commentary",)
 
 
+def test_the_request_copied_after_an_answer_is_cut() -> None:
+    # As the embedded model replied: an answer, then the edit prompt's last line copied.
+    reply = (
+        "The capital of France is Paris, known as the City of Light.\n"
+        " My request: Answer in capitals: what is the capital of France?"
+    )
+    cleaned = clean_edit(reply, feedback="Use capitals.")
+    assert cleaned.rejected is None
+    assert cleaned.text == "The capital of France is Paris, known as the City of Light."
+    assert cleaned.cut == ("commentary",)
+    # With no answer before it, it is still no answer.
+    assert clean_edit("My request: Name a fish.").rejected == "addresses the editor"
+
+
 def test_an_answer_is_kept_whole() -> None:
     answer = "Here are three tips:\n1. Use a clear subject.\n2. Be brief.\n3. End with an ask."
     assert clean_edit(answer).text == answer and clean_edit(answer).cut == ()
