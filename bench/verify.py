@@ -20,13 +20,11 @@ effective feedback (the preset: ``skip_perfect`` on, a critique asking for no ch
 again) and without it (``depth.skip_perfect=false``).
 
     python bench/verify.py [--file PATH] [--prompts N] [--output DIR] [--code DIR] [--configs a,b]
-                           [--cache-from STORE] [-- extra feedit batch flags]
+                           [-- extra feedit batch flags]
 
-``--cache-from`` starts the run's store with a copy of another run's call cache (never its
-checkpoints, so every prompt runs): a call this code makes exactly as that run did (same
-messages, settings and seed) is read from it, as the configurations of one run share theirs.
-An "after" run of a change to the critique and edit prompts so samples again only what the
-change touches: its drafts, and the principle judge of the same texts, are those of "before".
+Measure "before" and "after" a change to a built-in template in separate stores: the call cache
+keys a call by its template set's name, not its text, so a store made before the change would
+answer the critique and edit calls of "after" with the old templates' replies.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -87,17 +84,6 @@ def feedit(*args: str, code: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=code, env=env)
 
 
-def copy_cache(store: Path, into: Path) -> None:
-    """Copy ``store``'s call cache into the store folder ``into`` (SQLite's backup, so a
-    cache still in its write-ahead log comes whole)."""
-    source = store / "cache.sqlite"
-    if not source.is_file():
-        raise SystemExit(f"--cache-from: no call cache at {source}")
-    into.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source) as src, sqlite3.connect(into / "cache.sqlite") as dst:
-        src.backup(dst)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -119,15 +105,10 @@ def main() -> int:
     parser.add_argument(
         "--configs", help="comma-separated names of the configurations to run (default: all)"
     )
-    parser.add_argument(
-        "--cache-from", type=Path, help="start with a copy of this store's call cache"
-    )
     parser.add_argument("extra", nargs="*", help="more feedit batch flags, after --")
     args = parser.parse_args()
     out_dir = args.output or Path(tempfile.mkdtemp(prefix="feedit-verify-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.cache_from:
-        copy_cache(args.cache_from, out_dir / "store")
     questions = out_dir / "questions.jsonl"
     lines = [ln for ln in args.file.read_text(encoding="utf-8").splitlines() if ln.strip()]
     lines = lines[: args.prompts]
@@ -135,7 +116,6 @@ def main() -> int:
     results: dict[str, object] = {
         "prompts": len(lines),
         "file": str(args.file),
-        "cache_from": str(args.cache_from) if args.cache_from else None,
         "output": str(out_dir),
     }
     chosen = args.configs.split(",") if args.configs else list(CONFIGS)
