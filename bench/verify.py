@@ -1,9 +1,11 @@
 """Verified accuracy against compute on the embedded model: does a tree beat one draft?
 
-Runs the project's own instruction-following prompts (``tests/data/ifeval_prompts.jsonl``,
-IFEval's format, instructions from IFEval's checkers) through ``feedit batch`` on the default
-endpoint (the embedded llama.cpp model, no configuration), one store for all configurations so
-the call cache is shared, then ``feedit verify`` on each answer file. Prints one JSON object:
+Runs the project's own instruction-following prompts (IFEval's format, instructions from
+IFEval's checkers: ``tests/data/ifeval_prompts.jsonl``, 15 prompts, by default;
+``bench/data/ifeval_prompts_50.jsonl``, the same 15 and 35 more, with ``--file``) through
+``feedit batch`` on the default endpoint (the embedded llama.cpp model, no configuration), one
+store for all configurations so the call cache is shared, then ``feedit verify`` on each answer
+file. Prints one JSON object:
 per configuration ``prompt_strict``, ``prompt_loose``, ``instruction_strict``,
 ``instruction_loose`` and ``mean_tokens`` (all roles, judge included, per prompt).
 
@@ -17,8 +19,12 @@ judge can do with these drafts); ``feedback-edit`` 2x1x1 with
 effective feedback (the preset: ``skip_perfect`` on, a critique asking for no change is sampled
 again) and without it (``depth.skip_perfect=false``).
 
-    python bench/verify.py [--prompts 15] [--output DIR] [--code DIR] [--configs a,b]
+    python bench/verify.py [--file PATH] [--prompts N] [--output DIR] [--code DIR] [--configs a,b]
                            [-- extra feedit batch flags]
+
+Measure "before" and "after" a change to a built-in template in separate stores: the call cache
+keys a call by its template set's name, not its text, so a store made before the change would
+answer the critique and edit calls of "after" with the old templates' replies.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "tests" / "data" / "ifeval_prompts.jsonl"
+LARGE = ROOT / "bench" / "data" / "ifeval_prompts_50.jsonl"
 CONFIGS: dict[str, list[str]] = {
     "single": ["--preset", "single"],
     "best-of-n-4": ["--preset", "best-of-n", "--drafts", "4"],
@@ -79,7 +86,14 @@ def feedit(*args: str, code: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=15, help="the first N prompts")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=PROMPTS,
+        help=f"the prompts, IFEval's format (default: {PROMPTS.relative_to(ROOT)}; "
+        f"larger: {LARGE.relative_to(ROOT)})",
+    )
+    parser.add_argument("--prompts", type=int, help="the first N prompts (default: all)")
     parser.add_argument("--output", type=Path, help="keep the answers here (default: temp)")
     parser.add_argument(
         "--code",
@@ -96,9 +110,14 @@ def main() -> int:
     out_dir = args.output or Path(tempfile.mkdtemp(prefix="feedit-verify-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     questions = out_dir / "questions.jsonl"
-    lines = PROMPTS.read_text(encoding="utf-8").splitlines()[: args.prompts]
+    lines = [ln for ln in args.file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = lines[: args.prompts]
     questions.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    results: dict[str, object] = {"prompts": len(lines), "output": str(out_dir)}
+    results: dict[str, object] = {
+        "prompts": len(lines),
+        "file": str(args.file),
+        "output": str(out_dir),
+    }
     chosen = args.configs.split(",") if args.configs else list(CONFIGS)
     for name in chosen:
         flags = CONFIGS[name]

@@ -67,6 +67,20 @@ def test_trailing_commentary_is_cut(note: str) -> None:
     assert cleaned.cut == ("commentary",)
 
 
+def test_the_request_copied_after_an_answer_is_cut() -> None:
+    # As the embedded model replied: an answer, then the edit prompt's last line copied.
+    reply = (
+        "The capital of France is Paris, known as the City of Light.\n"
+        " My request: Answer in capitals: what is the capital of France?"
+    )
+    cleaned = clean_edit(reply, feedback="Use capitals.")
+    assert cleaned.rejected is None
+    assert cleaned.text == "The capital of France is Paris, known as the City of Light."
+    assert cleaned.cut == ("commentary",)
+    # With no answer before it, it is still no answer.
+    assert clean_edit("My request: Name a fish.").rejected == "addresses the editor"
+
+
 def test_an_answer_is_kept_whole() -> None:
     answer = "Here are three tips:\n1. Use a clear subject.\n2. Be brief.\n3. End with an ask."
     assert clean_edit(answer).text == answer and clean_edit(answer).cut == ()
@@ -93,6 +107,24 @@ def test_the_edit_prompt_asks_the_request_again() -> None:
     last = msgs[-1]["content"]
     assert last.rstrip().endswith("My request: Give three tips for {feedback} emails.")
     assert "Add one." in last
+
+
+def test_the_edit_prompt_keeps_every_instruction_of_the_request() -> None:
+    # The edit must not undo an instruction the feedback overlooks or contradicts ("more
+    # detail" against "in fewer than 50 words").
+    text = load_templates("generic").edit
+    assert "Follow every instruction in my request exactly" in text
+    assert "where the feedback asks for something my request forbids, follow my request" in text
+    echoed = "Follow every instruction in my request exactly, as the feedback says."
+    assert clean_edit(echoed, feedback="Add a third tip.").rejected == "addresses the editor"
+
+
+def test_the_critique_prompt_checks_the_prompts_instructions() -> None:
+    text = load_templates("generic").critique
+    assert "check every instruction in the prompt" in text
+    assert "name each one the response does not follow" in text
+    # The verdict sentence stays first, where the parser reads it.
+    assert text.index("The response is not helpful.") < text.index("check every instruction")
 
 
 def test_the_critique_prompt_has_no_placeholder_to_copy() -> None:

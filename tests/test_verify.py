@@ -16,7 +16,11 @@ import pytest
 
 from langgraph_feedit.cli import main
 from langgraph_feedit.errors import InputError
-from langgraph_feedit.evaluate.verify import instruction_ids, verify_files
+from langgraph_feedit.evaluate.verify import (
+    instruction_ids,
+    read_ifeval_questions,
+    verify_files,
+)
 from langgraph_feedit.testing import SimServer
 
 from .helpers import sim_config
@@ -46,6 +50,18 @@ def test_prompt_file_uses_only_known_instructions() -> None:
         record = json.loads(line)
         assert set(record["instruction_id_list"]) <= known
         assert len(record["kwargs"]) == len(record["instruction_id_list"])
+
+
+def test_the_larger_prompt_set_keeps_the_first_and_reads_whole() -> None:
+    # bench/verify.py --file: the 15 prompts first, as they are, then more with their own keys,
+    # every instruction one the checkers know (read_ifeval_questions rejects any other).
+    large = ROOT / "bench" / "data" / "ifeval_prompts_50.jsonl"
+    questions = read_ifeval_questions(large)
+    first = PROMPTS.read_text(encoding="utf-8").splitlines()
+    assert large.read_text(encoding="utf-8").splitlines()[: len(first)] == first
+    assert len(questions) == 50
+    ids = {i for q in questions for i in q.instruction_id_list}
+    assert len(ids) >= 20
 
 
 def test_scores_strict_loose_and_per_instruction(tmp_path: Path) -> None:

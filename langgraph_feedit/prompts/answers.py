@@ -16,7 +16,8 @@ The rule (:func:`clean_edit`), in order:
    "sure/certainly/of course/okay" and ends in a colon. Only when text follows it.
 2. **Trailing commentary.** From the last separator line (``---``) or the first paragraph that
    talks about the edit ("Note: ...", "I have revised ...", "This revised version ...",
-   "Changes made: ..."), the rest is cut, when an answer precedes it.
+   "Changes made: ..."), or from a line that copies the edit prompt's last one ("My request:
+   ..."), the rest is cut, when an answer precedes it.
 3. **Non-answers.** What is left is rejected, with a reason, when it is empty; when it
    addresses the editor (asks for the text, offers to help, says it is ready; a phrase the
    conversation itself contains does not count); or when it
@@ -78,6 +79,7 @@ _TO_EDITOR = re.compile(
     # The edit instruction echoed back ("Use this feedback to write a better response to my
     # request..."), as the embedded model does.
     r"|\buse\s+this\s+feedback\b|\bmy\s+request\s*:"
+    r"|\bfollow\s+every\s+instruction\s+in\s+my\s+request\b"
     r")",
     re.IGNORECASE,
 )
@@ -113,7 +115,16 @@ def _cut_preamble(text: str) -> tuple[str, bool]:
     return text, False
 
 
+# The edit prompt's last line ("My request: <the request>") copied after an answer: the
+# embedded model ends a real answer so now and then. Cut from that line when text precedes it.
+_ECHOED_REQUEST = re.compile(r"^[ \t]*\**[ \t]*my\s+request\s*:", re.IGNORECASE | re.MULTILINE)
+
+
 def _cut_commentary(text: str) -> tuple[str, bool]:
+    echo = _ECHOED_REQUEST.search(text)
+    if echo and text[: echo.start()].strip():
+        text, _ = _cut_commentary(text[: echo.start()].rstrip())
+        return text, True
     paragraphs = re.split(r"\n\s*\n", text)
     for i, para in enumerate(paragraphs[1:], start=1):
         if _COMMENTARY.match(para):
