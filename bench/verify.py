@@ -22,9 +22,8 @@ again) and without it (``depth.skip_perfect=false``).
     python bench/verify.py [--file PATH] [--prompts N] [--output DIR] [--code DIR] [--configs a,b]
                            [-- extra feedit batch flags]
 
-Measure "before" and "after" a change to a built-in template in separate stores: the call cache
-keys a call by its template set's name, not its text, so a store made before the change would
-answer the critique and edit calls of "after" with the old templates' replies.
+The call cache keys a critique, edit or judge call by the text of its template set, so a store
+made before a template change answers only the drafts of "after" (which use no template).
 """
 
 from __future__ import annotations

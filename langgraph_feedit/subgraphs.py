@@ -23,6 +23,8 @@ from typing_extensions import TypedDict
 from langgraph_feedit import nodeid
 from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import critique, draft, edit, judge, recorded, route
+from langgraph_feedit.names import RunRoleName
+from langgraph_feedit.prompts import template_digest
 from langgraph_feedit.runs import Operator, bound, find_run
 from langgraph_feedit.state import NodeDict, RunSpec, merge_nodes
 from langgraph_feedit.tasks import (
@@ -121,8 +123,15 @@ def _endpoint_identity(spec: RunSpec, role: str) -> dict[str, Any]:
     return {"endpoint": spec["endpoints"][role], **tuned}
 
 
-def _key(kind: nodeid.NodeKind | Literal["judge"]) -> Any:
+def _key(kind: nodeid.NodeKind | Literal["judge"], op: Operator) -> Any:
     """The cache key function of one node kind (a JSON string LangGraph hashes)."""
+
+    def prompts(spec: RunSpec, role: RunRoleName) -> str:
+        # The text of the template set the call is written with, not its name alone: a
+        # changed built-in set or template file must not be answered from a cache filled
+        # with the old prompts (a run may choose a built-in set; a file is the operator's).
+        name = spec["roles"][role].get("template") or op.config.role(role).template
+        return template_digest(name)
 
     def key(state: BranchState) -> str:
         spec = _spec(state)
@@ -135,6 +144,7 @@ def _key(kind: nodeid.NodeKind | Literal["judge"]) -> Any:
             cand: Mapping[str, Any] = state.get("candidate") or {}
             payload.update(
                 endpoint=_endpoint_identity(spec, "judge"),
+                prompts=prompts(spec, "judge"),
                 judge=spec["roles"]["judge"].get("kind") or spec.get("judge"),
                 trivial=spec["trivial"],
                 id=cand.get("id"),
@@ -145,6 +155,7 @@ def _key(kind: nodeid.NodeKind | Literal["judge"]) -> Any:
             if kind in ("draft", "edit") and spec.get("answer_schema") is not None:
                 payload["answer_schema"] = spec.get("answer_schema")
             if kind in ("critique", "edit"):
+                payload["prompts"] = prompts(spec, kind)
                 payload["parent"] = target_of(state, "parent")["text"]
             if kind == "edit":
                 payload["critique"] = target_of(state, "critique")["text"]
@@ -169,7 +180,7 @@ def branch_graphs(op: Operator, cache: BaseCache[Any] | None = None) -> tuple[An
 
     def policy(kind: nodeid.NodeKind | Literal["judge"]) -> CachePolicy[Any] | None:
         # LangGraph computes a node's cache key whenever it has a policy, cache or none.
-        return None if cache is None else CachePolicy(key_func=_key(kind))
+        return None if cache is None else CachePolicy(key_func=_key(kind, op))
 
     handler: Any = inline(recorded)
     # Routers run on the event loop (see ``inline``); edges are runs of their own, as LangGraph's.

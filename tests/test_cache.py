@@ -126,3 +126,31 @@ async def test_cached_calls_never_replay_another_runs_fan_out(
     )
     again = await run(sim, cache, width={"drafts": 2, "critiques": 2, "edits": 2}, cache_key="b")
     assert len(again.nodes) == 2 + 4 + 8
+
+
+async def test_a_changed_template_file_is_not_answered_from_the_cache(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    from langgraph_feedit.prompts import load_templates, template_digest
+
+    # An operator edits the critique and edit templates of a set and restarts: the calls
+    # written with the new text are made again, the drafts (no template) are reused.
+    templates = tmp_path / "house.toml"
+    templates.write_text('base = "generic"\nversion = "1"\n', encoding="utf-8")
+    roles = {"default": {"template": str(templates)}, "draft": {"seed": 7}}
+    cache = SqliteCache(path=str(tmp_path / "cache.sqlite"))
+    await run(sim, cache, width=width(1), roles=roles)
+    first = sim.call_count
+    critique = load_templates(str(templates)).critique
+    templates.write_text(
+        'base = "generic"\nversion = "1"\n'
+        f"critique = '''{critique}\nBe brief.'''\n",
+        encoding="utf-8",
+    )
+    load_templates.cache_clear()  # what a restart does
+    template_digest.cache_clear()
+    second = await run(sim, cache, width=width(1), roles=roles)
+    assert second.node("d0").reused
+    # critique, its edit and the judges are asked again; the draft is not
+    assert not second.node("d0.c0").reused and not second.node("d0.c0.e0").reused
+    assert sim.call_count - first == 4

@@ -18,6 +18,7 @@ it: the candidate enters as the assistant turn.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json as jsonlib
 import math
 import re
@@ -47,6 +48,7 @@ __all__ = [
     "principle_messages",
     "rating_messages",
     "render_conversation",
+    "template_digest",
 ]
 
 Message = dict[str, Any]
@@ -70,6 +72,14 @@ class TemplateSet(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+@functools.lru_cache(maxsize=64)
+def template_digest(spec: str | None) -> str:
+    """A digest of the template set a role names (its every template), which keys cached
+    calls: a set's name stays when its text changes, the digest does not."""
+    blob = load_templates(spec).model_dump_json()
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @functools.cache
