@@ -250,6 +250,7 @@ async def edit(
         node.get("text") or "",
         feedback=crit["text"],
         prompt=render_conversation(run.conversation),
+        draft=parent["text"],
     )
     node["text"] = cleaned.text
     if cleaned.cut:

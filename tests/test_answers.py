@@ -245,3 +245,16 @@ def test_run_prints_the_tree_on_stderr(
     assert main([*args, "--quiet", "--trace", str(tmp_path / "t.json"), "Explain CRDTs."]) == 0
     quiet = capsys.readouterr()
     assert quiet.err == "" and quiet.out.strip()
+
+
+def test_a_phrase_kept_from_the_draft_is_not_addressing_the_editor() -> None:
+    draft = "Dear Ms. Lee,\n\nThank you for your note. I'd be happy to assist you with the move."
+    edit = draft.replace("the move.", "the move on May 3.")
+    assert clean_edit(edit, prompt="Write a short reply to Ms. Lee.").rejected == (
+        "addresses the editor"
+    )
+    kept = clean_edit(edit, prompt="Write a short reply to Ms. Lee.", draft=draft)
+    assert kept.rejected is None and kept.text == edit
+    # a phrase of its own that the draft does not hold still counts
+    also = edit + "\n\nPlease provide the text you want me to edit."
+    assert clean_edit(also, draft=draft).rejected == "addresses the editor"

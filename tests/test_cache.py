@@ -143,8 +143,7 @@ async def test_a_changed_template_file_is_not_answered_from_the_cache(
     first = sim.call_count
     critique = load_templates(str(templates)).critique
     templates.write_text(
-        'base = "generic"\nversion = "1"\n'
-        f"critique = '''{critique}\nBe brief.'''\n",
+        f"base = \"generic\"\nversion = \"1\"\ncritique = '''{critique}\nBe brief.'''\n",
         encoding="utf-8",
     )
     load_templates.cache_clear()  # what a restart does

@@ -20,7 +20,8 @@ The rule (:func:`clean_edit`), in order:
    ..."), the rest is cut, when an answer precedes it.
 3. **Non-answers.** What is left is rejected, with a reason, when it is empty; when it
    addresses the editor (asks for the text, offers to help, says it is ready; a phrase the
-   conversation itself contains does not count); or when it
+   conversation or the draft being edited contains does not count: a letter's "I'd be happy
+   to assist you" kept from its draft is the answer's own); or when it
    restates feedback (states a helpfulness verdict, "The response is ... helpful", or repeats
    most of the feedback's words in order: 60% of the feedback's word 4-grams).
 
@@ -161,11 +162,12 @@ def restates(text: str, feedback: str, *, share: float = 0.6) -> bool:
     return len(fb & _grams(text)) / len(fb) >= share
 
 
-def clean_edit(text: str, *, feedback: str = "", prompt: str = "") -> CleanedEdit:
+def clean_edit(text: str, *, feedback: str = "", prompt: str = "", draft: str = "") -> CleanedEdit:
     """Apply the rule (see the module docstring) to an edit model's reply.
 
     ``prompt``: the conversation's text; a phrase it asks for itself (a note that asks "could
-    you share the draft") does not count as addressing the editor.
+    you share the draft") does not count as addressing the editor. ``draft``: the text being
+    edited; a phrase kept from it does not count either.
 
     Example:
         >>> clean_edit("Here's the revised response:\\n\\nRed, yellow and blue.").text
@@ -182,9 +184,10 @@ def clean_edit(text: str, *, feedback: str = "", prompt: str = "") -> CleanedEdi
         cut.append("commentary")
     body = body.strip()
     reason: str | None = None
+    own = f"{prompt}\n{draft}".lower()  # phrases the conversation or the draft holds
     if not body:
         reason = "empty"
-    elif (m := _TO_EDITOR.search(body)) and m.group(0).lower() not in prompt.lower():
+    elif any(m.group(0).lower() not in own for m in _TO_EDITOR.finditer(body)):
         reason = "addresses the editor"
     elif _VERDICT.search(body):
         reason = "states a verdict, as feedback does"
