@@ -147,7 +147,7 @@ async def _discover(
     op: Operator, state: ProbeTask, runtime: Runtime[Any], config: RunnableConfig
 ) -> Any:
     """Learn whether the judge endpoint sends logprobs (see :func:`judges.discover`)."""
-    usage = await discover(op.run(state["spec"], runtime.context).caller, config)
+    usage = await discover(op.run(state.get("spec"), runtime.context).caller, config)
     # The probe's cost is the judge's, in this run's trace (the run that made it pays).
     return {"feedit_judge_usage": [usage.as_dict()]} if usage.calls else {}
 

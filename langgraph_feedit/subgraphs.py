@@ -23,8 +23,10 @@ from typing_extensions import TypedDict
 from langgraph_feedit import nodeid
 from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import critique, draft, edit, judge, recorded, route
+from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.names import RunRoleName
-from langgraph_feedit.prompts import template_digest
+from langgraph_feedit.prompts import BUILTIN_TEMPLATES, template_digest
+from langgraph_feedit.prompts.answers import EDIT_RULE_VERSION
 from langgraph_feedit.runs import Operator, bound, find_run
 from langgraph_feedit.state import NodeDict, RunSpec, merge_nodes
 from langgraph_feedit.tasks import (
@@ -129,11 +131,25 @@ def _key(kind: nodeid.NodeKind | Literal["judge"], op: Operator) -> Any:
     def prompts(spec: RunSpec, role: RunRoleName) -> str:
         # The text of the template set the call is written with, not its name alone: a
         # changed built-in set or template file must not be answered from a cache filled
-        # with the old prompts (a run may choose a built-in set; a file is the operator's).
-        name = spec["roles"][role].get("template") or op.config.role(role).template
+        # with the old prompts. A run may choose a built-in set, nothing else: the key is
+        # made before the node checks its spec, so no other value of it is ever read here
+        # (a forged state must not make the process open a file of its choosing).
+        given = spec["roles"][role].get("template")
+        name = given if given in BUILTIN_TEMPLATES else op.config.role(role).template
         return template_digest(name)
 
     def key(state: BranchState) -> str:
+        try:
+            return make(state)
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError):
+            # What the node itself would say of the spec, before it runs (see ``Operator``).
+            raise ConfigError(
+                "the run settings in this thread's state are malformed: start a new run on "
+                "the thread",
+                source="thread state",
+            ) from None
+
+    def make(state: BranchState) -> str:
         spec = _spec(state)
         payload: dict[str, Any] = {
             "node": kind,
@@ -159,6 +175,8 @@ def _key(kind: nodeid.NodeKind | Literal["judge"], op: Operator) -> Any:
                 payload["parent"] = target_of(state, "parent")["text"]
             if kind == "edit":
                 payload["critique"] = target_of(state, "critique")["text"]
+                # An edit is cached as the rule left it (cut, or rejected as no answer).
+                payload["rule"] = EDIT_RULE_VERSION
         return json.dumps(payload, sort_keys=True, ensure_ascii=False)
 
     return key

@@ -184,3 +184,29 @@ async def test_context_keys_one_rule(sim: SimServer) -> None:
     assert [n["kind"] for n in out["trace"]["nodes"]] == ["draft"] * 3
     with pytest.raises(ConfigError, match="widht"):
         await graph.ainvoke(QUESTION, context={"widht": {"drafts": 2}})
+
+
+async def test_a_forged_template_path_is_never_opened_by_the_call_cache(
+    sim: SimServer, tmp_path: Any
+) -> None:
+    """A cached graph computes a branch's cache key before the branch checks its spec: the
+    key must read no template file a forged spec names (nor fail on a malformed one)."""
+    from langgraph.cache.memory import InMemoryCache
+
+    secret = tmp_path / "operator-secrets.toml"
+    secret.write_text('db_password = "hunter2"\n[deploy]\nhost = "x"\n', encoding="utf-8")
+    cache = InMemoryCache()
+    config = sim_config(sim.base_url, width={"drafts": 1, "critiques": 1, "edits": 1})
+    graph = create_feedit_graph(config, preset="feedback-edit", context_allow=(), cache=cache)
+    served = graph.compile(checkpointer=InMemorySaver(), cache=cache)
+    cfg, values = await _finished_thread(served, "template")
+    forged = json.loads(json.dumps(values["feedit_spec"]))
+    forged["roles"]["critique"]["template"] = str(secret)
+    parent = {"id": "d0", "text": "A draft."}
+    for spec in (forged, {**forged, "roles": None}):
+        send = Send("critique_branch", {"spec": spec, "parent": parent, "round": 1, "index": 0})
+        with pytest.raises(ConfigError) as err:
+            await served.ainvoke(Command(goto=send), cfg)
+        said = str(err.value)
+        assert "db_password" not in said and "deploy" not in said and str(secret) not in said
+        assert "thread's state" in said

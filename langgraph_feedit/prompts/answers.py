@@ -33,7 +33,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["CleanedEdit", "clean_edit"]
+__all__ = ["EDIT_RULE_VERSION", "CleanedEdit", "clean_edit"]
+
+EDIT_RULE_VERSION = 3
+"""Raised whenever the rule below changes what it cuts or rejects: cached edits are stored as
+the rule left them, and their cache key carries this number."""
 
 _LABEL_WORDS = (
     r"(?:revised|rewritten|edited|updated|improved|corrected|final|new)"
