@@ -165,6 +165,9 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), DEPLOY_KEY_VAR: DEPLOY_KEY}
 
 
+_COUNTED = ("calls", "prompt_tokens", "completion_tokens")
+
+
 async def test_fifty_prompts_equal_the_local_batch(
     server: str, sim: SimServer, tmp_path: Path, deploy_key: str
 ) -> None:
@@ -206,6 +209,7 @@ async def test_fifty_prompts_equal_the_local_batch(
     here, there = _read(tmp_path / "local.jsonl"), _read(tmp_path / "remote.jsonl")
     assert [r["id"] for r in there] == [f"same-{i}" for i in range(50)]  # input order
     assert [set(r) for r in there] == [set(r) for r in here]  # one output format
+    deltas: list[dict[str, int]] = []
     for a, b in zip(here, there, strict=True):
         assert (a["answer"], a["selected"], a["status"]) == (
             b["answer"],
@@ -214,7 +218,15 @@ async def test_fifty_prompts_equal_the_local_batch(
         )
         assert [n["id"] for n in a["trace"]["nodes"]] == [n["id"] for n in b["trace"]["nodes"]]
         # the same calls and tokens; the simulated prompt cache's hits depend on call order
-        assert {**a["usage"], "cached_tokens": 0} == {**b["usage"], "cached_tokens": 0}
+        if {**a["usage"], "cached_tokens": 0} != {**b["usage"], "cached_tokens": 0}:
+            deltas.append({k: a["usage"][k] - b["usage"][k] for k in _COUNTED})
+    # ... but for the judge endpoint's logprobs probe, which each process sends once and the
+    # run that sent it pays for: whichever run starts first on each side, maybe not the same.
+    assert deltas == [] or (
+        len(deltas) == 2
+        and deltas[0] == {k: -v for k, v in deltas[1].items()}
+        and abs(deltas[0]["calls"]) == 1
+    ), deltas
 
 
 def test_a_client_killed_at_half_loses_no_answer_and_pays_no_call_twice(
