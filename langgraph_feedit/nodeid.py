@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal, NamedTuple, get_args
 
@@ -55,6 +56,9 @@ def make(kind: NodeKind, index: int, parent: str | None = None) -> str:
     return node_id
 
 
+# A run reads the same few hundred ids many times (ranking, sorting, the trace): parsed
+# once each. The results are immutable, so sharing them is safe.
+@functools.lru_cache(maxsize=4096)
 def parse(node_id: str) -> tuple[Step, ...]:
     """The steps of ``node_id``, from its draft down.
 
@@ -66,6 +70,7 @@ def parse(node_id: str) -> tuple[Step, ...]:
     return tuple(Step(_KIND[part[0]], int(part[1:])) for part in node_id.split("."))
 
 
+@functools.lru_cache(maxsize=4096)
 def order(node_id: str) -> tuple[tuple[str, int], ...]:
     """Sort key following the tree: ``d2`` < ``d10``, ``d0.c1`` < ``d0.c1.e0`` < ``d0.c2``.
 
