@@ -323,7 +323,7 @@ async def test_deadline_returns_best_so_far_and_cancels_calls_in_flight() -> Non
 
 
 async def test_one_failing_branch_is_recorded_and_the_rest_carry_on() -> None:
-    with SimServer(seed=8, faults=[Fault("500", rate=1.0, match='"seed":201')]) as server:
+    with SimServer(seed=8, faults=[Fault("500", rate=1.0, match='"seed":201}')]) as server:
         config = sim_config(
             server.base_url,
             roles={"draft": {"seed": 200}},
@@ -513,6 +513,6 @@ async def test_failures_say_their_kind() -> None:
         with pytest.raises(NoCandidateError) as info:
             await run_graph(config)
         assert not info.value.timed_out
-        server.set_faults([Fault("500", rate=1.0, match='"seed":1')])
+        server.set_faults([Fault("500", rate=1.0, match='"seed":1}')])
         trace = tree(await run_graph(config.merged({"roles": {"draft": {"seed": 0}}})))
     assert trace.node("d1").failure == "backend" and trace.node("d0").failure is None
