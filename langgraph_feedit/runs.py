@@ -65,6 +65,7 @@ __all__ = [
     "find_run",
     "forget_run",
     "make_spec",
+    "malformed_spec",
     "operator_models",
     "read_spec",
     "role_settings",
@@ -237,6 +238,15 @@ def _tunables(spec: RunSpec) -> dict[str, Any]:
     return out
 
 
+def malformed_spec() -> ConfigError:
+    """The error of a run spec that cannot be read (a forged or damaged thread state), the
+    same whether a node or a cache key finds it."""
+    return ConfigError(
+        "the run settings in this thread's state are malformed: start a new run on the thread",
+        source="thread state",
+    )
+
+
 class Operator:
     """What a graph was built with: the operator's configuration, preset and context policy.
 
@@ -310,11 +320,7 @@ class Operator:
         try:
             given = read_spec(spec)
         except (ValidationError, ConfigError):
-            raise ConfigError(
-                "the run settings in this thread's state are malformed: start a new run on the "
-                "thread",
-                source="thread state",
-            ) from None
+            raise malformed_spec() from None
         config = self.resolve(context)
         try:
             tunables = _tunables(given)

@@ -23,11 +23,10 @@ from typing_extensions import TypedDict
 from langgraph_feedit import nodeid
 from langgraph_feedit._sync import both, inline
 from langgraph_feedit.branches import critique, draft, edit, judge, recorded, route
-from langgraph_feedit.errors import ConfigError
 from langgraph_feedit.names import RunRoleName
 from langgraph_feedit.prompts import BUILTIN_TEMPLATES, template_digest
 from langgraph_feedit.prompts.answers import EDIT_RULE_VERSION
-from langgraph_feedit.runs import Operator, bound, find_run
+from langgraph_feedit.runs import Operator, bound, find_run, malformed_spec
 from langgraph_feedit.state import NodeDict, RunSpec, merge_nodes
 from langgraph_feedit.tasks import (
     BranchState,
@@ -143,11 +142,7 @@ def _key(kind: nodeid.NodeKind | Literal["judge"], op: Operator) -> Any:
             return make(state)
         except (KeyError, TypeError, AttributeError, ValueError, RuntimeError):
             # What the node itself would say of the spec, before it runs (see ``Operator``).
-            raise ConfigError(
-                "the run settings in this thread's state are malformed: start a new run on "
-                "the thread",
-                source="thread state",
-            ) from None
+            raise malformed_spec() from None
 
     def make(state: BranchState) -> str:
         spec = _spec(state)
